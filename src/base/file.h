@@ -1,0 +1,51 @@
+// Whole files as bytes: read into ordinary memory (default) or mapped.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace m2fp4 {
+
+// kRead copies the file into process memory, which the host never drops; kMmap maps it (pages can
+// be dropped when cold and fault back from disk, which stalls decode: llama.cpp's --no-mmap story).
+enum class LoadMode { kRead, kMmap };
+
+LoadMode parse_load_mode(std::string_view name);  // "read" | "mmap"; throws on anything else
+
+class FileBytes {
+ public:
+  FileBytes() = default;
+  ~FileBytes();
+  FileBytes(FileBytes&& other) noexcept;
+  FileBytes& operator=(FileBytes&& other) noexcept;
+  FileBytes(const FileBytes&) = delete;
+  FileBytes& operator=(const FileBytes&) = delete;
+
+  static FileBytes open(const std::string& path, LoadMode mode);
+
+  const std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool mapped() const { return mapped_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  void release();
+
+  std::string path_;
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+  bool mapped_ = false;
+  std::byte* owned_ = nullptr;  // 64-byte aligned buffer when read into memory
+};
+
+std::string read_text_file(const std::string& path);
+bool file_exists(const std::string& path);
+
+// Writes `path` through a temporary file and a rename, so a failed write never leaves a
+// complete-looking file behind.
+void write_file_atomic(const std::string& path, std::string_view bytes);
+
+}  // namespace m2fp4

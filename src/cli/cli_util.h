@@ -1,0 +1,20 @@
+// Shared plumbing for subcommands: CLI11 parsing that ends bad arguments with one line on stderr
+// and exit code 2, and a guard that turns m2fp4::Error into a clear message.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace m2fp4::cli {
+
+// Parses argv with `app`. Returns -1 to continue, else the exit code to return now (0 after
+// --help, kUsageError after printing "m2fp4 NAME: error: ..." for a bad argument).
+int parse_args(CLI::App& app, int argc, char** argv);
+
+// Runs body(); an m2fp4::Error (bad input file, bad value) or std::exception becomes one line on
+// stderr and exit code 1 (2 for errors the body marks as usage errors).
+int run_guarded(const std::string& command, const std::function<int()>& body);
+
+}  // namespace m2fp4::cli

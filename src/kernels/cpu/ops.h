@@ -1,0 +1,53 @@
+// Non-matmul kernels of the MiniMax-M2 forward pass, f32 activations. Each has a scalar twin in
+// namespace scalar that tests compare against.
+#pragma once
+
+#include <cstdint>
+
+#include "base/thread_pool.h"
+
+namespace m2fp4 {
+
+// out[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight, for n_rows rows of width n.
+// out may alias x.
+void rms_norm(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps,
+              float* out);
+
+// Partial NeoX ("rotate_half") RoPE on one token: for each of n_heads heads of head_dim channels,
+// channel i < rotary_dim/2 pairs with i + rotary_dim/2; channels >= rotary_dim pass through.
+// inv_freq[i] = theta^(-2i / rotary_dim); angle = position * inv_freq[i] (computed in double).
+void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t rotary_dim, int64_t position,
+               double theta);
+
+// Causal GQA attention for one query token over n_ctx cached positions (the query's own
+// position included as the last one). q: [n_heads * head_dim]; k, v: n_ctx rows of
+// kv_row_stride floats, head g's channels at g * head_dim; query head h uses KV head
+// h / (n_heads / n_kv_heads). Scale 1/sqrt(head_dim), softmax in f32. out: [n_heads * head_dim].
+// scratch: at least n_ctx floats.
+void attention(const float* q, const float* k, const float* v, int64_t n_ctx,
+               int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+               float* out, float* scratch);
+
+// MiniMax-M2 router for one token: score = sigmoid(logit); experts chosen by the top_k largest
+// score + bias (bias may be null); weights = chosen scores renormalised to sum 1.
+// expert_ids/expert_weights: top_k entries, in descending order of score + bias.
+void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
+                        int32_t* expert_ids, float* expert_weights);
+
+// out[i] = silu(gate[i]) * up[i]; out may alias gate or up.
+void silu_mul(const float* gate, const float* up, int64_t n, float* out);
+
+namespace scalar {
+void rms_norm(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps,
+              float* out);
+void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t rotary_dim, int64_t position,
+               double theta);
+void attention(const float* q, const float* k, const float* v, int64_t n_ctx,
+               int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+               float* out, float* scratch);
+void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
+                        int32_t* expert_ids, float* expert_weights);
+void silu_mul(const float* gate, const float* up, int64_t n, float* out);
+}  // namespace scalar
+
+}  // namespace m2fp4
