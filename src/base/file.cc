@@ -23,9 +23,13 @@ LoadMode parse_load_mode(std::string_view name) {
   fail("unknown load mode '", name, "' (expected read or mmap)");
 }
 
-FileBytes::~FileBytes() { release(); }
+FileBytes::~FileBytes() {
+  release();
+}
 
-FileBytes::FileBytes(FileBytes&& other) noexcept { *this = std::move(other); }
+FileBytes::FileBytes(FileBytes&& other) noexcept {
+  *this = std::move(other);
+}
 
 FileBytes& FileBytes::operator=(FileBytes&& other) noexcept {
   if (this != &other) {
@@ -57,7 +61,7 @@ void FileBytes::release() {
 FileBytes FileBytes::open(const std::string& path, LoadMode mode) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail(path, ": cannot open: ", std::strerror(errno));
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
@@ -92,7 +96,8 @@ FileBytes FileBytes::open(const std::string& path, LoadMode mode) {
     if (n <= 0) {
       const int err = errno;
       ::close(fd);
-      fail(path, ": read failed at byte ", done, ": ", n == 0 ? "unexpected end" : std::strerror(err));
+      fail(path, ": read failed at byte ", done, ": ",
+           n == 0 ? "unexpected end" : std::strerror(err));
     }
     done += static_cast<size_t>(n);
   }
@@ -109,7 +114,9 @@ std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
-bool file_exists(const std::string& path) { return std::filesystem::is_regular_file(path); }
+bool file_exists(const std::string& path) {
+  return std::filesystem::is_regular_file(path);
+}
 
 void write_file_atomic(const std::string& path, std::string_view bytes) {
   const std::string tmp = path + ".partial";

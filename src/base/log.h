@@ -11,8 +11,14 @@ void set_log_level(LogLevel level);
 LogLevel log_level();
 void log_message(LogLevel level, const std::string& message);
 
-inline void log_info(const std::string& m) { log_message(LogLevel::kInfo, m); }
-inline void log_warn(const std::string& m) { log_message(LogLevel::kWarn, m); }
-inline void log_debug(const std::string& m) { log_message(LogLevel::kDebug, m); }
+inline void log_info(const std::string& m) {
+  log_message(LogLevel::kInfo, m);
+}
+inline void log_warn(const std::string& m) {
+  log_message(LogLevel::kWarn, m);
+}
+inline void log_debug(const std::string& m) {
+  log_message(LogLevel::kDebug, m);
+}
 
 }  // namespace m2fp4

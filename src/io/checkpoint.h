@@ -2,7 +2,9 @@
 // model.safetensors.index.json ("weight_map": tensor name -> shard file).
 #pragma once
 
+#include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -23,7 +25,7 @@ class Checkpoint {
 
   const std::string& dir() const { return dir_; }
   bool has_config() const { return !config_.is_null(); }
-  const nlohmann::json& config() const { return config_; }  // throws if absent
+  const nlohmann::json& config() const;  // throws if absent
 
   bool has(std::string_view name) const;
   TensorView tensor(std::string_view name) const;  // throws "missing tensor NAME"
@@ -42,9 +44,21 @@ class Checkpoint {
 // declare all tensors first (so headers and the index can be written), then write them in order.
 class CheckpointWriter {
  public:
-  // max_shard_bytes == 0: one model.safetensors.
-  CheckpointWriter(const std::string& dir, std::vector<TensorSpec> specs, uint64_t max_shard_bytes);
+  // Tensors go to shards in declaration order; a new shard starts when the next tensor would take
+  // the current one past max_shard_bytes (a tensor larger than that gets a shard of its own).
+  // Shards are model-00001-of-0000N.safetensors plus model.safetensors.index.json, written by
+  // finish(); max_shard_bytes == 0, or everything fitting in one shard, gives one
+  // model.safetensors and no index (as Hugging Face does). Each shard carries `metadata`
+  // (transformers refuses files whose metadata lacks "format"). The folder is created if needed.
+  // A writer destroyed before finish() removes every file it wrote, so a failed export never
+  // leaves a folder that loads as a smaller model.
+  CheckpointWriter(const std::string& dir, std::vector<TensorSpec> specs, uint64_t max_shard_bytes,
+                   const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
   ~CheckpointWriter();
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+  // Shard file names in order, known from the declarations (before any write).
+  const std::vector<std::string>& shard_files() const;
   void write(std::string_view name, std::span<const std::byte> data);
   void finish();
 

@@ -30,6 +30,11 @@ struct TensorInfo {
   uint64_t nbytes() const { return end - begin; }
 };
 
+// Bytes of a dtype x shape tensor; throws m2fp4::Error on a negative dimension or an overflow.
+uint64_t tensor_nbytes(DType dtype, const std::vector<int64_t>& shape);
+// "[2, 3]": shapes in messages.
+std::string shape_string(const std::vector<int64_t>& shape);
+
 // A view of one tensor's stored bytes; valid while the owning file/checkpoint lives.
 struct TensorView {
   const TensorInfo* info = nullptr;

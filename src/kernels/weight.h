@@ -22,9 +22,9 @@ struct Weight {
   WeightFormat format = WeightFormat::kF32;
   int64_t rows = 0;
   int64_t cols = 0;
-  const void* data = nullptr;            // rows x cols elements in `format`
-  const float* block_scale = nullptr;    // kFp8Block128 only
-  int64_t scale_cols = 0;                // kFp8Block128: ceil(cols / 128)
+  const void* data = nullptr;          // rows x cols elements in `format`
+  const float* block_scale = nullptr;  // kFp8Block128 only
+  int64_t scale_cols = 0;              // kFp8Block128: ceil(cols / 128)
 
   // Bytes of weight data streamed by one full pass (scales included).
   int64_t nbytes() const;

@@ -6,7 +6,9 @@
 
 namespace m2fp4 {
 
-constexpr float bf16_to_f32(uint16_t bits) { return std::bit_cast<float>(uint32_t{bits} << 16); }
+constexpr float bf16_to_f32(uint16_t bits) {
+  return std::bit_cast<float>(uint32_t{bits} << 16);
+}
 
 // Round-to-nearest-even; NaN stays a quiet NaN of the same sign.
 constexpr uint16_t f32_to_bf16(float value) {
@@ -17,6 +19,8 @@ constexpr uint16_t f32_to_bf16(float value) {
 }
 
 // float32 rounded to the nearest bf16 value, as a float.
-constexpr float round_to_bf16(float value) { return bf16_to_f32(f32_to_bf16(value)); }
+constexpr float round_to_bf16(float value) {
+  return bf16_to_f32(f32_to_bf16(value));
+}
 
 }  // namespace m2fp4

@@ -30,8 +30,9 @@ constexpr uint16_t f32_to_f16(float value) {
     if (abs < 0x33000000u) return sign;  // below half of the smallest subnormal
     const uint32_t exp = abs >> 23;
     const uint32_t mant = (abs & 0x7FFFFFu) | 0x800000u;
-    const uint32_t shift = 126 - exp;  // 113..125 -> shift so that result is mant >> (shift-?)
-    // value = mant * 2^(exp-150); want round(value * 2^24) = mant >> (126 - exp)
+    // value = mant * 2^(exp-150), so value / 2^-24 = mant >> (126 - exp); exp is 102..112 here,
+    // i.e. a shift of 14..24.
+    const uint32_t shift = 126 - exp;
     const uint32_t q = mant >> shift;
     const uint32_t rem = mant & ((1u << shift) - 1);
     const uint32_t half = 1u << (shift - 1);

@@ -31,8 +31,8 @@ inline constexpr std::array<float, 256> kE4m3Table = [] {
 }();
 
 enum class Fp8Overflow {
-  kNan,        // PyTorch's .to(float8_e4m3fn): past 464 (and inf/NaN) -> NaN
-  kSaturate,   // CUDA __NV_SATFINITE: overflow and inf -> +-448, NaN -> NaN
+  kNan,       // PyTorch's .to(float8_e4m3fn): past 464 (and inf/NaN) -> NaN
+  kSaturate,  // CUDA __NV_SATFINITE: overflow and inf -> +-448, NaN -> NaN
 };
 
 // Round-to-nearest-even encoding from float32.
@@ -46,7 +46,7 @@ constexpr uint8_t f32_to_e4m3(float value, Fp8Overflow overflow = Fp8Overflow::k
     return overflow == Fp8Overflow::kSaturate ? static_cast<uint8_t>(sign | 0x7Eu)
                                               : static_cast<uint8_t>(sign | 0x7Fu);
   }
-  if (a < 0x3C800000u) {  // below 2^-6: subnormal grid of 2^-9
+  if (a < 0x3C800000u) {                                 // below 2^-6: subnormal grid of 2^-9
     const float mag = std::bit_cast<float>(a) * 512.0f;  // exact (power-of-two scale)
     // round half to even on an integer grid
     const uint32_t whole = static_cast<uint32_t>(mag);

@@ -24,9 +24,8 @@ void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t rotary_dim, 
 // kv_row_stride floats, head g's channels at g * head_dim; query head h uses KV head
 // h / (n_heads / n_kv_heads). Scale 1/sqrt(head_dim), softmax in f32. out: [n_heads * head_dim].
 // scratch: at least n_ctx floats.
-void attention(const float* q, const float* k, const float* v, int64_t n_ctx,
-               int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-               float* out, float* scratch);
+void attention(const float* q, const float* k, const float* v, int64_t n_ctx, int64_t kv_row_stride,
+               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* out, float* scratch);
 
 // MiniMax-M2 router for one token: score = sigmoid(logit); experts chosen by the top_k largest
 // score + bias (bias may be null); weights = chosen scores renormalised to sum 1.
@@ -42,9 +41,8 @@ void rms_norm(const float* x, const float* weight, int64_t n_rows, int64_t n, fl
               float* out);
 void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t rotary_dim, int64_t position,
                double theta);
-void attention(const float* q, const float* k, const float* v, int64_t n_ctx,
-               int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-               float* out, float* scratch);
+void attention(const float* q, const float* k, const float* v, int64_t n_ctx, int64_t kv_row_stride,
+               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* out, float* scratch);
 void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
                         int32_t* expert_ids, float* expert_weights);
 void silu_mul(const float* gate, const float* up, int64_t n, float* out);

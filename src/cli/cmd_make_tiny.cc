@@ -1,0 +1,35 @@
+// m2fp4 make-tiny: a random-weight MiniMax-M2 checkpoint of the real architecture, scaled down.
+#include <cstdio>
+#include <string>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "model/random_checkpoint.h"
+
+namespace m2fp4::cli {
+
+int cmd_make_tiny(int argc, char** argv) {
+  CLI::App app("Write a small random-weight MiniMax-M2 checkpoint (Hugging Face layout).",
+               "m2fp4 make-tiny");
+  std::string out, preset = "tiny", dtype = "bf16";
+  uint64_t seed = 1;
+  double max_shard_mb = 1024.0;
+  app.add_option("--out", out, "output folder")->required();
+  app.add_option("--preset", preset, "tiny | bench")->check(CLI::IsMember({"tiny", "bench"}));
+  app.add_option("--seed", seed, "random seed");
+  app.add_option("--dtype", dtype, "bf16 | f32 | fp8 (official MiniMax FP8 block layout)")
+      ->check(CLI::IsMember({"bf16", "f32", "fp8"}));
+  app.add_option("--max-shard-size", max_shard_mb,
+                 "largest safetensors shard in MB; bigger checkpoints get an index (0: one file)");
+  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+  return run_guarded(app.get_name(), [&] {
+    const ModelConfig config = preset_config(preset);
+    write_random_checkpoint(out, config, seed, parse_checkpoint_dtype(dtype),
+                            static_cast<uint64_t>(max_shard_mb * 1e6));
+    std::printf("wrote %s preset (%s, seed %llu) to %s\n", preset.c_str(), dtype.c_str(),
+                static_cast<unsigned long long>(seed), out.c_str());
+    return 0;
+  });
+}
+
+}  // namespace m2fp4::cli

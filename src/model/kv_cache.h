@@ -1,0 +1,45 @@
+// Per-sequence KV cache, contiguous (paging comes with serving): for each sequence and layer,
+// keys and values of every position, [position][kv_width] f32.
+#pragma once
+
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+#include "model/config.h"
+
+namespace m2fp4 {
+
+class KvCache {
+ public:
+  // max_context: the most positions one sequence may hold (a longer prompt is an error).
+  KvCache(const ModelConfig& config, int64_t max_context);
+
+  int64_t max_context() const { return max_context_; }
+  int64_t kv_width() const { return kv_width_; }
+  // Number of cached positions of a sequence (0 for an unknown one).
+  int64_t length(int32_t seq) const;
+  // Makes room for positions [0, new_length) and sets the sequence's length; positions past the
+  // old length hold garbage until written. Throws if new_length exceeds max_context.
+  void resize(int32_t seq, int64_t new_length);
+  void drop(int32_t seq);
+
+  float* keys(int32_t seq, int64_t layer, int64_t position);
+  float* values(int32_t seq, int64_t layer, int64_t position);
+
+ private:
+  struct SequenceKv {
+    int64_t length = 0;
+    int64_t capacity = 0;
+    std::vector<std::vector<float>> k;  // per layer: capacity x kv_width
+    std::vector<std::vector<float>> v;
+  };
+  SequenceKv& get(int32_t seq);
+
+  int64_t n_layers_;
+  int64_t kv_width_;
+  int64_t max_context_;
+  std::unordered_map<int32_t, SequenceKv> seqs_;
+};
+
+}  // namespace m2fp4

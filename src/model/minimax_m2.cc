@@ -1,0 +1,200 @@
+#include "model/minimax_m2.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "base/error.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/ops.h"
+
+namespace m2fp4 {
+
+std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& dir, LoadMode mode) {
+  auto m = std::make_unique<LoadedModel>();
+  m->checkpoint = Checkpoint::open(dir, mode);
+  M2_CHECK(m->checkpoint.has_config(), dir, ": config.json is missing");
+  m->config = ModelConfig::from_json(m->checkpoint.config());
+  if (!m->config.quantization_config.is_null() && !m->config.fp8.present) {
+    fail(dir, ": quantization method '", m->config.quantization_config.value("quant_method", "?"),
+         "' is not supported yet");
+  }
+  m->weights = ModelWeights::load(m->checkpoint, m->config);
+  return m;
+}
+
+// Activations of one batch, [n_tokens, width] row-major f32.
+struct MiniMaxM2::Scratch {
+  int64_t n = 0;
+  std::vector<float> x;                          // residual stream [n, hidden]
+  std::vector<float> h;                          // normed input of a block [n, hidden]
+  std::vector<float> q, k, v;                    // projections [n, q_width] / [n, kv_width]
+  std::vector<float> attn;                       // attention output before o_proj [n, q_width]
+  std::vector<float> proj;                       // o_proj output [n, hidden]
+  std::vector<float> router;                     // router logits [n, n_experts]
+  std::vector<int32_t> expert_ids;               // [n, top_k]
+  std::vector<float> expert_w;                   // [n, top_k]
+  std::vector<float> expert_in, gate, up, down;  // per-expert gathered rows
+  std::vector<std::vector<float>> attn_scratch;  // per thread, [max n_ctx]
+};
+
+MiniMaxM2::MiniMaxM2(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool)
+    : config_(config), weights_(weights), pool_(pool) {}
+
+void MiniMaxM2::forward(const Batch& batch, KvCache& cache, std::vector<float>& logits) {
+  const ModelConfig& c = config_;
+  const int64_t n = batch.size();
+  const int64_t H = c.hidden_size;
+  M2_CHECK(batch.positions.size() == batch.tokens.size() &&
+               batch.seq_ids.size() == batch.tokens.size() &&
+               batch.want_logits.size() == batch.tokens.size(),
+           "batch arrays differ in length");
+  logits.clear();
+  if (n == 0) return;
+
+  // Each sequence's tokens: consecutive positions, starting at most at its cached length.
+  std::map<int32_t, std::pair<int32_t, int32_t>> span;  // seq -> (first pos, last pos)
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t tok = batch.tokens[i];
+    M2_CHECK(tok >= 0 && tok < c.vocab_size, "token id ", tok, " is outside the vocabulary [0, ",
+             c.vocab_size, ")");
+    auto [it, inserted] =
+        span.try_emplace(batch.seq_ids[i], batch.positions[i], batch.positions[i]);
+    if (!inserted) {
+      M2_CHECK(batch.positions[i] == it->second.second + 1, "sequence ", batch.seq_ids[i],
+               ": positions in a batch must be consecutive (got ", batch.positions[i], " after ",
+               it->second.second, ")");
+      it->second.second = batch.positions[i];
+    }
+  }
+  for (const auto& [seq, range] : span) {
+    M2_CHECK(range.first >= 0 && range.first <= cache.length(seq), "sequence ", seq, ": position ",
+             range.first, " skips past the cached length ", cache.length(seq));
+    cache.resize(seq, static_cast<int64_t>(range.second) + 1);
+  }
+
+  Scratch s;
+  s.n = n;
+  s.x.resize(static_cast<size_t>(n * H));
+  s.h.resize(static_cast<size_t>(n * H));
+  for (int64_t i = 0; i < n; ++i) {
+    decode_weight_row(weights_.embed_tokens, batch.tokens[i], s.x.data() + i * H);
+  }
+  int64_t max_ctx = 0;
+  for (int32_t p : batch.positions) max_ctx = std::max<int64_t>(max_ctx, p + 1);
+  s.attn_scratch.assign(static_cast<size_t>(pool_.size()),
+                        std::vector<float>(static_cast<size_t>(max_ctx)));
+
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    attention_block(l, batch, cache, s);  // x += Attention(RMSNorm(x))
+    moe_block(l, s);                      // x += MoE(RMSNorm(x))
+  }
+
+  // Final norm and lm_head, only for the rows whose logits are wanted.
+  std::vector<float> rows;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!batch.want_logits[i]) continue;
+    rows.insert(rows.end(), s.x.begin() + i * H, s.x.begin() + (i + 1) * H);
+  }
+  const int64_t n_out = static_cast<int64_t>(rows.size()) / H;
+  if (n_out == 0) return;
+  rms_norm(rows.data(), weights_.final_norm.data(), n_out, H, c.rms_norm_eps, rows.data());
+  logits.resize(static_cast<size_t>(n_out * c.vocab_size));
+  matmul(weights_.lm_head, rows.data(), n_out, logits.data(), pool_);
+}
+
+void MiniMaxM2::attention_block(int64_t l, const Batch& batch, KvCache& cache, Scratch& s) {
+  const ModelConfig& c = config_;
+  const LayerWeights& L = weights_.layers[l];
+  const int64_t n = s.n, H = c.hidden_size, QW = c.q_width(), KW = c.kv_width();
+
+  rms_norm(s.x.data(), L.input_norm.data(), n, H, c.rms_norm_eps, s.h.data());
+  s.q.resize(static_cast<size_t>(n * QW));
+  s.k.resize(static_cast<size_t>(n * KW));
+  s.v.resize(static_cast<size_t>(n * KW));
+  matmul(L.q_proj, s.h.data(), n, s.q.data(), pool_);
+  matmul(L.k_proj, s.h.data(), n, s.k.data(), pool_);
+  matmul(L.v_proj, s.h.data(), n, s.v.data(), pool_);
+
+  // QK-norm over the whole projection of each token (one statistic for all heads), before RoPE.
+  if (c.use_qk_norm) {
+    rms_norm(s.q.data(), L.q_norm.data(), n, QW, c.rms_norm_eps, s.q.data());
+    rms_norm(s.k.data(), L.k_norm.data(), n, KW, c.rms_norm_eps, s.k.data());
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t pos = batch.positions[i];
+    rope_neox(s.q.data() + i * QW, c.num_attention_heads, c.head_dim, c.rotary_dim, pos,
+              c.rope_theta);
+    rope_neox(s.k.data() + i * KW, c.num_key_value_heads, c.head_dim, c.rotary_dim, pos,
+              c.rope_theta);
+    std::copy_n(s.k.data() + i * KW, KW, cache.keys(batch.seq_ids[i], l, pos));
+    std::copy_n(s.v.data() + i * KW, KW, cache.values(batch.seq_ids[i], l, pos));
+  }
+
+  // Causal attention: token i sees its sequence's positions 0..pos (all keys are in the cache).
+  s.attn.resize(static_cast<size_t>(n * QW));
+  pool_.run(n, [&](int64_t i, int thread) {
+    const int32_t seq = batch.seq_ids[i];
+    const int64_t n_ctx = batch.positions[i] + 1;
+    attention(s.q.data() + i * QW, cache.keys(seq, l, 0), cache.values(seq, l, 0), n_ctx, KW,
+              c.num_attention_heads, c.num_key_value_heads, c.head_dim, s.attn.data() + i * QW,
+              s.attn_scratch[thread].data());
+  });
+
+  s.proj.resize(static_cast<size_t>(n * H));
+  matmul(L.o_proj, s.attn.data(), n, s.proj.data(), pool_);
+  for (int64_t i = 0; i < n * H; ++i) s.x[i] += s.proj[i];
+}
+
+void MiniMaxM2::moe_block(int64_t l, Scratch& s) {
+  const ModelConfig& c = config_;
+  const LayerWeights& L = weights_.layers[l];
+  const int64_t n = s.n, H = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
+  const int64_t I = c.intermediate_size;
+
+  rms_norm(s.x.data(), L.post_attention_norm.data(), n, H, c.rms_norm_eps, s.h.data());
+
+  // Router in f32: sigmoid scores, bias only to choose, chosen scores renormalised.
+  s.router.resize(static_cast<size_t>(n * E));
+  matmul(L.router_gate, s.h.data(), n, s.router.data(), pool_);
+  s.expert_ids.resize(static_cast<size_t>(n * K));
+  s.expert_w.resize(static_cast<size_t>(n * K));
+  for (int64_t i = 0; i < n; ++i) {
+    route_sigmoid_topk(s.router.data() + i * E,
+                       L.router_bias.empty() ? nullptr : L.router_bias.data(), E, K,
+                       s.expert_ids.data() + i * K, s.expert_w.data() + i * K);
+  }
+
+  // Group tokens by expert so each expert's weights are read once per batch.
+  std::vector<std::vector<std::pair<int32_t, float>>> routed(static_cast<size_t>(E));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < K; ++j) {
+      routed[s.expert_ids[i * K + j]].emplace_back(static_cast<int32_t>(i), s.expert_w[i * K + j]);
+    }
+  }
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& rows = routed[e];
+    if (rows.empty()) continue;
+    const int64_t m = static_cast<int64_t>(rows.size());
+    const ExpertWeights& ex = L.experts[e];
+    s.expert_in.resize(static_cast<size_t>(m * H));
+    for (int64_t r = 0; r < m; ++r) {
+      std::copy_n(s.h.data() + rows[r].first * H, H, s.expert_in.data() + r * H);
+    }
+    s.gate.resize(static_cast<size_t>(m * I));
+    s.up.resize(static_cast<size_t>(m * I));
+    s.down.resize(static_cast<size_t>(m * H));
+    matmul(ex.w1, s.expert_in.data(), m, s.gate.data(), pool_);
+    matmul(ex.w3, s.expert_in.data(), m, s.up.data(), pool_);
+    silu_mul(s.gate.data(), s.up.data(), m * I, s.gate.data());
+    matmul(ex.w2, s.gate.data(), m, s.down.data(), pool_);
+    for (int64_t r = 0; r < m; ++r) {
+      float* x = s.x.data() + rows[r].first * H;
+      const float w = rows[r].second;
+      const float* d = s.down.data() + r * H;
+      for (int64_t i = 0; i < H; ++i) x[i] += w * d[i];
+    }
+  }
+}
+
+}  // namespace m2fp4

@@ -1,0 +1,66 @@
+// The MiniMax-M2 forward pass, batched: one call takes tokens of any number of sequences with
+// their positions (prefill of many tokens and decode of one token per sequence are the same code).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/file.h"
+#include "base/thread_pool.h"
+#include "io/checkpoint.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+
+namespace m2fp4 {
+
+struct Batch {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> positions;
+  std::vector<int32_t> seq_ids;
+  std::vector<uint8_t> want_logits;  // 1: return this token's logits
+
+  void add(int32_t token, int32_t position, int32_t seq_id, bool logits) {
+    tokens.push_back(token);
+    positions.push_back(position);
+    seq_ids.push_back(seq_id);
+    want_logits.push_back(logits ? 1 : 0);
+  }
+  int64_t size() const { return static_cast<int64_t>(tokens.size()); }
+  void clear() { *this = Batch{}; }
+};
+
+// A checkpoint opened and its weights tabled, ready to run.
+struct LoadedModel {
+  Checkpoint checkpoint;
+  ModelConfig config;
+  ModelWeights weights;
+
+  static std::unique_ptr<LoadedModel> open(const std::string& dir, LoadMode mode = LoadMode::kRead);
+};
+
+class MiniMaxM2 {
+ public:
+  MiniMaxM2(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool);
+
+  // Runs the batch through every layer, appending its keys/values to `cache`, and writes the
+  // logits of the tokens with want_logits (in batch order) to `logits` as [n, vocab].
+  // Each sequence's tokens must have consecutive positions starting at most at its cached length
+  // (a lower start overwrites the tail: the cache is truncated there).
+  void forward(const Batch& batch, KvCache& cache, std::vector<float>& logits);
+
+  const ModelConfig& config() const { return config_; }
+
+ private:
+  struct Scratch;
+  void attention_block(int64_t layer, const Batch& batch, KvCache& cache, Scratch& s);
+  void moe_block(int64_t layer, Scratch& s);
+
+  const ModelConfig& config_;
+  const ModelWeights& weights_;
+  ThreadPool& pool_;
+};
+
+}  // namespace m2fp4

@@ -1,0 +1,32 @@
+// The IQ4_NL codebook (quant-formats.md §3.3; llama.cpp kvalues_iq4nl): 16 fixed non-uniform int8
+// levels, decoded as x = d * level[code] with a per-block (possibly negative) fp16 scale d.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+namespace m2fp4 {
+
+inline constexpr std::array<int8_t, 16> kIq4nlLevels = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                                        1,    13,   25,  38,  53,  69,  89,  113};
+
+// level[i-1] + level[i] for i = 1..15: index i is chosen once 2x reaches this sum.
+inline constexpr std::array<float, 15> kIq4nlDoubledMidpoints = [] {
+  std::array<float, 15> t{};
+  for (int i = 1; i < 16; ++i) t[i - 1] = static_cast<float>(kIq4nlLevels[i - 1] + kIq4nlLevels[i]);
+  return t;
+}();
+
+// Index of the level nearest to x (x in level units, i.e. already divided by the scale). Exact
+// midpoints go to the upper level; below -127 gives 0 and above 113 gives 15. 2x is exact in
+// float32 (barring overflow to inf, which still compares correctly). NaN gives 0.
+constexpr uint8_t iq4nl_nearest_index(float x) {
+  const float twice = 2.0f * x;
+  uint8_t index = 0;
+  for (float midpoint : kIq4nlDoubledMidpoints) index += twice >= midpoint ? 1 : 0;
+  return index;
+}
+
+constexpr float iq4nl_level(uint8_t code) { return static_cast<float>(kIq4nlLevels[code & 0xFu]); }
+
+}  // namespace m2fp4

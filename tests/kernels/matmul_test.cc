@@ -1,0 +1,172 @@
+// Matmul: the scalar reference against hand-computed values and an independent double-precision
+// sum, and the fast kernel against the scalar reference for every weight format.
+#include "kernels/cpu/matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "base/error.h"
+#include "kernels/test_util.h"
+#include "numerics/bf16.h"
+#include "numerics/f16.h"
+#include "numerics/fp8_e4m3.h"
+
+namespace m2fp4 {
+namespace {
+
+using test::kF32Eps;
+using test::OwnedWeight;
+using test::random_floats;
+using test::random_weight;
+
+constexpr WeightFormat kAllFormats[] = {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kF16,
+                                        WeightFormat::kFp8Block128};
+
+TEST(MatmulScalar, HandComputedF32) {
+  // W = [[1, 2, 3], [-1, 0.5, 4]], x0 = [1, 1, 1], x1 = [2, -1, 0.25]
+  const float w[] = {1, 2, 3, -1, 0.5f, 4};
+  const float x[] = {1, 1, 1, 2, -1, 0.25f};
+  Weight weight{WeightFormat::kF32, 2, 3, w, nullptr, 0};
+  float y[4];
+  scalar::matmul(weight, x, 2, y);
+  EXPECT_FLOAT_EQ(y[0], 6.0f);
+  EXPECT_FLOAT_EQ(y[1], 3.5f);
+  EXPECT_FLOAT_EQ(y[2], 2 - 2 + 0.75f);
+  EXPECT_FLOAT_EQ(y[3], -2 - 0.5f + 1.0f);
+}
+
+TEST(MatmulScalar, HandComputedHalfFormats) {
+  // 1.5, -2, 0.3125 are exact in bf16 and f16: bit patterns written out by hand.
+  const uint16_t bf16[] = {0x3FC0, 0xC000, 0x3EA0};
+  const uint16_t f16[] = {0x3E00, 0xC000, 0x3500};
+  const float x[] = {2, 1, 4};
+  float y = 0;
+  scalar::matmul(Weight{WeightFormat::kBF16, 1, 3, bf16, nullptr, 0}, x, 1, &y);
+  EXPECT_FLOAT_EQ(y, 3 - 2 + 1.25f);
+  scalar::matmul(Weight{WeightFormat::kF16, 1, 3, f16, nullptr, 0}, x, 1, &y);
+  EXPECT_FLOAT_EQ(y, 3 - 2 + 1.25f);
+}
+
+TEST(MatmulScalar, Fp8BlockScalesIndexedByRowBlockThenColBlock) {
+  // 130 x 130 weight of e4m3 1.0 (code 0x38) and one 0.5 (code 0x30), 2 x 2 distinct scales:
+  // y[r] = sum_c W[r, c] * scale[r / 128][c / 128] with x = 1. Swapping the scale indices
+  // ([c/128][r/128]) or dividing by the scale would change the answer.
+  const int64_t n = 130;
+  std::vector<uint8_t> q(n * n, 0x38);
+  q[129 * n + 129] = 0x30;
+  const float scales[] = {2.0f, 3.0f, 5.0f, 7.0f};
+  Weight w{WeightFormat::kFp8Block128, n, n, q.data(), scales, 2};
+  std::vector<float> x(n, 1.0f), y(n);
+  scalar::matmul(w, x.data(), 1, y.data());
+  EXPECT_FLOAT_EQ(y[0], 128 * 2.0f + 2 * 3.0f);
+  EXPECT_FLOAT_EQ(y[127], 128 * 2.0f + 2 * 3.0f);
+  EXPECT_FLOAT_EQ(y[128], 128 * 5.0f + 2 * 7.0f);
+  EXPECT_FLOAT_EQ(y[129], 128 * 5.0f + 1 * 7.0f + 0.5f * 7.0f);
+}
+
+TEST(MatmulScalar, MatchesDoubleSumWithinF32Bound) {
+  // Independent check of the reference itself: exact decode (test_util) and a double sum.
+  for (WeightFormat format : kAllFormats) {
+    const int64_t rows = 37, cols = 300, n_tokens = 3;
+    OwnedWeight o = random_weight(format, rows, cols, 11);
+    std::vector<float> x = random_floats(n_tokens * cols, 12);
+    std::vector<float> y(n_tokens * rows);
+    scalar::matmul(o.w, x.data(), n_tokens, y.data());
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double sum = 0, sum_abs = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          const double term = o.at(r, c) * x[t * cols + c];
+          sum += term;
+          sum_abs += std::abs(term);
+        }
+        // Sequential f32 summation of n products: |error| <= (n + 1) u sum|terms|.
+        EXPECT_NEAR(y[t * rows + r], sum, (cols + 1) * kF32Eps * sum_abs)
+            << weight_format_name(format) << " t=" << t << " r=" << r;
+      }
+    }
+  }
+}
+
+TEST(MatmulScalar, RejectsBadArguments) {
+  const float w[4] = {};
+  float x[2] = {}, y[2] = {};
+  EXPECT_THROW(scalar::matmul(Weight{WeightFormat::kF32, 2, 2, nullptr, nullptr, 0}, x, 1, y),
+               Error);
+  EXPECT_THROW(scalar::matmul(Weight{WeightFormat::kFp8Block128, 2, 2, w, nullptr, 1}, x, 1, y),
+               Error);
+  const float s[1] = {1};
+  EXPECT_THROW(scalar::matmul(Weight{WeightFormat::kFp8Block128, 2, 2, w, s, 2}, x, 1, y), Error);
+  ThreadPool pool(2);
+  EXPECT_THROW(matmul(Weight{WeightFormat::kBF16, 2, 2, nullptr, nullptr, 0}, x, 1, y, pool),
+               Error);
+}
+
+// Fast vs scalar. Both are f32 sums of the same exactly-decoded products in different orders;
+// each is within (n + 1) u sum|terms| of the exact sum, so they differ by at most twice that.
+// A single wrongly decoded or skipped element (of size ~sum|terms| / n) exceeds this bound.
+void expect_fast_matches_scalar(const OwnedWeight& o, int64_t n_tokens, ThreadPool& pool,
+                                uint32_t seed) {
+  const Weight& w = o.w;
+  std::vector<float> x = random_floats(n_tokens * w.cols, seed);
+  std::vector<float> fast(n_tokens * w.rows, NAN), ref(n_tokens * w.rows);
+  matmul(w, x.data(), n_tokens, fast.data(), pool);
+  scalar::matmul(w, x.data(), n_tokens, ref.data());
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t r = 0; r < w.rows; ++r) {
+      double sum_abs = 0;
+      for (int64_t c = 0; c < w.cols; ++c) sum_abs += std::abs(o.at(r, c) * x[t * w.cols + c]);
+      const double tol = 2.0 * (w.cols + 1) * kF32Eps * sum_abs;
+      ASSERT_NEAR(fast[t * w.rows + r], ref[t * w.rows + r], tol)
+          << weight_format_name(w.format) << " [" << w.rows << " x " << w.cols
+          << "] n_tokens=" << n_tokens << " threads=" << pool.size() << " t=" << t << " r=" << r;
+    }
+  }
+}
+
+class MatmulFastVsScalar : public ::testing::TestWithParam<WeightFormat> {};
+
+TEST_P(MatmulFastVsScalar, OddShapesTokensAndThreads) {
+  const WeightFormat format = GetParam();
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {1, 1}, {1, 7}, {3, 16}, {5, 17}, {17, 33}, {31, 129}, {130, 257}, {67, 300}, {129, 1000}};
+  uint32_t seed = 100;
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (auto [rows, cols] : shapes) {
+      OwnedWeight o = random_weight(format, rows, cols, seed++);
+      for (int64_t n_tokens : {1, 3, 17}) expect_fast_matches_scalar(o, n_tokens, pool, seed++);
+    }
+  }
+}
+
+TEST_P(MatmulFastVsScalar, LargerDecodeAndPrefillShapes) {
+  ThreadPool pool(2);
+  OwnedWeight o = random_weight(GetParam(), 515, 1543, 7);
+  for (int64_t n_tokens : {1, 2, 4, 9, 64}) expect_fast_matches_scalar(o, n_tokens, pool, 8);
+}
+
+TEST_P(MatmulFastVsScalar, ZeroTokensOrRowsWriteNothing) {
+  ThreadPool pool(2);
+  OwnedWeight o = random_weight(GetParam(), 4, 9, 3);
+  std::vector<float> x(9, 1.0f), y(4, 123.0f);
+  matmul(o.w, x.data(), 0, y.data(), pool);
+  for (float v : y) EXPECT_EQ(v, 123.0f);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulFastVsScalar, ::testing::ValuesIn(kAllFormats),
+                         [](const auto& info) {
+                           std::string name = weight_format_name(info.param);
+                           for (char& ch : name) {
+                             if (ch == '-') ch = '_';
+                           }
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace m2fp4

@@ -1,0 +1,75 @@
+// Thread pool: run() and parallel_for() hand out every item exactly once, for many sizes and
+// thread counts, and back-to-back regions do not interfere.
+#include "base/thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+namespace m2fp4 {
+namespace {
+
+TEST(ThreadPool, RunCoversEveryTaskOnce) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    EXPECT_EQ(pool.size(), threads);
+    for (int64_t n : {0, 1, 2, 3, 7, 64, 1000}) {
+      std::vector<std::atomic<int>> hits(n);
+      std::atomic<bool> bad_thread{false};
+      pool.run(n, [&](int64_t task, int thread) {
+        if (thread < 0 || thread >= threads) bad_thread = true;
+        hits[task].fetch_add(1);
+      });
+      EXPECT_FALSE(bad_thread);
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+TEST(ThreadPool, ParallelForCoversRangeWithDisjointChunks) {
+  for (int threads : {1, 2, 3, 4}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 5, 17, 100, 4097}) {
+      for (int64_t grain : {0, 1, 3, 16, 1000}) {
+        std::vector<std::atomic<int>> hits(n);
+        std::atomic<int> chunks{0};
+        std::atomic<bool> bad{false};
+        pool.parallel_for(n, grain, [&](int64_t begin, int64_t end, int thread) {
+          if (begin >= end || thread < 0 || thread >= threads) bad = true;
+          // Chunks are at least `grain` long unless the whole range is shorter.
+          if (end - begin < std::min<int64_t>(std::max<int64_t>(grain, 1), n)) bad = true;
+          chunks.fetch_add(1);
+          for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+        });
+        EXPECT_FALSE(bad) << "n=" << n << " grain=" << grain;
+        EXPECT_LE(chunks.load(), threads);
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(hits[i].load(), 1) << "threads=" << threads << " n=" << n << " i=" << i;
+        }
+      }
+    }
+  }
+}
+
+TEST(ThreadPool, ManyBackToBackRegions) {
+  ThreadPool pool(3);
+  std::atomic<int64_t> total{0};
+  for (int rep = 0; rep < 20000; ++rep) {
+    pool.parallel_for(6, 1, [&](int64_t b, int64_t e, int) { total.fetch_add(e - b); });
+  }
+  EXPECT_EQ(total.load(), 6 * 20000);
+}
+
+TEST(ThreadPool, DefaultPoolResizes) {
+  set_default_threads(2);
+  EXPECT_EQ(default_pool().size(), 2);
+  set_default_threads(3);
+  EXPECT_EQ(default_pool().size(), 3);
+  set_default_threads(1);
+  EXPECT_EQ(default_pool().size(), 1);
+}
+
+}  // namespace
+}  // namespace m2fp4
