@@ -21,7 +21,7 @@ FP8_MAX = 448.0
 FP8_BLOCK = 128
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class CheckpointSpec:
     hidden: int = 64
     layers: int = 2
@@ -83,7 +83,7 @@ def f64_to_e4m3fn_codes(values: np.ndarray) -> np.ndarray:
     d_hi = _E4M3_POSITIVE[hi] - magnitude
     take_hi = (d_hi < d_lo) | ((d_hi == d_lo) & (hi % 2 == 0))
     codes = np.where(take_hi, hi, lo).astype(np.uint8)
-    negative = values < 0  # keeps the sign of values that round to zero, as a cast does
+    negative = np.signbit(values)  # keeps the sign of -0 and of values rounding to zero, as a cast does
     return codes | np.where(negative, np.uint8(0x80), np.uint8(0))
 
 
@@ -290,3 +290,14 @@ def write_checkpoint(spec: CheckpointSpec, out_dir: str) -> str:
     with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
         json.dump(index, f, indent=2)
     return out_dir
+
+
+def stored_dtype(model_dir: str, name: str) -> str:
+    """The safetensors dtype code ("BF16", "F8_E4M3", ...) a checkpoint stores `name` in."""
+    file_name = "model.safetensors"
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            file_name = json.load(f)["weight_map"][name]
+    with open(os.path.join(model_dir, file_name), "rb") as f:
+        return dict(safetensors.deserialize(f.read()))[name]["dtype"]

@@ -102,12 +102,13 @@ def _checkpoint_files(model_dir: str) -> list[str]:
     return ["model.safetensors"]
 
 
-def load_checkpoint(model_dir: str) -> tuple[dict, dict[str, np.ndarray]]:
+def load_checkpoint(model_dir: str, keep_layers: int | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """Returns (config, weights): every tensor the forward pass needs as float64, FP8 weights
-    already multiplied by their block scales. Layers >= num_hidden_layers (MTP) are skipped."""
+    already multiplied by their block scales. Layers >= num_hidden_layers (MTP) are skipped
+    (tests may pass keep_layers to load more of them on purpose)."""
     with open(os.path.join(model_dir, "config.json")) as f:
         config = json.load(f)
-    num_layers = int(config["num_hidden_layers"])
+    num_layers = int(config["num_hidden_layers"]) if keep_layers is None else keep_layers
     block = 128
     quant = config.get("quantization_config")
     if quant is not None:
