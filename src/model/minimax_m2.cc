@@ -26,32 +26,43 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& dir, LoadMode 
 // Activations of one batch, [n_tokens, width] row-major f32.
 struct MiniMaxM2::Scratch {
   int64_t n = 0;
-  std::vector<float> x;                          // residual stream [n, hidden]
-  std::vector<float> h;                          // normed input of a block [n, hidden]
-  std::vector<float> q, k, v;                    // projections [n, q_width] / [n, kv_width]
-  std::vector<float> attn;                       // attention output before o_proj [n, q_width]
-  std::vector<float> proj;                       // o_proj output [n, hidden]
-  std::vector<float> router;                     // router logits [n, n_experts]
-  std::vector<int32_t> expert_ids;               // [n, top_k]
-  std::vector<float> expert_w;                   // [n, top_k]
+  std::vector<float> x;             // residual stream [n, hidden] (points to the caller's)
+  std::vector<float> h;             // normed input of a block [n, hidden]
+  std::vector<float> q, k, v;       // projections [n, q_width] / [n, kv_width]
+  std::vector<float> attn;          // attention output before o_proj [n, q_width]
+  std::vector<float> proj;          // o_proj output [n, hidden]
+  std::vector<float> router;        // router logits [n, n_experts]
+  std::vector<int32_t> expert_ids;  // [n, top_k]
+  std::vector<float> expert_w;      // [n, top_k]
   std::vector<float> expert_in, gate, up, down;  // per-expert gathered rows
   std::vector<std::vector<float>> attn_scratch;  // per thread, [max n_ctx]
 };
 
 MiniMaxM2::MiniMaxM2(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool)
-    : config_(config), weights_(weights), pool_(pool) {}
+    : config_(config), weights_(weights), pool_(pool), s_(std::make_unique<Scratch>()) {}
 
-void MiniMaxM2::forward(const Batch& batch, KvCache& cache, std::vector<float>& logits) {
+MiniMaxM2::~MiniMaxM2() = default;
+
+void MiniMaxM2::forward(const Batch& batch, KvCache& cache, std::vector<float>& logits,
+                        ForwardObserver* observer) {
+  logits.clear();
+  if (batch.size() == 0) return;
+  prepare(batch, cache);
+  std::vector<float> x;
+  embed(batch, x);
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    decoder_layer(l, weights_.layers[l], batch, cache, x, observer);
+  }
+  final_logits(batch, x, logits);
+}
+
+void MiniMaxM2::prepare(const Batch& batch, KvCache& cache) const {
   const ModelConfig& c = config_;
   const int64_t n = batch.size();
-  const int64_t H = c.hidden_size;
   M2_CHECK(batch.positions.size() == batch.tokens.size() &&
                batch.seq_ids.size() == batch.tokens.size() &&
                batch.want_logits.size() == batch.tokens.size(),
            "batch arrays differ in length");
-  logits.clear();
-  if (n == 0) return;
-
   // Each sequence's tokens: consecutive positions, starting at most at its cached length.
   std::map<int32_t, std::pair<int32_t, int32_t>> span;  // seq -> (first pos, last pos)
   for (int64_t i = 0; i < n; ++i) {
@@ -70,45 +81,64 @@ void MiniMaxM2::forward(const Batch& batch, KvCache& cache, std::vector<float>& 
   for (const auto& [seq, range] : span) {
     M2_CHECK(range.first >= 0 && range.first <= cache.length(seq), "sequence ", seq, ": position ",
              range.first, " skips past the cached length ", cache.length(seq));
-    cache.resize(seq, static_cast<int64_t>(range.second) + 1);
+    M2_CHECK(range.second < cache.max_context(), "sequence ", seq, " needs ",
+             int64_t{range.second} + 1, " positions but the context is ", cache.max_context(),
+             " tokens");
   }
+  for (const auto& [seq, range] : span) cache.resize(seq, static_cast<int64_t>(range.second) + 1);
+}
 
-  Scratch s;
-  s.n = n;
-  s.x.resize(static_cast<size_t>(n * H));
-  s.h.resize(static_cast<size_t>(n * H));
-  for (int64_t i = 0; i < n; ++i) {
-    decode_weight_row(weights_.embed_tokens, batch.tokens[i], s.x.data() + i * H);
+void MiniMaxM2::embed(const Batch& batch, std::vector<float>& x) const {
+  const int64_t H = config_.hidden_size;
+  x.resize(static_cast<size_t>(batch.size() * H));
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    decode_weight_row(weights_.embed_tokens, batch.tokens[i], x.data() + i * H);
   }
+}
+
+void MiniMaxM2::decoder_layer(int64_t l, const LayerWeights& L, const Batch& batch, KvCache& cache,
+                              std::vector<float>& x, ForwardObserver* observer) {
+  Scratch& s = *s_;
+  s.n = batch.size();
+  s.x.swap(x);  // work on the caller's residual stream in place
+  s.h.resize(s.x.size());
   int64_t max_ctx = 0;
   for (int32_t p : batch.positions) max_ctx = std::max<int64_t>(max_ctx, p + 1);
-  s.attn_scratch.assign(static_cast<size_t>(pool_.size()),
-                        std::vector<float>(static_cast<size_t>(max_ctx)));
-
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    attention_block(l, batch, cache, s);  // x += Attention(RMSNorm(x))
-    moe_block(l, s);                      // x += MoE(RMSNorm(x))
+  s.attn_scratch.resize(static_cast<size_t>(pool_.size()));
+  for (auto& a : s.attn_scratch) {
+    if (static_cast<int64_t>(a.size()) < max_ctx) a.resize(static_cast<size_t>(max_ctx));
   }
+  attention_block(l, L, batch, cache, observer);  // x += Attention(RMSNorm(x))
+  moe_block(l, L, observer);                      // x += MoE(RMSNorm(x))
+  s.x.swap(x);
+}
 
+void MiniMaxM2::final_logits(const Batch& batch, const std::vector<float>& x,
+                             std::vector<float>& logits) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size;
   // Final norm and lm_head, only for the rows whose logits are wanted.
   std::vector<float> rows;
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < batch.size(); ++i) {
     if (!batch.want_logits[i]) continue;
-    rows.insert(rows.end(), s.x.begin() + i * H, s.x.begin() + (i + 1) * H);
+    rows.insert(rows.end(), x.begin() + i * H, x.begin() + (i + 1) * H);
   }
   const int64_t n_out = static_cast<int64_t>(rows.size()) / H;
+  logits.clear();
   if (n_out == 0) return;
   rms_norm(rows.data(), weights_.final_norm.data(), n_out, H, c.rms_norm_eps, rows.data());
   logits.resize(static_cast<size_t>(n_out * c.vocab_size));
   matmul(weights_.lm_head, rows.data(), n_out, logits.data(), pool_);
 }
 
-void MiniMaxM2::attention_block(int64_t l, const Batch& batch, KvCache& cache, Scratch& s) {
+void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& batch,
+                                KvCache& cache, ForwardObserver* observer) {
   const ModelConfig& c = config_;
-  const LayerWeights& L = weights_.layers[l];
+  Scratch& s = *s_;
   const int64_t n = s.n, H = c.hidden_size, QW = c.q_width(), KW = c.kv_width();
 
   rms_norm(s.x.data(), L.input_norm.data(), n, H, c.rms_norm_eps, s.h.data());
+  if (observer) observer->on_linear_input(l, LinearSite::kQkv, -1, s.h.data(), n, H);
   s.q.resize(static_cast<size_t>(n * QW));
   s.k.resize(static_cast<size_t>(n * KW));
   s.v.resize(static_cast<size_t>(n * KW));
@@ -130,6 +160,7 @@ void MiniMaxM2::attention_block(int64_t l, const Batch& batch, KvCache& cache, S
     std::copy_n(s.k.data() + i * KW, KW, cache.keys(batch.seq_ids[i], l, pos));
     std::copy_n(s.v.data() + i * KW, KW, cache.values(batch.seq_ids[i], l, pos));
   }
+  if (observer) observer->on_kv(l, s.k.data(), s.v.data(), n, KW);
 
   // Causal attention: token i sees its sequence's positions 0..pos (all keys are in the cache).
   s.attn.resize(static_cast<size_t>(n * QW));
@@ -141,37 +172,59 @@ void MiniMaxM2::attention_block(int64_t l, const Batch& batch, KvCache& cache, S
               s.attn_scratch[thread].data());
   });
 
+  if (observer) observer->on_linear_input(l, LinearSite::kO, -1, s.attn.data(), n, QW);
   s.proj.resize(static_cast<size_t>(n * H));
   matmul(L.o_proj, s.attn.data(), n, s.proj.data(), pool_);
   for (int64_t i = 0; i < n * H; ++i) s.x[i] += s.proj[i];
 }
 
-void MiniMaxM2::moe_block(int64_t l, Scratch& s) {
+void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* observer) {
   const ModelConfig& c = config_;
-  const LayerWeights& L = weights_.layers[l];
+  Scratch& s = *s_;
   const int64_t n = s.n, H = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
   const int64_t I = c.intermediate_size;
 
   rms_norm(s.x.data(), L.post_attention_norm.data(), n, H, c.rms_norm_eps, s.h.data());
+  if (observer) observer->on_linear_input(l, LinearSite::kRouter, -1, s.h.data(), n, H);
 
   // Router in f32: sigmoid scores, bias only to choose, chosen scores renormalised.
   s.router.resize(static_cast<size_t>(n * E));
   matmul(L.router_gate, s.h.data(), n, s.router.data(), pool_);
   s.expert_ids.resize(static_cast<size_t>(n * K));
   s.expert_w.resize(static_cast<size_t>(n * K));
+  const float* bias = L.router_bias.empty() ? nullptr : L.router_bias.data();
   for (int64_t i = 0; i < n; ++i) {
-    route_sigmoid_topk(s.router.data() + i * E,
-                       L.router_bias.empty() ? nullptr : L.router_bias.data(), E, K,
-                       s.expert_ids.data() + i * K, s.expert_w.data() + i * K);
+    route_sigmoid_topk(s.router.data() + i * E, bias, E, K, s.expert_ids.data() + i * K,
+                       s.expert_w.data() + i * K);
   }
 
-  // Group tokens by expert so each expert's weights are read once per batch.
+  // Group tokens by expert so each expert's weights are read once per batch. With an observer
+  // that wants all experts, every token runs through every expert but only the routed ones add
+  // to the output (weight 0 marks an observation-only row).
+  const bool all_experts = observer != nullptr && observer->all_experts();
   std::vector<std::vector<std::pair<int32_t, float>>> routed(static_cast<size_t>(E));
+  std::vector<int64_t> counts(static_cast<size_t>(E), 0);
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < K; ++j) {
-      routed[s.expert_ids[i * K + j]].emplace_back(static_cast<int32_t>(i), s.expert_w[i * K + j]);
+    for (int64_t j = 0; j < K; ++j) counts[s.expert_ids[i * K + j]] += 1;
+  }
+  if (all_experts) {
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t i = 0; i < n; ++i) routed[e].emplace_back(static_cast<int32_t>(i), 0.0f);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < K; ++j)
+        routed[s.expert_ids[i * K + j]][i].second = s.expert_w[i * K + j];
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < K; ++j) {
+        routed[s.expert_ids[i * K + j]].emplace_back(static_cast<int32_t>(i),
+                                                     s.expert_w[i * K + j]);
+      }
     }
   }
+  if (observer) observer->on_routing(l, counts.data(), E);
+
   for (int64_t e = 0; e < E; ++e) {
     const auto& rows = routed[e];
     if (rows.empty()) continue;
@@ -181,16 +234,21 @@ void MiniMaxM2::moe_block(int64_t l, Scratch& s) {
     for (int64_t r = 0; r < m; ++r) {
       std::copy_n(s.h.data() + rows[r].first * H, H, s.expert_in.data() + r * H);
     }
+    if (observer) {
+      observer->on_linear_input(l, LinearSite::kExpertW13, e, s.expert_in.data(), m, H);
+    }
     s.gate.resize(static_cast<size_t>(m * I));
     s.up.resize(static_cast<size_t>(m * I));
     s.down.resize(static_cast<size_t>(m * H));
     matmul(ex.w1, s.expert_in.data(), m, s.gate.data(), pool_);
     matmul(ex.w3, s.expert_in.data(), m, s.up.data(), pool_);
     silu_mul(s.gate.data(), s.up.data(), m * I, s.gate.data());
+    if (observer) observer->on_linear_input(l, LinearSite::kExpertW2, e, s.gate.data(), m, I);
     matmul(ex.w2, s.gate.data(), m, s.down.data(), pool_);
     for (int64_t r = 0; r < m; ++r) {
-      float* x = s.x.data() + rows[r].first * H;
       const float w = rows[r].second;
+      if (w == 0.0f) continue;  // observation-only row (all-experts calibration)
+      float* x = s.x.data() + rows[r].first * H;
       const float* d = s.down.data() + r * H;
       for (int64_t i = 0; i < H; ++i) x[i] += w * d[i];
     }

@@ -12,6 +12,7 @@
 #include "io/checkpoint.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
+#include "model/observer.h"
 #include "model/weights.h"
 
 namespace m2fp4 {
@@ -44,23 +45,36 @@ struct LoadedModel {
 class MiniMaxM2 {
  public:
   MiniMaxM2(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool);
+  ~MiniMaxM2();
 
   // Runs the batch through every layer, appending its keys/values to `cache`, and writes the
   // logits of the tokens with want_logits (in batch order) to `logits` as [n, vocab].
   // Each sequence's tokens must have consecutive positions starting at most at its cached length
   // (a lower start overwrites the tail: the cache is truncated there).
-  void forward(const Batch& batch, KvCache& cache, std::vector<float>& logits);
+  void forward(const Batch& batch, KvCache& cache, std::vector<float>& logits,
+               ForwardObserver* observer = nullptr);
+
+  // The pieces of forward(), for flows that hold one layer at a time (quantization):
+  // validate the batch and reserve its cache positions; embed; one decoder layer on the residual
+  // stream x [n, hidden] with the given layer's weights; final norm + lm_head.
+  void prepare(const Batch& batch, KvCache& cache) const;
+  void embed(const Batch& batch, std::vector<float>& x) const;
+  void decoder_layer(int64_t layer, const LayerWeights& weights, const Batch& batch, KvCache& cache,
+                     std::vector<float>& x, ForwardObserver* observer);
+  void final_logits(const Batch& batch, const std::vector<float>& x, std::vector<float>& logits);
 
   const ModelConfig& config() const { return config_; }
 
  private:
   struct Scratch;
-  void attention_block(int64_t layer, const Batch& batch, KvCache& cache, Scratch& s);
-  void moe_block(int64_t layer, Scratch& s);
+  void attention_block(int64_t layer, const LayerWeights& L, const Batch& batch, KvCache& cache,
+                       ForwardObserver* observer);
+  void moe_block(int64_t layer, const LayerWeights& L, ForwardObserver* observer);
 
   const ModelConfig& config_;
   const ModelWeights& weights_;
   ThreadPool& pool_;
+  std::unique_ptr<Scratch> s_;
 };
 
 }  // namespace m2fp4
