@@ -1,6 +1,7 @@
 #include "base/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <mutex>
 
@@ -17,9 +18,45 @@
 
 namespace m2fp4 {
 namespace {
-// Spin iterations before a worker sleeps: ~tens of microseconds, enough to bridge the gap
-// between consecutive kernels of one forward pass.
-constexpr int kSpinIterations = 20000;
+
+// How long an idle thread spins before sleeping: enough to bridge the gap between consecutive
+// kernels of one forward pass (microseconds), short enough not to burn a core between requests.
+constexpr auto kSpinTime = std::chrono::microseconds(200);
+// Pauses between clock reads / yields while spinning. Yielding lets a descheduled worker (or
+// the thread we wait for) run when there are more runnable threads than cores.
+constexpr int kPausesPerCheck = 64;
+
+constexpr int kTaskBits = 20;
+constexpr uint64_t kTaskMask = (uint64_t{1} << kTaskBits) - 1;
+constexpr uint64_t kMaxTasksPerRegion = kTaskMask;  // next may reach n_tasks, so n < 2^20
+
+uint64_t claim_word(uint64_t region, uint64_t n_tasks, uint64_t next) {
+  return (region << (2 * kTaskBits)) | (n_tasks << kTaskBits) | next;
+}
+uint64_t word_region(uint64_t w) {
+  return w >> (2 * kTaskBits);
+}
+uint64_t word_tasks(uint64_t w) {
+  return (w >> kTaskBits) & kTaskMask;
+}
+uint64_t word_next(uint64_t w) {
+  return w & kTaskMask;
+}
+
+// Spins (pausing, yielding now and then) until pred() or kSpinTime passes; returns pred().
+template <class Pred>
+bool spin_until(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+  for (;;) {
+    for (int i = 0; i < kPausesPerCheck; ++i) {
+      if (pred()) return true;
+      M2FP4_PAUSE();
+    }
+    if (std::chrono::steady_clock::now() > deadline) return pred();
+    std::this_thread::yield();
+  }
+}
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -31,38 +68,62 @@ ThreadPool::ThreadPool(int n_threads) {
 
 ThreadPool::~ThreadPool() {
   stop_.store(true);
-  generation_.fetch_add(1);
-  generation_.notify_all();
+  wake_.fetch_add(1);
+  wake_.notify_all();
   for (auto& w : workers_) w.join();
 }
 
-void ThreadPool::work(int thread) {
+void ThreadPool::work(uint64_t region, int thread) {
+  uint64_t word = claim_.load(std::memory_order_acquire);
   for (;;) {
-    const int64_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
-    if (task >= n_tasks_) break;
-    (*fn_)(task, thread);
+    if (word_region(word) != (region & (~uint64_t{0} >> (2 * kTaskBits))) ||
+        word_next(word) >= word_tasks(word)) {
+      return;
+    }
+    if (!claim_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+      continue;
+    }
+    // The claim succeeded for this region, so the region cannot finish (and fn_ cannot change)
+    // before this task completes.
+    (*fn_)(static_cast<int64_t>(word_next(word)), thread);
+    const uint32_t done = completed_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    if (done == word_tasks(word)) completed_.notify_one();
+    word = claim_.load(std::memory_order_acquire);
   }
 }
 
 void ThreadPool::worker_loop(int thread) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
-    uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int i = 0; gen == seen && i < kSpinIterations; ++i) {
-      M2FP4_PAUSE();
-      gen = generation_.load(std::memory_order_acquire);
+    if (!spin_until([&] { return wake_.load(std::memory_order_acquire) != seen; })) {
+      wake_.wait(seen, std::memory_order_acquire);
+      continue;  // re-check (spurious wake-ups)
     }
-    while (gen == seen) {
-      generation_.wait(seen, std::memory_order_acquire);
-      gen = generation_.load(std::memory_order_acquire);
-    }
-    seen = gen;
+    seen = wake_.load(std::memory_order_acquire);
     if (stop_.load()) return;
-    work(thread);
-    if (pending_workers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      pending_workers_.notify_one();
+    // Work on whatever region is current; claims check the region id themselves.
+    work(word_region(claim_.load(std::memory_order_acquire)), thread);
+  }
+}
+
+void ThreadPool::run_region(uint32_t n_tasks, const std::function<void(int64_t, int)>& fn) {
+  ++region_;
+  const uint64_t region = region_ & (~uint64_t{0} >> (2 * kTaskBits));
+  fn_ = &fn;
+  completed_.store(0, std::memory_order_relaxed);
+  claim_.store(claim_word(region, n_tasks, 0), std::memory_order_release);
+  wake_.fetch_add(1, std::memory_order_release);
+  wake_.notify_all();
+  work(region, 0);
+  // All tasks are claimed; wait for those other threads are still running.
+  if (!spin_until([&] { return completed_.load(std::memory_order_acquire) == n_tasks; })) {
+    for (uint32_t done = completed_.load(std::memory_order_acquire); done != n_tasks;
+         done = completed_.load(std::memory_order_acquire)) {
+      completed_.wait(done, std::memory_order_acquire);
     }
   }
+  fn_ = nullptr;
 }
 
 void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
@@ -71,23 +132,18 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& f
     for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
     return;
   }
-  fn_ = &fn;
-  n_tasks_ = n_tasks;
-  next_task_.store(0, std::memory_order_relaxed);
-  pending_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
-  work(0);
-  int pending = pending_workers_.load(std::memory_order_acquire);
-  for (int i = 0; pending != 0 && i < kSpinIterations; ++i) {
-    M2FP4_PAUSE();
-    pending = pending_workers_.load(std::memory_order_acquire);
+  // Regions hold < 2^20 tasks; larger counts run as consecutive regions.
+  for (int64_t base = 0; base < n_tasks; base += kMaxTasksPerRegion - 1) {
+    const int64_t count = std::min<int64_t>(kMaxTasksPerRegion - 1, n_tasks - base);
+    if (base == 0 && count == n_tasks) {
+      run_region(static_cast<uint32_t>(count), fn);
+    } else {
+      const std::function<void(int64_t, int)> shifted = [&](int64_t t, int thread) {
+        fn(base + t, thread);
+      };
+      run_region(static_cast<uint32_t>(count), shifted);
+    }
   }
-  while (pending != 0) {
-    pending_workers_.wait(pending, std::memory_order_acquire);
-    pending = pending_workers_.load(std::memory_order_acquire);
-  }
-  fn_ = nullptr;
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,

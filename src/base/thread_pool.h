@@ -1,8 +1,10 @@
 // A persistent thread pool for data-parallel kernels.
 //
 // Decode at small sizes is overhead-bound (performance.md: llama.cpp loses ~13% to barriers), so
-// workers spin briefly before sleeping and a parallel region costs one atomic round trip, not a
-// thread launch. The calling thread takes part as thread 0.
+// workers spin briefly before sleeping and a parallel region costs a few atomic operations, not a
+// thread launch. The calling thread takes part as thread 0 and claims tasks like any worker, so a
+// worker that is descheduled (shared host, more threads than cores) delays a region only by the
+// task it already holds, never by having to wake up and check in.
 #pragma once
 
 #include <atomic>
@@ -34,15 +36,21 @@ class ThreadPool {
 
  private:
   void worker_loop(int thread);
-  void work(int thread);
+  // Claims and runs tasks of region `region` until none are left; returns tasks run.
+  void work(uint64_t region, int thread);
+  void run_region(uint32_t n_tasks, const std::function<void(int64_t, int)>& fn);
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int64_t> next_task_{0};
-  std::atomic<int> pending_workers_{0};
+  // Bumped (and notified) to wake workers for a new region or to stop.
+  std::atomic<uint32_t> wake_{0};
+  // The current region's claim word: region id (high 24 bits), task count (20 bits), next
+  // task (20 bits). A worker claims a task only with a compare-exchange that also checks the
+  // region id, so a late worker can never claim a task of a region it has not seen.
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<uint32_t> completed_{0};
   std::atomic<bool> stop_{false};
-  int64_t n_tasks_ = 0;
+  uint64_t region_ = 0;
   const std::function<void(int64_t, int)>* fn_ = nullptr;
 };
 

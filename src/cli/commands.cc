@@ -6,12 +6,22 @@ namespace m2fp4::cli {
 int cmd_make_tiny(int argc, char** argv);
 int cmd_run(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
+int cmd_parse(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_chat_template(int argc, char** argv);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
       {"make-tiny", "write a small random-weight MiniMax-M2 checkpoint", cmd_make_tiny},
       {"run", "generate from a checkpoint (token ids in, token ids out)", cmd_run},
+      {"eval", "perplexity and KL divergence of a model against a reference", cmd_eval},
       {"inspect", "summarise a checkpoint: config, tensors by role and format, bytes", cmd_inspect},
+      {"tokenize", "text -> token ids and back with a tokenizer.json (--json, --file, --bench)",
+       cmd_tokenize},
+      {"parse", "model output chunks (JSON on stdin) -> the OpenAI deltas served", cmd_parse},
+      {"chat-template", "render a chat template like transformers' apply_chat_template",
+       cmd_chat_template},
   };
   return kCommands;
 }

@@ -1,9 +1,9 @@
 #include "io/checkpoint.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
-#include <regex>
 #include <set>
 
 #include "base/error.h"
@@ -51,6 +51,16 @@ std::map<std::string, std::string> read_weight_map(const std::string& index_path
   return weight_map;
 }
 
+// "00003" for "model-00001-of-00003.safetensors"; empty for names without that suffix.
+std::string shard_count_of(const std::string& file) {
+  constexpr std::string_view kSuffix = ".safetensors";
+  const size_t of = file.rfind("-of-");
+  if (of == std::string::npos || !file.ends_with(kSuffix)) return "";
+  const std::string count = file.substr(of + 4, file.size() - kSuffix.size() - of - 4);
+  const bool digits = !count.empty() && count.find_first_not_of("0123456789") == std::string::npos;
+  return digits ? count : "";
+}
+
 // The lone *.safetensors of a folder without index or model.safetensors.
 std::string find_single_file(const std::string& dir) {
   std::vector<std::string> found;
@@ -68,11 +78,11 @@ std::string find_single_file(const std::string& dir) {
     fail(dir, ": several .safetensors files (", list, ") but no ", kIndexName,
          " to say which tensors are where");
   }
-  std::smatch match;
-  static const std::regex kShardName(R"(-(\d+)-of-(\d+)\.safetensors$)");
-  if (std::regex_search(found[0], match, kShardName) && std::stoll(match[2].str()) > 1) {
-    fail(dir, ": only ", found[0], " is present, one shard of ", match[2].str(), ", and no ",
-         kIndexName);
+  const std::string total = shard_count_of(found[0]);
+  uint64_t shard_count = 0;
+  std::from_chars(total.data(), total.data() + total.size(), shard_count);
+  if (shard_count > 1) {
+    fail(dir, ": only ", found[0], " is present, one shard of ", total, ", and no ", kIndexName);
   }
   return found[0];
 }

@@ -6,8 +6,10 @@
 
 namespace m2fp4 {
 
-KvCache::KvCache(const ModelConfig& config, int64_t max_context)
-    : n_layers_(config.num_hidden_layers), kv_width_(config.kv_width()), max_context_(max_context) {
+KvCache::KvCache(const ModelConfig& config, int64_t max_context, int64_t n_layers)
+    : n_layers_(n_layers > 0 ? n_layers : config.num_hidden_layers),
+      kv_width_(config.kv_width()),
+      max_context_(max_context) {
   M2_CHECK(max_context > 0, "KV cache context must be positive, got ", max_context);
 }
 
@@ -44,11 +46,11 @@ void KvCache::drop(int32_t seq) {
 }
 
 float* KvCache::keys(int32_t seq, int64_t layer, int64_t position) {
-  return get(seq).k[layer].data() + position * kv_width_;
+  return get(seq).k[slot(layer)].data() + position * kv_width_;
 }
 
 float* KvCache::values(int32_t seq, int64_t layer, int64_t position) {
-  return get(seq).v[layer].data() + position * kv_width_;
+  return get(seq).v[slot(layer)].data() + position * kv_width_;
 }
 
 }  // namespace m2fp4

@@ -13,7 +13,13 @@ namespace m2fp4 {
 class KvCache {
  public:
   // max_context: the most positions one sequence may hold (a longer prompt is an error).
-  KvCache(const ModelConfig& config, int64_t max_context);
+  // n_layers: layers held; a single-layer cache (n_layers = 1) serves whichever layer runs, for
+  // flows that hold one layer at a time (quantization); default: all of the model's layers.
+  KvCache(const ModelConfig& config, int64_t max_context, int64_t n_layers = 0);
+
+  int64_t n_layers() const { return n_layers_; }
+  // The slot of model layer `layer` in this cache.
+  int64_t slot(int64_t layer) const { return n_layers_ == 1 ? 0 : layer; }
 
   int64_t max_context() const { return max_context_; }
   int64_t kv_width() const { return kv_width_; }

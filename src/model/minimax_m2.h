@@ -56,7 +56,8 @@ class MiniMaxM2 {
 
   // The pieces of forward(), for flows that hold one layer at a time (quantization):
   // validate the batch and reserve its cache positions; embed; one decoder layer on the residual
-  // stream x [n, hidden] with the given layer's weights; final norm + lm_head.
+  // stream x [n, hidden] with the given layer's weights (a single-layer KvCache serves any
+  // layer); final norm + lm_head.
   void prepare(const Batch& batch, KvCache& cache) const;
   void embed(const Batch& batch, std::vector<float>& x) const;
   void decoder_layer(int64_t layer, const LayerWeights& weights, const Batch& batch, KvCache& cache,

@@ -47,7 +47,8 @@ std::vector<float> load_vector(const Checkpoint& ckpt, const std::string& name, 
 
 class Loader {
  public:
-  Loader(const Checkpoint& ckpt, ModelWeights& weights) : ckpt_(ckpt), weights_(weights) {}
+  Loader(const Checkpoint& ckpt, std::vector<std::unique_ptr<std::vector<float>>>& owned)
+      : ckpt_(ckpt), owned_(owned) {}
 
   // A linear weight [rows, cols]: F32/BF16/F16 as is, or F8_E4M3 with its weight_scale_inv.
   Weight matrix(const std::string& name, int64_t rows, int64_t cols, bool allow_fp8 = true) {
@@ -92,7 +93,7 @@ class Loader {
           }
         }
         w.block_scale = scales->data();
-        weights_.owned_f32.push_back(std::move(scales));
+        owned_.push_back(std::move(scales));
         break;
       }
       default:
@@ -106,14 +107,47 @@ class Loader {
 
  private:
   const Checkpoint& ckpt_;
-  ModelWeights& weights_;
+  std::vector<std::unique_ptr<std::vector<float>>>& owned_;
 };
 
 }  // namespace
 
+LayerWeights LayerWeights::load(const Checkpoint& ckpt, const ModelConfig& c, int64_t l) {
+  LayerWeights L;
+  Loader load(ckpt, L.owned_f32);
+  const int64_t H = c.hidden_size;
+  const std::string p = "model.layers." + std::to_string(l) + ".";
+  L.input_norm = load.vec(p + "input_layernorm.weight", H);
+  L.post_attention_norm = load.vec(p + "post_attention_layernorm.weight", H);
+  L.q_proj = load.matrix(p + "self_attn.q_proj.weight", c.q_width(), H);
+  L.k_proj = load.matrix(p + "self_attn.k_proj.weight", c.kv_width(), H);
+  L.v_proj = load.matrix(p + "self_attn.v_proj.weight", c.kv_width(), H);
+  L.o_proj = load.matrix(p + "self_attn.o_proj.weight", H, c.q_width());
+  if (c.use_qk_norm) {
+    L.q_norm = load.vec(p + "self_attn.q_norm.weight", c.q_width());
+    L.k_norm = load.vec(p + "self_attn.k_norm.weight", c.kv_width());
+  }
+  const std::string moe = p + "block_sparse_moe.";
+  L.router_gate = load.matrix(moe + "gate.weight", c.num_local_experts, H, false);
+  M2_CHECK(
+      L.router_gate.format == WeightFormat::kF32 || L.router_gate.format == WeightFormat::kBF16,
+      "tensor ", moe, "gate.weight must be F32 or BF16");
+  if (c.use_routing_bias) {
+    L.router_bias = load.vec(moe + "e_score_correction_bias", c.num_local_experts);
+  }
+  L.experts.resize(static_cast<size_t>(c.num_local_experts));
+  for (int64_t e = 0; e < c.num_local_experts; ++e) {
+    const std::string ep = moe + "experts." + std::to_string(e) + ".";
+    L.experts[e].w1 = load.matrix(ep + "w1.weight", c.intermediate_size, H);
+    L.experts[e].w3 = load.matrix(ep + "w3.weight", c.intermediate_size, H);
+    L.experts[e].w2 = load.matrix(ep + "w2.weight", H, c.intermediate_size);
+  }
+  return L;
+}
+
 ModelWeights ModelWeights::load(const Checkpoint& ckpt, const ModelConfig& c) {
   ModelWeights mw;
-  Loader load(ckpt, mw);
+  Loader load(ckpt, mw.owned_f32);
   const int64_t H = c.hidden_size;
   mw.embed_tokens = load.matrix("model.embed_tokens.weight", c.vocab_size, H, false);
   mw.final_norm = load.vec("model.norm.weight", H);
@@ -123,35 +157,9 @@ ModelWeights ModelWeights::load(const Checkpoint& ckpt, const ModelConfig& c) {
     mw.lm_head = load.matrix("lm_head.weight", c.vocab_size, H, false);
   }
   // Layers 0..num_hidden_layers-1 only: MTP modules stored as later layers are ignored.
-  mw.layers.resize(static_cast<size_t>(c.num_hidden_layers));
+  mw.layers.reserve(static_cast<size_t>(c.num_hidden_layers));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    LayerWeights& L = mw.layers[l];
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    L.input_norm = load.vec(p + "input_layernorm.weight", H);
-    L.post_attention_norm = load.vec(p + "post_attention_layernorm.weight", H);
-    L.q_proj = load.matrix(p + "self_attn.q_proj.weight", c.q_width(), H);
-    L.k_proj = load.matrix(p + "self_attn.k_proj.weight", c.kv_width(), H);
-    L.v_proj = load.matrix(p + "self_attn.v_proj.weight", c.kv_width(), H);
-    L.o_proj = load.matrix(p + "self_attn.o_proj.weight", H, c.q_width());
-    if (c.use_qk_norm) {
-      L.q_norm = load.vec(p + "self_attn.q_norm.weight", c.q_width());
-      L.k_norm = load.vec(p + "self_attn.k_norm.weight", c.kv_width());
-    }
-    const std::string moe = p + "block_sparse_moe.";
-    L.router_gate = load.matrix(moe + "gate.weight", c.num_local_experts, H, false);
-    M2_CHECK(
-        L.router_gate.format == WeightFormat::kF32 || L.router_gate.format == WeightFormat::kBF16,
-        "tensor ", moe, "gate.weight must be F32 or BF16");
-    if (c.use_routing_bias) {
-      L.router_bias = load.vec(moe + "e_score_correction_bias", c.num_local_experts);
-    }
-    L.experts.resize(static_cast<size_t>(c.num_local_experts));
-    for (int64_t e = 0; e < c.num_local_experts; ++e) {
-      const std::string ep = moe + "experts." + std::to_string(e) + ".";
-      L.experts[e].w1 = load.matrix(ep + "w1.weight", c.intermediate_size, H);
-      L.experts[e].w3 = load.matrix(ep + "w3.weight", c.intermediate_size, H);
-      L.experts[e].w2 = load.matrix(ep + "w2.weight", H, c.intermediate_size);
-    }
+    mw.layers.push_back(LayerWeights::load(ckpt, c, l));
   }
   return mw;
 }

@@ -29,6 +29,12 @@ struct LayerWeights {
   Weight router_gate;                      // [n_experts, hidden], F32 or BF16, never quantized
   std::vector<float> router_bias;          // [n_experts] e_score_correction_bias (choice only)
   std::vector<ExpertWeights> experts;
+
+  // Decoded storage the weights above point into (FP8 block scales as f32, ...).
+  std::vector<std::unique_ptr<std::vector<float>>> owned_f32;
+
+  // One decoder layer's tables from a checkpoint (for flows that hold one layer at a time).
+  static LayerWeights load(const Checkpoint& checkpoint, const ModelConfig& config, int64_t layer);
 };
 
 struct ModelWeights {

@@ -49,8 +49,8 @@ constexpr int ceil_log2(float x) {
 // float32 -> E8M0 rounding to the nearest power of two with ties (mantissa exactly 1.5) rounded
 // up, which is what ml_dtypes' float8_e8m0fnu cast does. Zero, negatives, inf and NaN have no
 // E8M0 value and give 0xFF; values below 2^-127 clamp to code 0; values that round past 2^127
-// give 0xFF. (For float32 subnormal inputs ml_dtypes rounds differently, e.g. 1.25 * 2^-127 -> 2^-126;
-// here they round to the nearest power of two like normal inputs.)
+// give 0xFF. (For float32 subnormal inputs ml_dtypes rounds differently, e.g. 1.25 * 2^-127 ->
+// 2^-126; here they round to the nearest power of two like normal inputs.)
 constexpr uint8_t f32_to_e8m0_nearest(float x) {
   const uint32_t bits = std::bit_cast<uint32_t>(x);
   if (!(x > 0.0f) || bits >= 0x7F800000u) return kE8m0Nan;

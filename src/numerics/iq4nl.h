@@ -27,6 +27,8 @@ constexpr uint8_t iq4nl_nearest_index(float x) {
   return index;
 }
 
-constexpr float iq4nl_level(uint8_t code) { return static_cast<float>(kIq4nlLevels[code & 0xFu]); }
+constexpr float iq4nl_level(uint8_t code) {
+  return static_cast<float>(kIq4nlLevels[code & 0xFu]);
+}
 
 }  // namespace m2fp4

@@ -6,6 +6,8 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "base/error.h"
 #include "io/io_test_util.h"
 #include "io/safetensors.h"
@@ -13,9 +15,9 @@
 namespace m2fp4 {
 namespace {
 
+using test::TempDir;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
-using test::TempDir;
 
 class Malformed : public ::testing::Test {
  protected:
@@ -29,8 +31,9 @@ class Malformed : public ::testing::Test {
   void expect_open_error(const std::string& path, const std::string& problem) {
     for (const LoadMode mode : {LoadMode::kRead, LoadMode::kMmap}) {
       SCOPED_TRACE(mode == LoadMode::kRead ? "read" : "mmap");
-      EXPECT_THAT([&] { SafetensorsFile::open(path, mode); },
-                  ::testing::ThrowsMessage<Error>(AllOf(HasSubstr(path + ": "), HasSubstr(problem))));
+      EXPECT_THAT(
+          [&] { SafetensorsFile::open(path, mode); },
+          ::testing::ThrowsMessage<Error>(AllOf(HasSubstr(path + ": "), HasSubstr(problem))));
     }
   }
   // One F32 entry `t` with the given fields (JSON text), in a header of its own.
@@ -83,8 +86,7 @@ TEST_F(Malformed, EntryNotAnObject) {
 
 TEST_F(Malformed, EntryFieldMissing) {
   expect_error(entry(R"("shape":[1],"data_offsets":[0,4])"), "0123", "tensor 't': missing dtype");
-  expect_error(entry(R"("dtype":"F32","data_offsets":[0,4])"), "0123",
-               "tensor 't': missing shape");
+  expect_error(entry(R"("dtype":"F32","data_offsets":[0,4])"), "0123", "tensor 't': missing shape");
   expect_error(entry(R"("dtype":"F32","shape":[1])"), "0123", "tensor 't': missing data_offsets");
 }
 
@@ -113,8 +115,7 @@ TEST_F(Malformed, NegativeDimension) {
 }
 
 TEST_F(Malformed, ByteCountDisagreesWithDtypeAndShape) {
-  expect_error(entry(R"("dtype":"F32","shape":[2,3],"data_offsets":[0,20])"),
-               std::string(24, '\0'),
+  expect_error(entry(R"("dtype":"F32","shape":[2,3],"data_offsets":[0,20])"), std::string(24, '\0'),
                "tensor 't': F32 [2, 3] needs 24 bytes but data_offsets [0, 20] cover 20");
   expect_error(entry(R"("dtype":"BF16","shape":[],"data_offsets":[0,4])"), std::string(4, '\0'),
                "tensor 't': BF16 [] needs 2 bytes but data_offsets [0, 4] cover 4");

@@ -14,8 +14,8 @@
 namespace m2fp4 {
 namespace {
 
-using ::testing::HasSubstr;
 using test::TempDir;
+using ::testing::HasSubstr;
 
 constexpr DType kAllDTypes[] = {DType::kF32,    DType::kF16, DType::kBF16, DType::kF8E4M3,
                                 DType::kF8E8M0, DType::kU8,  DType::kI8,   DType::kI32,
@@ -91,8 +91,7 @@ TEST_P(RoundTrip, FileWithoutTensors) {
   EXPECT_EQ(file.metadata().at("k"), "v");
 }
 
-INSTANTIATE_TEST_SUITE_P(LoadModes, RoundTrip,
-                         ::testing::Values(LoadMode::kRead, LoadMode::kMmap),
+INSTANTIATE_TEST_SUITE_P(LoadModes, RoundTrip, ::testing::Values(LoadMode::kRead, LoadMode::kMmap),
                          [](const auto& info) {
                            return info.param == LoadMode::kRead ? "Read" : "Mmap";
                          });
@@ -131,9 +130,9 @@ TEST(SafetensorsWriter, DataOffsetsAreContiguousInDeclarationOrder) {
   TempDir dir;
   const std::string path = dir.file("order.safetensors");
   // Names deliberately out of alphabetical order: offsets follow declaration, not names.
-  write_safetensors(path, {make_tensor("zeta", DType::kF32, {3}, 1),
-                           make_tensor("alpha", DType::kU8, {5}, 2),
-                           make_tensor("mid", DType::kI64, {2}, 3)});
+  write_safetensors(
+      path, {make_tensor("zeta", DType::kF32, {3}, 1), make_tensor("alpha", DType::kU8, {5}, 2),
+             make_tensor("mid", DType::kI64, {2}, 3)});
   const SafetensorsFile file = SafetensorsFile::open(path);
   const TensorInfo* zeta = file.find("zeta");
   const TensorInfo* alpha = file.find("alpha");
@@ -187,9 +186,7 @@ TEST(SafetensorsWriter, AbandonedRewriteKeepsTheOldFile) {
   const std::string path = dir.file("w.safetensors");
   const TensorData old_tensor = make_tensor("old", DType::kU8, {4}, 7);
   write_safetensors(path, {old_tensor});
-  {
-    SafetensorsWriter writer(path, {make_tensor("new", DType::kU8, {4}, 8).spec});
-  }
+  { SafetensorsWriter writer(path, {make_tensor("new", DType::kU8, {4}, 8).spec}); }
   const SafetensorsFile file = SafetensorsFile::open(path);
   EXPECT_EQ(bytes_of(file.tensor("old")), old_tensor.bytes);
 }
@@ -248,15 +245,21 @@ TEST(SafetensorsWriter, BadDeclarationsAreRejected) {
   const std::string path = dir.file("w.safetensors");
   EXPECT_THAT(
       [&] {
-        SafetensorsWriter w(path, {TensorSpec{"a", DType::kU8, {1}},
-                                   TensorSpec{"a", DType::kU8, {1}}});
+        SafetensorsWriter w(path,
+                            {TensorSpec{"a", DType::kU8, {1}}, TensorSpec{"a", DType::kU8, {1}}});
       },
       ::testing::ThrowsMessage<Error>(HasSubstr("tensor 'a' is declared twice")));
-  EXPECT_THAT([&] { SafetensorsWriter w(path, {TensorSpec{"a", DType::kU8, {2, -1}}}); },
-              ::testing::ThrowsMessage<Error>(
-                  HasSubstr("tensor 'a': negative dimension -1 in shape [2, -1]")));
-  EXPECT_THAT([&] { SafetensorsWriter w(path, {TensorSpec{"__metadata__", DType::kU8, {1}}}); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("cannot be named __metadata__")));
+  EXPECT_THAT(
+      [&] {
+        SafetensorsWriter w(path, {TensorSpec{"a", DType::kU8, {2, -1}}});
+      },
+      ::testing::ThrowsMessage<Error>(
+          HasSubstr("tensor 'a': negative dimension -1 in shape [2, -1]")));
+  EXPECT_THAT(
+      [&] {
+        SafetensorsWriter w(path, {TensorSpec{"__metadata__", DType::kU8, {1}}});
+      },
+      ::testing::ThrowsMessage<Error>(HasSubstr("cannot be named __metadata__")));
   EXPECT_THAT(
       [&] {
         SafetensorsWriter w(path, {TensorSpec{"big", DType::kF64, {int64_t{1} << 40, 1 << 30}}});

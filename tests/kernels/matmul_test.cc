@@ -110,23 +110,30 @@ TEST(MatmulScalar, RejectsBadArguments) {
 // Fast vs scalar. Both are f32 sums of the same exactly-decoded products in different orders;
 // each is within (n + 1) u sum|terms| of the exact sum, so they differ by at most twice that.
 // A single wrongly decoded or skipped element (of size ~sum|terms| / n) exceeds this bound.
+// The fast kernel runs once per SIMD target the CPU supports.
 void expect_fast_matches_scalar(const OwnedWeight& o, int64_t n_tokens, ThreadPool& pool,
                                 uint32_t seed) {
   const Weight& w = o.w;
   std::vector<float> x = random_floats(n_tokens * w.cols, seed);
-  std::vector<float> fast(n_tokens * w.rows, NAN), ref(n_tokens * w.rows);
-  matmul(w, x.data(), n_tokens, fast.data(), pool);
+  std::vector<float> ref(n_tokens * w.rows), tol(n_tokens * w.rows);
   scalar::matmul(w, x.data(), n_tokens, ref.data());
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t r = 0; r < w.rows; ++r) {
       double sum_abs = 0;
       for (int64_t c = 0; c < w.cols; ++c) sum_abs += std::abs(o.at(r, c) * x[t * w.cols + c]);
-      const double tol = 2.0 * (w.cols + 1) * kF32Eps * sum_abs;
-      ASSERT_NEAR(fast[t * w.rows + r], ref[t * w.rows + r], tol)
-          << weight_format_name(w.format) << " [" << w.rows << " x " << w.cols
-          << "] n_tokens=" << n_tokens << " threads=" << pool.size() << " t=" << t << " r=" << r;
+      tol[t * w.rows + r] = 2.0 * (w.cols + 1) * kF32Eps * sum_abs;
     }
   }
+  test::for_each_simd_target([&] {
+    std::vector<float> fast(n_tokens * w.rows, NAN);
+    matmul(w, x.data(), n_tokens, fast.data(), pool);
+    for (int64_t i = 0; i < n_tokens * w.rows; ++i) {
+      ASSERT_NEAR(fast[i], ref[i], tol[i])
+          << weight_format_name(w.format) << " [" << w.rows << " x " << w.cols
+          << "] n_tokens=" << n_tokens << " threads=" << pool.size() << " t=" << i / w.rows
+          << " r=" << i % w.rows;
+    }
+  });
 }
 
 class MatmulFastVsScalar : public ::testing::TestWithParam<WeightFormat> {};
@@ -151,12 +158,118 @@ TEST_P(MatmulFastVsScalar, LargerDecodeAndPrefillShapes) {
   for (int64_t n_tokens : {1, 2, 4, 9, 64}) expect_fast_matches_scalar(o, n_tokens, pool, 8);
 }
 
+TEST_P(MatmulFastVsScalar, ManyRowsOneThreadSeveralTokenBlocks) {
+  // One thread gets all 801 rows (several row panels of the GEMM path); 70 tokens span two
+  // token blocks.
+  ThreadPool pool(1);
+  OwnedWeight o = random_weight(GetParam(), 801, 300, 21);
+  for (int64_t n_tokens : {5, 70}) expect_fast_matches_scalar(o, n_tokens, pool, 22);
+}
+
 TEST_P(MatmulFastVsScalar, ZeroTokensOrRowsWriteNothing) {
   ThreadPool pool(2);
   OwnedWeight o = random_weight(GetParam(), 4, 9, 3);
   std::vector<float> x(9, 1.0f), y(4, 123.0f);
   matmul(o.w, x.data(), 0, y.data(), pool);
   for (float v : y) EXPECT_EQ(v, 123.0f);
+}
+
+TEST(MatmulFast, Fp8NanCodesAndLargeScalesDecodeLikeScalar) {
+  // 0x7F / 0xFF are NaN in e4m3fn and must poison their row; a block scale >= 2^8 takes the
+  // two-multiply decode, which must still equal e4m3 * scale rounded once.
+  const int64_t rows = 5, cols = 200;
+  OwnedWeight o = random_weight(WeightFormat::kFp8Block128, rows, cols, 9);
+  o.u8[1 * cols + 3] = 0x7F;
+  o.u8[3 * cols + 150] = 0xFF;
+  std::vector<float> x = random_floats(cols, 10);
+  std::vector<float> ref(rows);
+  ThreadPool pool(2);
+  for (float big_scale : {0.5f, 300.0f, 3e30f}) {
+    o.scales[1] = big_scale;
+    scalar::matmul(o.w, x.data(), 1, ref.data());
+    EXPECT_TRUE(std::isnan(ref[1]));
+    EXPECT_TRUE(std::isnan(ref[3]));
+    test::for_each_simd_target([&] {
+      for (int64_t n_tokens : {1, 20}) {
+        std::vector<float> xs(n_tokens * cols), ys(n_tokens * rows);
+        for (int64_t t = 0; t < n_tokens; ++t) std::copy(x.begin(), x.end(), xs.begin() + t * cols);
+        matmul(o.w, xs.data(), n_tokens, ys.data(), pool);
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          for (int64_t r : {0, 2, 4}) {
+            double sum_abs = 0;
+            for (int64_t c = 0; c < cols; ++c) sum_abs += std::abs(o.at(r, c) * x[c]);
+            EXPECT_NEAR(ys[t * rows + r], ref[r], 2.0 * (cols + 1) * kF32Eps * sum_abs);
+          }
+          EXPECT_TRUE(std::isnan(ys[t * rows + 1]));
+          EXPECT_TRUE(std::isnan(ys[t * rows + 3]));
+        }
+      }
+    });
+  }
+}
+
+TEST(MatmulBatch, MixedJobsMatchScalarForEveryThreadCount) {
+  // Formats, shapes and token counts mixed in one region (GEMV and GEMM jobs together), plus
+  // jobs without work; each output must match the scalar twin of its own job.
+  struct Spec {
+    WeightFormat format;
+    int64_t rows, cols, n_tokens;
+  };
+  const std::vector<Spec> specs = {{WeightFormat::kBF16, 67, 130, 1},
+                                   {WeightFormat::kF32, 5, 33, 3},
+                                   {WeightFormat::kFp8Block128, 130, 257, 17},
+                                   {WeightFormat::kF16, 41, 96, 0},
+                                   {WeightFormat::kBF16, 0, 16, 4},
+                                   {WeightFormat::kF16, 200, 70, 2},
+                                   {WeightFormat::kBF16, 13, 300, 64}};
+  std::vector<OwnedWeight> weights;
+  std::vector<std::vector<float>> xs, refs, tols;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Spec& s = specs[i];
+    weights.push_back(random_weight(s.format, s.rows, s.cols, 300 + i));
+    xs.push_back(random_floats(s.n_tokens * s.cols, 400 + i));
+    refs.emplace_back(s.n_tokens * s.rows);
+    tols.emplace_back(s.n_tokens * s.rows);
+    for (int64_t t = 0; t < s.n_tokens; ++t) {
+      for (int64_t r = 0; r < s.rows; ++r) {
+        double sum_abs = 0;
+        for (int64_t c = 0; c < s.cols; ++c) {
+          sum_abs += std::abs(weights[i].at(r, c) * xs[i][t * s.cols + c]);
+        }
+        tols[i][t * s.rows + r] = 2.0 * (s.cols + 1) * kF32Eps * sum_abs;
+      }
+    }
+  }
+  std::vector<MatmulJob> ref_jobs;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    ref_jobs.push_back({&weights[i].w, xs[i].data(), specs[i].n_tokens, refs[i].data()});
+  }
+  scalar::matmul_batch(ref_jobs.data(), static_cast<int64_t>(ref_jobs.size()));
+  for (int threads : {1, 2, 3, 7}) {
+    ThreadPool pool(threads);
+    test::for_each_simd_target([&] {
+      std::vector<std::vector<float>> ys;
+      std::vector<MatmulJob> jobs;
+      for (size_t i = 0; i < specs.size(); ++i) ys.emplace_back(specs[i].n_tokens * specs[i].rows);
+      for (size_t i = 0; i < specs.size(); ++i) {
+        jobs.push_back({&weights[i].w, xs[i].data(), specs[i].n_tokens, ys[i].data()});
+      }
+      matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), pool);
+      for (size_t i = 0; i < specs.size(); ++i) {
+        for (size_t k = 0; k < ys[i].size(); ++k) {
+          ASSERT_NEAR(ys[i][k], refs[i][k], tols[i][k])
+              << "job " << i << " element " << k << " threads " << threads;
+        }
+      }
+    });
+  }
+}
+
+TEST(MatmulBatch, RejectsJobWithoutWeight) {
+  ThreadPool pool(2);
+  MatmulJob job;
+  EXPECT_THROW(matmul_batch(&job, 1, pool), Error);
+  EXPECT_THROW(scalar::matmul_batch(&job, 1), Error);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulFastVsScalar, ::testing::ValuesIn(kAllFormats),

@@ -7,10 +7,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <numeric>
+#include <tuple>
 #include <vector>
 
 #include "base/error.h"
+#include "base/thread_pool.h"
 #include "kernels/test_util.h"
 
 namespace m2fp4 {
@@ -39,17 +40,21 @@ TEST(RmsNormFast, MatchesScalarAndMayAlias) {
     const int64_t rows = 3;
     std::vector<float> x = random_floats(rows * n, 1 + n, 3.0f);
     std::vector<float> w = random_floats(n, 2 + n);
-    std::vector<float> fast(rows * n), ref(rows * n);
-    rms_norm(x.data(), w.data(), rows, n, 1e-6f, fast.data());
+    std::vector<float> ref(rows * n);
     scalar::rms_norm(x.data(), w.data(), rows, n, 1e-6f, ref.data());
-    // The fast f32 sum of squares (all terms positive) is within n u of the reference's;
-    // 1/sqrt halves that relative error, then ~3 u for the rsqrt and two products.
-    for (int64_t i = 0; i < rows * n; ++i) {
-      ASSERT_NEAR(fast[i], ref[i], (0.5 * n + 4) * kF32Eps * std::abs(ref[i]) + 1e-30)
-          << "n=" << n << " i=" << i;
-    }
-    rms_norm(x.data(), w.data(), rows, n, 1e-6f, x.data());  // in place
-    for (int64_t i = 0; i < rows * n; ++i) ASSERT_EQ(x[i], fast[i]);
+    test::for_each_simd_target([&] {
+      std::vector<float> fast(rows * n);
+      rms_norm(x.data(), w.data(), rows, n, 1e-6f, fast.data());
+      // The fast f32 sum of squares (all terms positive) is within n u of the reference's;
+      // 1/sqrt halves that relative error, then ~3 u for the rsqrt and two products.
+      for (int64_t i = 0; i < rows * n; ++i) {
+        ASSERT_NEAR(fast[i], ref[i], (0.5 * n + 4) * kF32Eps * std::abs(ref[i]) + 1e-30)
+            << "n=" << n << " i=" << i;
+      }
+      std::vector<float> in_place = x;
+      rms_norm(in_place.data(), w.data(), rows, n, 1e-6f, in_place.data());
+      for (int64_t i = 0; i < rows * n; ++i) ASSERT_EQ(in_place[i], fast[i]);
+    });
   }
 }
 
@@ -104,13 +109,17 @@ TEST(RopeFast, MatchesScalar) {
   for (auto [n_heads, head_dim, rotary_dim] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
            {48, 128, 64}, {8, 128, 64}, {3, 10, 6}, {2, 64, 64}, {5, 34, 0}, {1, 130, 66}}) {
     for (int64_t pos : {0, 5, 1000, 123457}) {
-      std::vector<float> a = random_floats(n_heads * head_dim, pos + head_dim), b = a;
-      rope_neox(a.data(), n_heads, head_dim, rotary_dim, pos, 5e6);
+      const std::vector<float> x = random_floats(n_heads * head_dim, pos + head_dim);
+      std::vector<float> b = x;
       scalar::rope_neox(b.data(), n_heads, head_dim, rotary_dim, pos, 5e6);
-      for (size_t i = 0; i < a.size(); ++i) {
-        // Same f32 cos/sin; only FMA contraction may differ: ~2 u of the largest term.
-        ASSERT_NEAR(a[i], b[i], 1e-6 * (std::abs(b[i]) + 4)) << "i=" << i;
-      }
+      test::for_each_simd_target([&] {
+        std::vector<float> a = x;
+        rope_neox(a.data(), n_heads, head_dim, rotary_dim, pos, 5e6);
+        for (size_t i = 0; i < a.size(); ++i) {
+          // Same f32 cos/sin; only FMA contraction may differ: ~2 u of the largest term.
+          ASSERT_NEAR(a[i], b[i], 1e-6 * (std::abs(b[i]) + 4)) << "i=" << i;
+        }
+      });
     }
   }
 }
@@ -192,19 +201,28 @@ TEST(Attention, ScalarAndFastMatchDoubleReference) {
     std::vector<float> v = random_floats(c.n_ctx * stride, 3 + c.n_ctx);
     std::vector<double> expect =
         attention_reference(q, k, v, c.n_ctx, stride, c.n_heads, c.n_kv, c.hd);
-    std::vector<float> ref(c.n_heads * c.hd), fast(c.n_heads * c.hd), scratch(c.n_ctx);
+    std::vector<float> ref(c.n_heads * c.hd), scratch(c.n_ctx);
     scalar::attention(q.data(), k.data(), v.data(), c.n_ctx, stride, c.n_heads, c.n_kv, c.hd,
                       ref.data(), scratch.data());
-    attention(q.data(), k.data(), v.data(), c.n_ctx, stride, c.n_heads, c.n_kv, c.hd, fast.data(),
-              scratch.data());
     // Error budget: f32 dot products (hd u relative to sum|q k|, |score| <~ 5) perturb the
     // softmax weights by <~ 5 hd u each, then the f32 weighted sum over n_ctx values of |v| <~ 4
     // adds n_ctx u of sum p|v|; bound both by (hd * 5 + n_ctx) * u * 4 + small absolute floor.
     const double tol = (c.hd * 5.0 + c.n_ctx) * kF32Eps * 4 + 1e-6;
     for (size_t i = 0; i < expect.size(); ++i) {
       ASSERT_NEAR(ref[i], expect[i], tol) << "scalar n_ctx=" << c.n_ctx << " i=" << i;
-      ASSERT_NEAR(fast[i], expect[i], tol) << "fast n_ctx=" << c.n_ctx << " i=" << i;
     }
+    ThreadPool pool(3);
+    test::for_each_simd_target([&] {
+      std::vector<float> fast(c.n_heads * c.hd), par(c.n_heads * c.hd);
+      attention(q.data(), k.data(), v.data(), c.n_ctx, stride, c.n_heads, c.n_kv, c.hd, fast.data(),
+                scratch.data());
+      attention_parallel(q.data(), k.data(), v.data(), c.n_ctx, stride, c.n_heads, c.n_kv, c.hd,
+                         par.data(), pool);
+      for (size_t i = 0; i < expect.size(); ++i) {
+        ASSERT_NEAR(fast[i], expect[i], tol) << "fast n_ctx=" << c.n_ctx << " i=" << i;
+        ASSERT_EQ(par[i], fast[i]) << "parallel n_ctx=" << c.n_ctx << " i=" << i;
+      }
+    });
   }
 }
 
@@ -302,15 +320,20 @@ TEST(SiluMulFast, MatchesScalarAndMayAlias) {
     std::vector<float> gate = random_floats(n, n, 4.0f), up = random_floats(n, n + 1);
     gate[0] = -100.0f;  // exp overflow side: silu -> -0
     if (n > 1) gate[1] = 90.0f;
-    std::vector<float> fast(n), ref(n);
-    silu_mul(gate.data(), up.data(), n, fast.data());
+    std::vector<float> ref(n);
     scalar::silu_mul(gate.data(), up.data(), n, ref.data());
-    for (int64_t i = 0; i < n; ++i) {
-      // exp approximations differ by a few u; silu's relative sensitivity to exp is <= 1.
-      ASSERT_NEAR(fast[i], ref[i], 8 * kF32Eps * std::abs(ref[i]) + 1e-30) << "i=" << i;
-    }
-    silu_mul(gate.data(), up.data(), n, gate.data());
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(gate[i], fast[i]);
+    test::for_each_simd_target([&] {
+      std::vector<float> fast(n);
+      silu_mul(gate.data(), up.data(), n, fast.data());
+      for (int64_t i = 0; i < n; ++i) {
+        // exp implementations differ by ~1 ulp each; silu's relative sensitivity to exp is <= 1,
+        // plus the add, divide and multiply roundings. Past exp's range silu is ~0 (1e-36).
+        ASSERT_NEAR(fast[i], ref[i], 8 * kF32Eps * std::abs(ref[i]) + 1e-30) << "i=" << i;
+      }
+      std::vector<float> in_place = gate;
+      silu_mul(in_place.data(), up.data(), n, in_place.data());
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(in_place[i], fast[i]);
+    });
   }
 }
 

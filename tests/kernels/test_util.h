@@ -7,6 +7,11 @@
 #include <random>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "hwy/targets.h"
+#include "kernels/cpu/simd_target.h"
+
 #include "kernels/weight.h"
 #include "numerics/bf16.h"
 #include "numerics/f16.h"
@@ -92,6 +97,19 @@ inline OwnedWeight random_weight(WeightFormat format, int64_t rows, int64_t cols
     }
   }
   return o;
+}
+
+// Runs fn once with the kernels' runtime dispatch forced to each SIMD target this CPU supports
+// (AVX-512, AVX2, SSE4, ... on x86), so every compiled variant is checked, not just the best.
+template <class Fn>
+void for_each_simd_target(Fn&& fn) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    EXPECT_STREQ(kernels_simd_target(), hwy::TargetName(target));
+    fn();
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 inline std::vector<float> random_floats(int64_t n, uint32_t seed, float stddev = 1.0f) {

@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 namespace m2fp4 {
@@ -60,6 +63,45 @@ TEST(ThreadPool, ManyBackToBackRegions) {
     pool.parallel_for(6, 1, [&](int64_t b, int64_t e, int) { total.fetch_add(e - b); });
   }
   EXPECT_EQ(total.load(), 6 * 20000);
+}
+
+TEST(ThreadPool, RegionsLargerThanOneClaimWordAreSplitCorrectly) {
+  ThreadPool pool(2);
+  const int64_t n = (int64_t{1} << 21) + 12345;  // > 2^20 tasks: runs as several regions
+  std::vector<std::atomic<uint8_t>> hits(n);
+  pool.run(n, [&](int64_t task, int) { hits[task].fetch_add(1, std::memory_order_relaxed); });
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "i=" << i;
+}
+
+TEST(ThreadPool, WorkersTakePartInSlowRegions) {
+  // Tasks of 2 ms leave every worker time to wake up and claim some.
+  ThreadPool pool(2);
+  std::atomic<int> by_thread[2] = {0, 0};
+  pool.run(8, [&](int64_t, int thread) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    by_thread[thread].fetch_add(1);
+  });
+  EXPECT_EQ(by_thread[0] + by_thread[1], 8);
+  EXPECT_GT(by_thread[1].load(), 0);
+}
+
+TEST(ThreadPool, ManyRegionsWithRealWorkAndMoreThreadsThanCores) {
+  // Oversubscribed pools must stay correct and not stall (each region waits only for tasks
+  // already claimed).
+  for (int threads : {2, 5}) {
+    ThreadPool pool(threads);
+    std::vector<double> sums(threads * 8);
+    for (int rep = 0; rep < 2000; ++rep) {
+      std::vector<std::atomic<int>> hits(37);
+      pool.parallel_for(37, 1, [&](int64_t b, int64_t e, int thread) {
+        double acc = 0;
+        for (int i = 0; i < 2000; ++i) acc += i * 1e-9;
+        sums[thread * 8] += acc;
+        for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
+      });
+      for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+    }
+  }
 }
 
 TEST(ThreadPool, DefaultPoolResizes) {

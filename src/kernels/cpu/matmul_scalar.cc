@@ -42,4 +42,12 @@ void matmul(const Weight& w, const float* x, int64_t n_tokens, float* y) {
   }
 }
 
+void matmul_batch(const MatmulJob* jobs, int64_t n_jobs) {
+  M2_CHECK(n_jobs >= 0 && (jobs != nullptr || n_jobs == 0), "matmul_batch: bad job list");
+  for (int64_t i = 0; i < n_jobs; ++i) {
+    M2_CHECK(jobs[i].w != nullptr, "matmul_batch: job ", i, " has no weight");
+    matmul(*jobs[i].w, jobs[i].x, jobs[i].n_tokens, jobs[i].y);
+  }
+}
+
 }  // namespace m2fp4::scalar

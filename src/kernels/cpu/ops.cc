@@ -1,30 +1,146 @@
-// Public op entry points. Initially forward to the scalar references (temporary).
+// Public entry points of the non-matmul kernels: validate, then run the best SIMD target's code
+// (ops-inl.cc, compiled once per target by Highway and chosen at runtime).
 #include "kernels/cpu/ops.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/ops-inl.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must come after foreach_target.h.
+#include "hwy/highway.h"
+#include "kernels/cpu/ops-inl.cc"
+
+#if HWY_ONCE
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/ops_check.h"
+#include "kernels/cpu/scratch.h"
 
 namespace m2fp4 {
 
+HWY_EXPORT(RmsNormImpl);
+HWY_EXPORT(RopeImpl);
+HWY_EXPORT(AttentionHeadsImpl);
+HWY_EXPORT(SiluMulImpl);
+
 void rms_norm(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps,
               float* out) {
-  scalar::rms_norm(x, weight, n_rows, n, eps, out);
+  M2_CHECK(n_rows >= 0 && n >= 1, "rms_norm: bad shape [", n_rows, ", ", n, "]");
+  HWY_DYNAMIC_DISPATCH(RmsNormImpl)(x, weight, n_rows, n, eps, out);
 }
+
+namespace {
+// cos/sin of one position's angles. q and k of a token are rotated with the same position
+// back to back, so the last table is kept per thread.
+struct RopeTable {
+  double theta = 0;
+  int64_t rotary_dim = -1;
+  int64_t position = 0;
+  std::vector<float> cos, sin;
+};
+
+const RopeTable& rope_table(int64_t rotary_dim, int64_t position, double theta) {
+  thread_local RopeTable table;
+  if (table.theta == theta && table.rotary_dim == rotary_dim && table.position == position) {
+    return table;
+  }
+  const int64_t half = rotary_dim / 2;
+  table.cos.resize(half);
+  table.sin.resize(half);
+  for (int64_t i = 0; i < half; ++i) {
+    const double inv_freq =
+        std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(rotary_dim));
+    const double angle = static_cast<double>(position) * inv_freq;
+    table.cos[i] = static_cast<float>(std::cos(angle));
+    table.sin[i] = static_cast<float>(std::sin(angle));
+  }
+  table.theta = theta;
+  table.rotary_dim = rotary_dim;
+  table.position = position;
+  return table;
+}
+}  // namespace
 
 void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t rotary_dim, int64_t position,
                double theta) {
-  scalar::rope_neox(x, n_heads, head_dim, rotary_dim, position, theta);
+  check_rope_args(n_heads, head_dim, rotary_dim, theta);
+  if (rotary_dim == 0 || n_heads == 0) return;
+  const RopeTable& table = rope_table(rotary_dim, position, theta);
+  HWY_DYNAMIC_DISPATCH(RopeImpl)
+  (x, n_heads, head_dim, rotary_dim / 2, table.cos.data(), table.sin.data());
 }
 
 void attention(const float* q, const float* k, const float* v, int64_t n_ctx, int64_t kv_row_stride,
                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* out, float* scratch) {
-  scalar::attention(q, k, v, n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim, out, scratch);
+  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
+  const int64_t group = n_heads / n_kv_heads;
+  for (int64_t g = 0; g < n_kv_heads; ++g) {
+    HWY_DYNAMIC_DISPATCH(AttentionHeadsImpl)
+    (q, k, v, n_ctx, kv_row_stride, g, g * group, (g + 1) * group, head_dim, out, scratch);
+  }
+}
+
+void attention_parallel(const float* q, const float* k, const float* v, int64_t n_ctx,
+                        int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                        int64_t head_dim, float* out, ThreadPool& pool) {
+  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
+  const int64_t group = n_heads / n_kv_heads;
+  // Short contexts are not worth waking threads for (~1 us each).
+  const int64_t grain = std::max<int64_t>(1, 16384 / (n_ctx * head_dim));
+  pool.parallel_for(n_heads, grain, [&](int64_t h0, int64_t h1, int) {
+    float* scores = thread_scratch(1, n_ctx);
+    for (int64_t h = h0; h < h1;) {
+      const int64_t g = h / group;
+      const int64_t end = std::min(h1, (g + 1) * group);
+      HWY_DYNAMIC_DISPATCH(AttentionHeadsImpl)
+      (q, k, v, n_ctx, kv_row_stride, g, h, end, head_dim, out, scores);
+      h = end;
+    }
+  });
 }
 
 void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
                         int32_t* expert_ids, float* expert_weights) {
-  scalar::route_sigmoid_topk(logits, bias, n_experts, top_k, expert_ids, expert_weights);
+  check_route_args(n_experts, top_k);
+  // One pass with an insertion-sorted top-k list (top_k is small: 8 of 256). Scores are
+  // computed exactly as the scalar twin does, and ties keep the lower expert index first, so
+  // the choice and the weights are identical to scalar::route_sigmoid_topk.
+  int64_t n_chosen = 0;
+  float chosen_key[64];
+  float chosen_score[64];
+  std::vector<float> key_heap, score_heap;
+  float* keys = chosen_key;
+  float* scores = chosen_score;
+  if (top_k > 64) {
+    key_heap.resize(top_k);
+    score_heap.resize(top_k);
+    keys = key_heap.data();
+    scores = score_heap.data();
+  }
+  for (int64_t e = 0; e < n_experts; ++e) {
+    const float score = 1.0f / (1.0f + std::exp(-logits[e]));
+    const float key = score + (bias ? bias[e] : 0.0f);
+    if (n_chosen == top_k && !(key > keys[top_k - 1])) continue;
+    int64_t pos = n_chosen < top_k ? n_chosen++ : top_k - 1;
+    while (pos > 0 && key > keys[pos - 1]) {
+      keys[pos] = keys[pos - 1];
+      scores[pos] = scores[pos - 1];
+      expert_ids[pos] = expert_ids[pos - 1];
+      --pos;
+    }
+    keys[pos] = key;
+    scores[pos] = score;
+    expert_ids[pos] = static_cast<int32_t>(e);
+  }
+  float total = 0.0f;
+  for (int64_t j = 0; j < top_k; ++j) total += scores[j];
+  for (int64_t j = 0; j < top_k; ++j) expert_weights[j] = scores[j] / total;
 }
 
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
-  scalar::silu_mul(gate, up, n, out);
+  M2_CHECK(n >= 0, "silu_mul: negative length ", n);
+  HWY_DYNAMIC_DISPATCH(SiluMulImpl)(gate, up, n, out);
 }
 
 }  // namespace m2fp4
+#endif  // HWY_ONCE

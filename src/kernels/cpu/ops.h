@@ -27,6 +27,13 @@ void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t rotary_dim, 
 void attention(const float* q, const float* k, const float* v, int64_t n_ctx, int64_t kv_row_stride,
                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* out, float* scratch);
 
+// attention() with the heads split across the pool's threads (contiguous head ranges, so the
+// heads of one KV group mostly share a thread and its cached K/V). Scratch is per thread,
+// internal.
+void attention_parallel(const float* q, const float* k, const float* v, int64_t n_ctx,
+                        int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                        int64_t head_dim, float* out, ThreadPool& pool);
+
 // MiniMax-M2 router for one token: score = sigmoid(logit); experts chosen by the top_k largest
 // score + bias (bias may be null); weights = chosen scores renormalised to sum 1.
 // expert_ids/expert_weights: top_k entries, in descending order of score + bias.

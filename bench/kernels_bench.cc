@@ -1,0 +1,244 @@
+// CPU kernel benchmarks: read-only memory bandwidth (the roofline), and matmul per weight format
+// at decode (1 token) and prefill (64 tokens) shapes, 1 and 2 threads.
+//
+// Counters: GBps = weight bytes streamed per second; bw_GBps = read bandwidth measured by the same
+// benchmark just before its timed loop, same thread count; of_bw = GBps / bw_GBps (the fraction
+// of the roofline; the host's bandwidth swings minute to minute, so only this ratio is
+// comparable across runs). Weights are cycled over several copies totalling >= 512 MiB so every
+// pass comes from memory, not the last-level cache.
+//
+// Run: build-*/bench/kernels_bench --benchmark_counters_tabular=true
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/simd_target.h"
+#include "kernels/weight.h"
+#include "numerics/bf16.h"
+#include "numerics/f16.h"
+#include "numerics/fp8_e4m3.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace m2fp4 {
+namespace {
+
+constexpr int64_t kStreamBytes = int64_t{512} << 20;
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<uint8_t, FreeDeleter>;
+
+Buffer allocate(int64_t bytes) {
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
+  if (!p) std::abort();
+  return Buffer(p);
+}
+
+// Sums 64-bit words of [p, p + bytes); wide loads where the CPU has them.
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) uint64_t sum_avx2(const uint8_t* p, int64_t bytes) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 128 <= bytes; i += 128) {
+    a0 = _mm256_add_epi64(a0, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
+    a1 = _mm256_add_epi64(a1, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
+    a2 = _mm256_add_epi64(a2, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
+    a3 = _mm256_add_epi64(a3, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
+  }
+  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  uint64_t lanes[4];
+  std::memcpy(lanes, &s, sizeof(lanes));
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+#endif
+
+uint64_t sum_words(const uint8_t* p, int64_t bytes) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) return sum_avx2(p, bytes);
+#endif
+  uint64_t a[4] = {};
+  for (int64_t i = 0; i + 32 <= bytes; i += 32) {
+    for (int k = 0; k < 4; ++k) {
+      uint64_t v;
+      std::memcpy(&v, p + i + 8 * k, 8);
+      a[k] += v;
+    }
+  }
+  return a[0] + a[1] + a[2] + a[3];
+}
+
+// One read pass over the buffer split into contiguous per-thread slices; returns seconds.
+double stream_pass(const uint8_t* p, int64_t bytes, ThreadPool& pool) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<uint64_t> sums(pool.size());
+  const int64_t lines = bytes / 128;
+  pool.parallel_for(lines, 1024, [&](int64_t b, int64_t e, int thread) {
+    sums[thread] += sum_words(p + b * 128, (e - b) * 128);
+  });
+  benchmark::DoNotOptimize(sums.data());
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Read bandwidth in GB/s: best of a few passes over a 512 MiB buffer.
+double measure_bandwidth(ThreadPool& pool) {
+  static Buffer buffer = [] {
+    Buffer b = allocate(kStreamBytes);
+    std::memset(b.get(), 1, kStreamBytes);
+    return b;
+  }();
+  double best = 1e30;
+  for (int i = 0; i < 4; ++i) best = std::min(best, stream_pass(buffer.get(), kStreamBytes, pool));
+  return kStreamBytes / best * 1e-9;
+}
+
+void BM_MemoryBandwidth(benchmark::State& state) {
+  ThreadPool pool(static_cast<int>(state.range(0)));
+  measure_bandwidth(pool);  // first touch, warm-up
+  static Buffer buffer = [] {
+    Buffer b = allocate(kStreamBytes);
+    std::memset(b.get(), 2, kStreamBytes);
+    return b;
+  }();
+  double seconds = 0;
+  for (auto _ : state) seconds += stream_pass(buffer.get(), kStreamBytes, pool);
+  state.counters["GBps"] = kStreamBytes * 1e-9 * state.iterations() / seconds;
+  state.SetBytesProcessed(kStreamBytes * state.iterations());
+}
+BENCHMARK(BM_MemoryBandwidth)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->MinTime(1.0);
+
+// Copies of one random weight, enough to total >= 512 MiB.
+struct WeightSet {
+  std::vector<Buffer> data;
+  std::vector<float> scales;
+  std::vector<Weight> weights;
+};
+
+WeightSet make_weights(WeightFormat format, int64_t rows, int64_t cols) {
+  WeightSet set;
+  Weight proto{format, rows, cols, nullptr, nullptr, 0};
+  if (format == WeightFormat::kFp8Block128) {
+    proto.scale_cols = (cols + 127) / 128;
+    set.scales.assign(((rows + 127) / 128) * proto.scale_cols, 0.01f);
+  }
+  const int64_t elem = format == WeightFormat::kF32                                      ? 4
+                       : (format == WeightFormat::kBF16 || format == WeightFormat::kF16) ? 2
+                                                                                         : 1;
+  const int64_t bytes = rows * cols * elem;
+  const int64_t copies = std::max<int64_t>(2, (kStreamBytes + bytes - 1) / bytes);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  Buffer first = allocate(bytes);
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float v = normal(rng);
+    switch (format) {
+      case WeightFormat::kF32:
+        std::memcpy(first.get() + 4 * i, &v, 4);
+        break;
+      case WeightFormat::kBF16: {
+        const uint16_t h = f32_to_bf16(v);
+        std::memcpy(first.get() + 2 * i, &h, 2);
+        break;
+      }
+      case WeightFormat::kF16: {
+        const uint16_t h = f32_to_f16(v);
+        std::memcpy(first.get() + 2 * i, &h, 2);
+        break;
+      }
+      case WeightFormat::kFp8Block128:
+        first.get()[i] = f32_to_e4m3(v * 64);
+        break;
+    }
+  }
+  for (int64_t k = 0; k < copies; ++k) {
+    Buffer b = allocate(bytes);
+    std::memcpy(b.get(), first.get(), bytes);
+    Weight w = proto;
+    w.data = b.get();
+    w.block_scale = set.scales.empty() ? nullptr : set.scales.data();
+    set.weights.push_back(w);
+    set.data.push_back(std::move(b));
+  }
+  return set;
+}
+
+// Args: format, rows, cols, n_tokens, threads.
+void BM_Matmul(benchmark::State& state) {
+  const auto format = static_cast<WeightFormat>(state.range(0));
+  const int64_t rows = state.range(1), cols = state.range(2), n_tokens = state.range(3);
+  ThreadPool pool(static_cast<int>(state.range(4)));
+  WeightSet set = make_weights(format, rows, cols);
+  std::vector<float> x(n_tokens * cols), y(n_tokens * rows);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& v : x) v = normal(rng);
+  for (const Weight& w : set.weights) matmul(w, x.data(), n_tokens, y.data(), pool);  // warm-up
+  const double bandwidth_before = measure_bandwidth(pool);
+  size_t k = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    matmul(set.weights[k], x.data(), n_tokens, y.data(), pool);
+    benchmark::DoNotOptimize(y.data());
+    k = (k + 1) % set.weights.size();
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // The roofline: the better of the bandwidths measured just before and just after.
+  const double bandwidth = std::max(bandwidth_before, measure_bandwidth(pool));
+  const double bytes = static_cast<double>(set.weights[0].nbytes()) * state.iterations();
+  const double gbps = bytes * 1e-9 / seconds;
+  state.SetLabel(std::string(weight_format_name(format)) + " " + kernels_simd_target());
+  state.counters["GBps"] = gbps;
+  state.counters["GFLOPs"] = 2.0 * rows * cols * n_tokens * state.iterations() * 1e-9 / seconds;
+  state.counters["bw_GBps"] = bandwidth;
+  state.counters["of_bw"] = gbps / bandwidth;
+}
+
+void matmul_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"fmt", "rows", "cols", "tokens", "threads"});
+  const WeightFormat formats[] = {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kF16,
+                                  WeightFormat::kFp8Block128};
+  const int64_t shapes[][2] = {{4096, 4096}, {32768, 1024}};
+  for (int64_t tokens : {1, 64}) {
+    for (auto& shape : shapes) {
+      for (WeightFormat f : formats) {
+        for (int threads : {1, 2}) {
+          b->Args({static_cast<int64_t>(f), shape[0], shape[1], tokens, threads});
+        }
+      }
+    }
+  }
+}
+BENCHMARK(BM_Matmul)->Apply(matmul_args)->UseRealTime()->MinTime(0.5);
+
+// Token-count sweep (expert matmuls see a few tokens each; prefill many): BF16 4096 x 4096 on
+// 2 threads.
+void token_sweep_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"fmt", "rows", "cols", "tokens", "threads"});
+  for (int64_t tokens : {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 128}) {
+    b->Args({static_cast<int64_t>(WeightFormat::kBF16), 4096, 4096, tokens, 2});
+  }
+}
+BENCHMARK(BM_Matmul)
+    ->Name("BM_MatmulTokenSweep")
+    ->Apply(token_sweep_args)
+    ->UseRealTime()
+    ->MinTime(0.3);
+
+}  // namespace
+}  // namespace m2fp4
+
+BENCHMARK_MAIN();

@@ -1,0 +1,534 @@
+// Per-target (Highway) code of the fast matmul; included by matmul.cc once per SIMD target via
+// foreach_target.h. Not compiled on its own (the CMake glob skips *-inl.cc).
+//
+// Numerics: every weight is decoded exactly to f32 (for FP8, e4m3 * block scale rounded once, as
+// the scalar twin does) and multiplied/accumulated with f32 FMA; only the summation order
+// differs from scalar::matmul.
+//
+// Two paths:
+// - GEMV (few tokens): R weight rows at a time are decoded straight from memory into registers
+//   and dotted with up to 4 tokens; each thread streams a disjoint slice of rows once per group of
+//   4 tokens (the slice's rows stay in L1 between groups). This is the decode path and must run
+//   at memory bandwidth.
+// - GEMM (many tokens, prefill and busy experts): the input is transposed once so tokens lie along
+//   the vector lanes, R rows are decoded into an f32 tile, and a register-blocked kernel
+//   broadcasts one weight and updates R x TV token vectors per column. Weights are decoded once
+//   per block of 64 tokens.
+
+#if defined(M2FP4_KERNELS_CPU_MATMUL_INL_CC_) == defined(HWY_TARGET_TOGGLE)
+#ifdef M2FP4_KERNELS_CPU_MATMUL_INL_CC_
+#undef M2FP4_KERNELS_CPU_MATMUL_INL_CC_
+#else
+#define M2FP4_KERNELS_CPU_MATMUL_INL_CC_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "hwy/highway.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/scratch.h"
+#include "kernels/weight.h"
+#include "numerics/bf16.h"
+#include "numerics/f16.h"
+#include "numerics/fp8_e4m3.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace m2fp4 {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// x86 AVX2/SSE have 16 vector registers; AVX-512, NEON, SVE have 32.
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
+constexpr bool kManyRegisters = false;
+#else
+constexpr bool kManyRegisters = true;
+#endif
+
+// ---- Decoders: N consecutive weights of one row to f32 ----
+
+struct FormatF32 {
+  using Stored = float;
+  static constexpr bool kScaled = false;
+  static VF load(DF df, const float* p, VF) { return hn::LoadU(df, p); }
+  static float at(const float* p) { return *p; }
+};
+
+struct FormatBF16 {
+  using Stored = uint16_t;
+  static constexpr bool kScaled = false;
+  static VF load(DF df, const uint16_t* p, VF) {
+    const hn::Rebind<uint16_t, DF> du16;
+    const hn::RebindToUnsigned<DF> du32;
+    return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, p))));
+  }
+  static float at(const uint16_t* p) { return bf16_to_f32(*p); }
+};
+
+struct FormatF16 {
+  using Stored = uint16_t;
+  static constexpr bool kScaled = false;
+  static VF load(DF df, const uint16_t* p, VF) {
+    const hn::Rebind<hwy::float16_t, DF> df16;
+    return hn::PromoteTo(df, hn::LoadU(df16, reinterpret_cast<const hwy::float16_t*>(p)));
+  }
+  static float at(const uint16_t* p) { return f16_to_f32(*p); }
+};
+
+// 2^120: an e4m3 code's bits placed in an f32's sign/exponent/mantissa fields read as the code's
+// value times 2^-120 (subnormal codes become f32 subnormals, also exact).
+constexpr float kTwoTo120 = 1.329227995784916e36f;
+
+// FP8 with the exponent bias fixed by one multiply. `mul` is block_scale * 2^120, which is exact
+// and gives the same single rounding as e4m3 * block_scale when |block_scale| < 2^8; larger
+// scales take FormatFp8TwoStep.
+struct FormatFp8 {
+  using Stored = uint8_t;
+  static constexpr bool kScaled = true;
+  static VF load(DF df, const uint8_t* p, VF mul) {
+    const hn::Rebind<int8_t, DF> di8;
+    const hn::RebindToSigned<DF> di32;
+    // Sign-extended code << 20 puts the sign in bit 31 and E4M3 in bits 20..26.
+    const auto code = hn::PromoteTo(di32, hn::LoadU(di8, reinterpret_cast<const int8_t*>(p)));
+    const auto bits = hn::And(hn::ShiftLeft<20>(code), hn::Set(di32, int32_t(0x87F00000u)));
+    const auto magnitude = hn::Set(di32, 0x07F00000);
+    const auto is_nan = hn::Eq(hn::And(bits, magnitude), magnitude);  // 0x7F / 0xFF
+    const VF value = hn::Mul(hn::BitCast(df, bits), mul);
+    return hn::IfThenElse(hn::RebindMask(df, is_nan),
+                          hn::Set(df, std::numeric_limits<float>::quiet_NaN()), value);
+  }
+  static float at(const uint8_t* p) { return e4m3_to_f32(*p); }
+};
+
+struct FormatFp8TwoStep {
+  using Stored = uint8_t;
+  static constexpr bool kScaled = true;
+  static VF load(DF df, const uint8_t* p, VF scale) {
+    return hn::Mul(FormatFp8::load(df, p, hn::Set(df, kTwoTo120)), scale);
+  }
+  static float at(const uint8_t* p) { return e4m3_to_f32(*p); }
+};
+
+// Per-row view of a weight with the block scale (1 for unscaled formats) of a column segment.
+template <class Format>
+struct RowSource {
+  const typename Format::Stored* base;
+  int64_t cols;
+  const float* block_scale;
+  int64_t scale_cols;
+
+  const typename Format::Stored* row(int64_t r) const { return base + r * cols; }
+  float scale(int64_t r, int64_t c) const {
+    return Format::kScaled ? block_scale[(r / 128) * scale_cols + c / 128] : 1.0f;
+  }
+  // Multiplier vector handed to Format::load for the segment containing column c.
+  VF multiplier(DF df, int64_t r, int64_t c) const {
+    if constexpr (std::is_same_v<Format, FormatFp8>) return hn::Set(df, scale(r, c) * kTwoTo120);
+    return hn::Set(df, scale(r, c));
+  }
+};
+
+// Column segments share one block scale: 128 columns for FP8, the whole row otherwise.
+template <class Format>
+int64_t segment_length(int64_t cols) {
+  return Format::kScaled ? 128 : std::max<int64_t>(cols, 1);
+}
+
+// ---- GEMV path ----
+
+// y[t, r0 + r] for r < R, t < TB: rows decoded once and dotted with TB tokens.
+template <class Format, int R, int TB>
+HWY_NOINLINE void gemv_tile(const RowSource<Format>& src, int64_t r0, const float* x,
+                            int64_t n_rows_total, float* y) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t cols = src.cols;
+  const typename Format::Stored* rows[R];
+  HWY_UNROLL(8)
+  for (int r = 0; r < R; ++r) rows[r] = src.row(r0 + r);
+  VF acc[R][TB];
+  float tail[R][TB];
+  HWY_UNROLL(8)
+  for (int r = 0; r < R; ++r) {
+    HWY_UNROLL(8)
+    for (int t = 0; t < TB; ++t) {
+      acc[r][t] = hn::Zero(df);
+      tail[r][t] = 0.0f;
+    }
+  }
+  const int64_t seg = segment_length<Format>(cols);
+  for (int64_t s0 = 0; s0 < cols; s0 += seg) {
+    const int64_t s1 = std::min(cols, s0 + seg);
+    VF mul[R];
+    HWY_UNROLL(8)
+    for (int r = 0; r < R; ++r) mul[r] = src.multiplier(df, r0 + r, s0);
+    int64_t c = s0;
+    for (; c + n <= s1; c += n) {
+      VF w[R];
+      HWY_UNROLL(8)
+      for (int r = 0; r < R; ++r) w[r] = Format::load(df, rows[r] + c, mul[r]);
+      HWY_UNROLL(8)
+      for (int t = 0; t < TB; ++t) {
+        const VF xv = hn::LoadU(df, x + t * cols + c);
+        HWY_UNROLL(8)
+        for (int r = 0; r < R; ++r) acc[r][t] = hn::MulAdd(w[r], xv, acc[r][t]);
+      }
+    }
+    for (; c < s1; ++c) {
+      HWY_UNROLL(8)
+      for (int r = 0; r < R; ++r) {
+        const float w = Format::at(rows[r] + c) * src.scale(r0 + r, c);
+        HWY_UNROLL(8)
+        for (int t = 0; t < TB; ++t) tail[r][t] += w * x[t * cols + c];
+      }
+    }
+  }
+  HWY_UNROLL(8)
+  for (int r = 0; r < R; ++r) {
+    HWY_UNROLL(8)
+    for (int t = 0; t < TB; ++t) {
+      y[t * n_rows_total + r0 + r] = hn::GetLane(hn::SumOfLanes(df, acc[r][t])) + tail[r][t];
+    }
+  }
+}
+
+// Tokens [t0, t0 + TB) on rows [r0, r0 + R).
+template <class Format, int R>
+void gemv_tile_tokens(const RowSource<Format>& src, int64_t r0, const float* x, int64_t t0,
+                      int64_t nt, int64_t n_rows_total, float* y) {
+  const float* xt = x + t0 * src.cols;
+  float* yt = y + t0 * n_rows_total;
+  switch (nt) {
+    case 1:
+      return gemv_tile<Format, R, 1>(src, r0, xt, n_rows_total, yt);
+    case 2:
+      return gemv_tile<Format, R, 2>(src, r0, xt, n_rows_total, yt);
+    case 3:
+      return gemv_tile<Format, R, 3>(src, r0, xt, n_rows_total, yt);
+    default:
+      return gemv_tile<Format, R, 4>(src, r0, xt, n_rows_total, yt);
+  }
+}
+
+// Rows [row_begin, row_end) for all tokens: each tile of R rows is read from memory once and
+// reused from L1/L2 for every group of up to 4 tokens.
+template <class Format, int R>
+void gemv_rows_tiled(const RowSource<Format>& src, int64_t row_begin, int64_t row_end,
+                     const float* x, int64_t n_tokens, int64_t n_rows_total, float* y) {
+  int64_t r = row_begin;
+  for (; r + R <= row_end; r += R) {
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += 4) {
+      gemv_tile_tokens<Format, R>(src, r, x, t0, std::min<int64_t>(4, n_tokens - t0), n_rows_total,
+                                  y);
+    }
+  }
+  for (; r < row_end; ++r) {
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += 4) {
+      gemv_tile_tokens<Format, 1>(src, r, x, t0, std::min<int64_t>(4, n_tokens - t0), n_rows_total,
+                                  y);
+    }
+  }
+}
+
+// 4 rows keep enough multiply-adds in flight for one token; with 16 registers and 3-4 tokens
+// per tile, 2 rows avoid spilling the 4 x 4 accumulators.
+template <class Format>
+void gemv_rows(const RowSource<Format>& src, int64_t row_begin, int64_t row_end, const float* x,
+               int64_t n_tokens, int64_t n_rows_total, float* y) {
+  if (kManyRegisters || n_tokens <= 2) {
+    gemv_rows_tiled<Format, 4>(src, row_begin, row_end, x, n_tokens, n_rows_total, y);
+  } else {
+    gemv_rows_tiled<Format, 2>(src, row_begin, row_end, x, n_tokens, n_rows_total, y);
+  }
+}
+
+// ---- GEMM path ----
+
+constexpr int kGemmRows = kManyRegisters ? 6 : 4;          // R: weight rows per register tile
+constexpr int kGemmTokenVectors = kManyRegisters ? 4 : 2;  // TV: token vectors per tile
+// Columns per pass: the packed input chunk (kGemmCols x 64 tokens, 64 KiB) stays in L2 and the
+// decoded weight tile (R x kGemmCols) in L1. A multiple of 128, so FP8 scale blocks align.
+constexpr int64_t kGemmCols = 256;
+
+// Tokens per block: a multiple of the lanes, about 64.
+int64_t gemm_block_tokens(int64_t lanes) {
+  const int64_t per_tile = lanes * kGemmTokenVectors;
+  return std::max<int64_t>(per_tile, 64 / per_tile * per_tile);
+}
+
+// Decodes columns [c0, c1) of rows [r0, r0 + nr) into out (kGemmRows x (c1 - c0)); rows past
+// nr are zero.
+template <class Format>
+void decode_tile(const RowSource<Format>& src, int64_t r0, int64_t nr, int64_t c0, int64_t c1,
+                 float* out) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t width = c1 - c0;
+  const int64_t seg = segment_length<Format>(src.cols);
+  for (int64_t r = 0; r < nr; ++r) {
+    const typename Format::Stored* row = src.row(r0 + r);
+    float* o = out + r * width - c0;
+    for (int64_t s0 = c0; s0 < c1; s0 += seg) {
+      const int64_t s1 = std::min(c1, s0 + seg);
+      const VF mul = src.multiplier(df, r0 + r, s0);
+      int64_t c = s0;
+      for (; c + n <= s1; c += n) hn::StoreU(Format::load(df, row + c, mul), df, o + c);
+      const float scale = src.scale(r0 + r, s0);
+      for (; c < s1; ++c) o[c] = Format::at(row + c) * scale;
+    }
+  }
+  if (nr < kGemmRows) std::memset(out + nr * width, 0, (kGemmRows - nr) * width * sizeof(float));
+}
+
+// acc[r][j * N + lane] (+)= sum_c wtile[r][c] * xt[c][j * N + lane] for TV token vectors: one
+// broadcast weight updates TV vectors of tokens. Continuing from the stored partial sums keeps
+// the summation sequential over columns, as in the scalar twin.
+template <int TV>
+HWY_NOINLINE void gemm_tile(const float* HWY_RESTRICT wtile, int64_t width,
+                            const float* HWY_RESTRICT xt, int64_t xt_stride,
+                            float* HWY_RESTRICT yacc, int64_t yacc_stride, bool first) {
+  constexpr int R = kGemmRows;
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  VF acc[R][TV];
+  HWY_UNROLL(8)
+  for (int r = 0; r < R; ++r) {
+    HWY_UNROLL(8)
+    for (int j = 0; j < TV; ++j) {
+      acc[r][j] = first ? hn::Zero(df) : hn::Load(df, yacc + r * yacc_stride + j * n);
+    }
+  }
+  for (int64_t c = 0; c < width; ++c) {
+    VF xv[TV];
+    HWY_UNROLL(8)
+    for (int j = 0; j < TV; ++j) xv[j] = hn::Load(df, xt + c * xt_stride + j * n);
+    HWY_UNROLL(8)
+    for (int r = 0; r < R; ++r) {
+      const VF w = hn::Set(df, wtile[r * width + c]);
+      HWY_UNROLL(8)
+      for (int j = 0; j < TV; ++j) acc[r][j] = hn::MulAdd(w, xv[j], acc[r][j]);
+    }
+  }
+  HWY_UNROLL(8)
+  for (int r = 0; r < R; ++r) {
+    HWY_UNROLL(8)
+    for (int j = 0; j < TV; ++j) hn::Store(acc[r][j], df, yacc + r * yacc_stride + j * n);
+  }
+}
+
+void gemm_tile_dispatch(int64_t tv, const float* wtile, int64_t width, const float* xt,
+                        int64_t xt_stride, float* yacc, int64_t yacc_stride, bool first) {
+  if (tv == 1) return gemm_tile<1>(wtile, width, xt, xt_stride, yacc, yacc_stride, first);
+  if constexpr (kGemmTokenVectors == 2) {
+    return gemm_tile<2>(wtile, width, xt, xt_stride, yacc, yacc_stride, first);
+  } else {
+    if (tv == 2) return gemm_tile<2>(wtile, width, xt, xt_stride, yacc, yacc_stride, first);
+    if (tv == 3) return gemm_tile<3>(wtile, width, xt, xt_stride, yacc, yacc_stride, first);
+    return gemm_tile<4>(wtile, width, xt, xt_stride, yacc, yacc_stride, first);
+  }
+}
+
+// Packs tokens [t0, t0 + nt) of x into xt[c][t - t0] with `stride` floats per column (padding
+// tokens are zero).
+void pack_tokens(const float* x, int64_t cols, int64_t t0, int64_t nt, int64_t stride, float* xt) {
+  for (int64_t c = 0; c < cols; ++c) {
+    float* o = xt + c * stride;
+    for (int64_t t = 0; t < nt; ++t) o[t] = x[(t0 + t) * cols + c];
+    for (int64_t t = nt; t < stride; ++t) o[t] = 0.0f;
+  }
+}
+
+// Rows per panel: the panel's partial sums (384 x 64 tokens, 96 KiB) stay in L2 while the column
+// chunks sweep past. A multiple of every kGemmRows.
+constexpr int64_t kGemmPanelRows = 384;
+
+// Rows [row_begin, row_end) for all tokens: per block of tokens, per panel of rows, per column
+// chunk, per group of R rows: decode the R x chunk weight tile once, then run it against every
+// token vector of the block.
+template <class Format>
+void gemm_rows(const RowSource<Format>& src, int64_t row_begin, int64_t row_end,
+               const float* xt_all, int64_t n_tokens, int64_t block_tokens, int64_t n_rows_total,
+               float* y) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t cols = src.cols;
+  const int64_t yacc_floats = kGemmPanelRows * block_tokens;
+  float* yacc = thread_scratch(1, yacc_floats + kGemmRows * kGemmCols);
+  float* wtile = yacc + yacc_floats;
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += block_tokens) {
+    const int64_t nt = std::min(block_tokens, n_tokens - t0);
+    const int64_t n_vectors = (nt + n - 1) / n;
+    const float* xt = xt_all + (t0 / block_tokens) * cols * block_tokens;
+    for (int64_t p0 = row_begin; p0 < row_end; p0 += kGemmPanelRows) {
+      const int64_t p1 = std::min(row_end, p0 + kGemmPanelRows);
+      for (int64_t c0 = 0; c0 < cols; c0 += kGemmCols) {
+        const int64_t c1 = std::min(cols, c0 + kGemmCols);
+        for (int64_t r0 = p0; r0 < p1; r0 += kGemmRows) {
+          decode_tile(src, r0, std::min<int64_t>(kGemmRows, p1 - r0), c0, c1, wtile);
+          float* ygroup = yacc + (r0 - p0) * block_tokens;
+          for (int64_t j = 0; j < n_vectors; j += kGemmTokenVectors) {
+            gemm_tile_dispatch(std::min<int64_t>(kGemmTokenVectors, n_vectors - j), wtile, c1 - c0,
+                               xt + c0 * block_tokens + j * n, block_tokens, ygroup + j * n,
+                               block_tokens, c0 == 0);
+          }
+        }
+      }
+      for (int64_t r = p0; r < p1; ++r) {
+        const float* yr = yacc + (r - p0) * block_tokens;
+        for (int64_t t = 0; t < nt; ++t) y[(t0 + t) * n_rows_total + r] = yr[t];
+      }
+    }
+  }
+}
+
+// ---- Driver ----
+
+// GEMM pays off once a register tile holds at least two full token vectors: with one, the
+// broadcast loads outnumber the multiply-adds and the GEMV path (4 tokens per pass over rows
+// cached in L1) is as fast (measured with BM_MatmulTokenSweep).
+bool use_gemm(int64_t n_tokens) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  return n_tokens >= std::max<int64_t>(8, 2 * n);
+}
+
+bool fp8_scales_small(const Weight& w) {
+  const int64_t n = ((w.rows + 127) / 128) * w.scale_cols;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!(std::abs(w.block_scale[i]) < 256.0f)) return false;
+  }
+  return true;
+}
+
+// How one job runs on a range of its rows.
+struct JobPlan {
+  const MatmulJob* job;
+  bool gemm;
+  const float* xt;  // GEMM: packed input blocks
+  int64_t block_tokens;
+  int64_t unit;  // rows per scheduling unit (a register tile)
+  int64_t n_units;
+  double unit_cost;
+  void (*run)(const JobPlan&, int64_t row_begin, int64_t row_end);
+};
+
+template <class Format>
+void run_rows(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
+  const Weight& w = *plan.job->w;
+  const RowSource<Format> src{static_cast<const typename Format::Stored*>(w.data), w.cols,
+                              w.block_scale, w.scale_cols};
+  if (plan.gemm) {
+    gemm_rows<Format>(src, row_begin, row_end, plan.xt, plan.job->n_tokens, plan.block_tokens,
+                      w.rows, plan.job->y);
+  } else {
+    gemv_rows<Format>(src, row_begin, row_end, plan.job->x, plan.job->n_tokens, w.rows,
+                      plan.job->y);
+  }
+}
+
+auto* runner_for(const Weight& w) {
+  switch (w.format) {
+    case WeightFormat::kF32:
+      return &run_rows<FormatF32>;
+    case WeightFormat::kBF16:
+      return &run_rows<FormatBF16>;
+    case WeightFormat::kF16:
+      return &run_rows<FormatF16>;
+    case WeightFormat::kFp8Block128:
+      return fp8_scales_small(w) ? &run_rows<FormatFp8> : &run_rows<FormatFp8TwoStep>;
+  }
+  return &run_rows<FormatF32>;
+}
+
+// Below this much work (~bytes streamed) a job list runs on the calling thread alone: waking a
+// worker costs about a microsecond, in which ~64 KiB stream.
+constexpr double kMinParallelCost = 64 << 10;
+
+// Entry point for this target; jobs already validated, none empty.
+void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t block_tokens = gemm_block_tokens(lanes);
+  // Reused across calls (no allocation per call). Named through a reference: lambdas run on the
+  // workers would otherwise see their own thread's instance.
+  thread_local std::vector<JobPlan> caller_plans;
+  std::vector<JobPlan>& plans = caller_plans;
+  plans.resize(n_jobs);
+  int64_t xt_floats = 0;
+  double total_cost = 0;
+  for (int64_t i = 0; i < n_jobs; ++i) {
+    const Weight& w = *jobs[i].w;
+    const int64_t n_tokens = jobs[i].n_tokens;
+    JobPlan& p = plans[i];
+    p.job = &jobs[i];
+    p.gemm = use_gemm(n_tokens);
+    p.block_tokens = block_tokens;
+    p.unit = p.gemm ? kGemmRows : 4;
+    p.n_units = (w.rows + p.unit - 1) / p.unit;
+    // Bytes streamed plus the arithmetic in byte-equivalents (~8 multiply-adds per byte of
+    // bandwidth on one core), so jobs of different formats and token counts balance.
+    const double row_bytes = static_cast<double>(w.nbytes()) / static_cast<double>(w.rows);
+    p.unit_cost =
+        static_cast<double>(p.unit) * (row_bytes + 0.125 * static_cast<double>(w.cols * n_tokens));
+    p.run = runner_for(w);
+    total_cost += p.unit_cost * static_cast<double>(p.n_units);
+    if (p.gemm) xt_floats += (n_tokens + block_tokens - 1) / block_tokens * w.cols * block_tokens;
+  }
+  // Pack the inputs of the GEMM jobs (tokens along the lanes) once, on the calling thread.
+  float* xt = xt_floats ? thread_scratch(0, xt_floats) : nullptr;
+  for (JobPlan& p : plans) {
+    if (!p.gemm) continue;
+    const int64_t cols = p.job->w->cols, n_tokens = p.job->n_tokens;
+    p.xt = xt;
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += block_tokens) {
+      pack_tokens(p.job->x, cols, t0, std::min(block_tokens, n_tokens - t0), block_tokens, xt);
+      xt += cols * block_tokens;
+    }
+  }
+  // Thread k takes the units whose cumulative cost starts in [total * k / T, total * (k+1) / T):
+  // contiguous rows, possibly spanning several jobs.
+  const int n_threads = total_cost < kMinParallelCost ? 1 : pool.size();
+  auto run_share = [&](int64_t k) {
+    const double lo = total_cost * static_cast<double>(k) / n_threads;
+    const double hi = total_cost * static_cast<double>(k + 1) / n_threads;
+    double job_start = 0;
+    for (const JobPlan& p : plans) {
+      const double job_cost = p.unit_cost * static_cast<double>(p.n_units);
+      const double job_end = job_start + job_cost;
+      if (job_end > lo && job_start < hi) {
+        // Units u with job_start + u * unit_cost in [lo, hi).
+        auto first_unit_at = [&](double c) {
+          if (c <= job_start) return int64_t{0};
+          return std::min(p.n_units,
+                          static_cast<int64_t>(std::ceil((c - job_start) / p.unit_cost)));
+        };
+        const int64_t u0 = first_unit_at(lo);
+        const int64_t u1 = k + 1 == n_threads ? p.n_units : first_unit_at(hi);
+        const int64_t rows = p.job->w->rows;
+        if (u0 < u1) p.run(p, u0 * p.unit, std::min(rows, u1 * p.unit));
+      }
+      job_start = job_end;
+    }
+  };
+  if (n_threads == 1) {
+    run_share(0);
+  } else {
+    pool.run(n_threads, [&](int64_t k, int) { run_share(k); });
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace m2fp4
+HWY_AFTER_NAMESPACE();
+
+#endif  // include guard toggle

@@ -1,0 +1,151 @@
+#include "quant/iq4nl16.h"
+
+#include <cmath>
+
+#include "base/error.h"
+#include "numerics/f16.h"
+#include "numerics/iq4nl.h"
+#include "quant/parallel_rows.h"
+
+namespace m2fp4 {
+namespace {
+
+constexpr float kDeadBlockAmax = 1e-15f;  // llama.cpp GROUP_MAX_EPS
+constexpr int64_t kN = kIq4nl16Block;
+
+struct Sums {
+  float qx = 0.0f;  // sum w q x
+  float q2 = 0.0f;  // sum w q^2
+};
+
+// Codes for x * inv_scale and their weighted sums, accumulated left to right in float32.
+Sums assign(const float* x, const float* weight, float inv_scale, uint8_t* codes) {
+  Sums sums;
+  for (int64_t j = 0; j < kN; ++j) {
+    const uint8_t code = iq4nl_nearest_index(inv_scale * x[j]);
+    if (codes != nullptr) codes[j] = code;
+    const float q = iq4nl_level(code);
+    const float wq = weight[j] * q;
+    sums.qx += wq * x[j];
+    sums.q2 += wq * q;
+  }
+  return sums;
+}
+
+// Codes for x / d (or x * (1/d)).
+void final_codes(const float* x, float d, bool reciprocal, uint8_t* codes) {
+  if (d == 0.0f) {
+    for (int64_t j = 0; j < kN; ++j) codes[j] = iq4nl_nearest_index(0.0f);
+    return;
+  }
+  if (reciprocal) {
+    const float id = 1.0f / d;
+    for (int64_t j = 0; j < kN; ++j) codes[j] = iq4nl_nearest_index(id * x[j]);
+  } else {
+    for (int64_t j = 0; j < kN; ++j) codes[j] = iq4nl_nearest_index(x[j] / d);
+  }
+}
+
+}  // namespace
+
+float iq4nl16_quantize_block(const float* x, const float* importance, const Iq4nl16Options& options,
+                             uint8_t* codes) {
+  float weight[kN];
+  if (importance != nullptr) {
+    float sigma2 = 0.0f;
+    for (int64_t j = 0; j < kN; ++j) sigma2 += x[j] * x[j];
+    sigma2 *= 2.0f / static_cast<float>(kN);
+    for (int64_t j = 0; j < kN; ++j) weight[j] = importance[j] * std::sqrt(sigma2 + x[j] * x[j]);
+  } else {
+    for (int64_t j = 0; j < kN; ++j) weight[j] = x[j] * x[j];
+  }
+  float amax = 0.0f;
+  float max = 0.0f;  // the signed element of largest magnitude, first one on ties
+  for (int64_t j = 0; j < kN; ++j) {
+    const float ax = std::fabs(x[j]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[j];
+    }
+  }
+  if (amax < kDeadBlockAmax) {
+    final_codes(x, 0.0f, false, codes);
+    return 0.0f;
+  }
+  const float first_level = static_cast<float>(kIq4nlLevels[0]);  // -127
+  float d = -max / first_level;  // maps max to +127, which clamps to level 113
+  Sums sums;
+  if (options.multiply_by_reciprocal) {
+    sums = assign(x, weight, 1.0f / d, nullptr);
+  } else {
+    for (int64_t j = 0; j < kN; ++j) {  // nearest(x / d), same accumulation as assign()
+      const float q = iq4nl_level(iq4nl_nearest_index(x[j] / d));
+      const float wq = weight[j] * q;
+      sums.qx += wq * x[j];
+      sums.q2 += wq * q;
+    }
+  }
+  d = sums.q2 > 0.0f ? sums.qx / sums.q2 : 0.0f;
+  float best = d * sums.qx;
+  for (int t = -options.ntry; t <= options.ntry; ++t) {
+    const float id = static_cast<float>(t + kIq4nlLevels[0]) / max;  // max -> level -127 + t
+    const Sums trial = assign(x, weight, id, nullptr);
+    if (trial.q2 > 0.0f && trial.qx * trial.qx > best * trial.q2) {
+      d = trial.qx / trial.q2;
+      best = d * trial.qx;
+    }
+  }
+  // Codes come from the float32 d, not from the fp16 value that is stored.
+  final_codes(x, d, options.multiply_by_reciprocal, codes);
+  return d;
+}
+
+Iq4nl16Tensor iq4nl16_quantize(const ConstMatrix& w, const Iq4nl16Options& options) {
+  check_blocked_shape(w, kIq4nl16Block, "IQ4_NL x16");
+  M2_CHECK(options.ntry >= 0, "IQ4_NL x16: ntry must be >= 0, got ", options.ntry);
+  Iq4nl16Tensor out;
+  out.rows = w.rows;
+  out.cols = w.cols;
+  out.packed.resize(static_cast<size_t>(w.rows * w.cols / 2));
+  out.scales.resize(static_cast<size_t>(w.rows * (w.cols / kIq4nl16Block)));
+  const int64_t blocks_per_row = w.cols / kIq4nl16Block;
+  parallel_rows(w.rows, row_grain(w.cols), [&](int64_t begin, int64_t end) {
+    std::vector<float> row(static_cast<size_t>(w.cols));
+    uint8_t codes[kN];
+    for (int64_t r = begin; r < end; ++r) {
+      w.load(r, 0, w.cols, row.data());
+      for (int64_t b = 0; b < blocks_per_row; ++b) {
+        const float* x = row.data() + b * kN;
+        for (int64_t j = 0; j < kN; ++j) {
+          M2_CHECK(std::isfinite(x[j]), "IQ4_NL x16: row ", r, " column ", b * kN + j,
+                   " is NaN or infinite");
+        }
+        const float* importance = options.importance ? options.importance + b * kN : nullptr;
+        const float d = iq4nl16_quantize_block(x, importance, options, codes);
+        out.scales[static_cast<size_t>(r * blocks_per_row + b)] = f32_to_f16(d);
+        uint8_t* packed = out.packed.data() + (r * w.cols + b * kN) / 2;
+        for (int64_t j = 0; j < kN / 2; ++j) {
+          packed[j] = static_cast<uint8_t>(codes[2 * j] | (codes[2 * j + 1] << 4));
+        }
+      }
+    }
+  });
+  return out;
+}
+
+std::vector<float> iq4nl16_dequantize(const Iq4nl16Tensor& tensor) {
+  M2_CHECK(tensor.rows > 0 && tensor.cols > 0 && tensor.cols % kIq4nl16Block == 0 &&
+               tensor.packed.size() == static_cast<size_t>(tensor.rows * tensor.cols / 2) &&
+               tensor.scales.size() == static_cast<size_t>(tensor.rows * tensor.cols / kN),
+           "IQ4_NL x16 tensor ", tensor.rows, "x", tensor.cols, " has inconsistent buffers");
+  std::vector<float> out(static_cast<size_t>(tensor.rows * tensor.cols));
+  for (size_t i = 0; i < out.size(); i += 2) {
+    const float d = f16_to_f32(tensor.scales[i / kN]);
+    const uint8_t byte = tensor.packed[i / 2];
+    out[i] = d * iq4nl_level(byte & 0xF);
+    out[i + 1] = d * iq4nl_level(byte >> 4);
+  }
+  return out;
+}
+
+}  // namespace m2fp4

@@ -1,0 +1,17 @@
+// Runs a per-row-range function on the default thread pool and rethrows the first exception a
+// worker raised (the pool itself does not carry exceptions across threads), so the quantizers'
+// input checks surface as m2fp4::Error in the caller.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace m2fp4 {
+
+void parallel_rows(int64_t rows, int64_t grain,
+                   const std::function<void(int64_t begin, int64_t end)>& fn);
+
+// Rows per task so that a task covers about 64K elements.
+int64_t row_grain(int64_t cols);
+
+}  // namespace m2fp4

@@ -1,0 +1,219 @@
+#include "text/unicode_regex.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "base/error.h"
+#include "text/unicode.h"
+
+namespace m2fp4 {
+namespace {
+
+constexpr char kSpaceClassBody[] = "\\s\\x{85}";
+constexpr char kWordClassBody[] = "\\p{L}\\p{M}\\p{N}\\p{Pc}";
+constexpr char kHexClassBody[] = "0-9a-fA-F";
+
+bool is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// Per-thread PCRE2 match state: whole-match ovector, and a JIT stack large enough for long
+// whitespace runs under `\s+(?!\S)`.
+struct ThreadMatchState {
+  pcre2_match_data* data = nullptr;
+  pcre2_match_context* context = nullptr;
+  pcre2_jit_stack* jit_stack = nullptr;
+
+  ThreadMatchState() {
+    data = pcre2_match_data_create(1, nullptr);
+    context = pcre2_match_context_create(nullptr);
+    jit_stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
+    if (data == nullptr || context == nullptr || jit_stack == nullptr) {
+      fail("PCRE2: out of memory creating match state");
+    }
+    pcre2_jit_stack_assign(context, nullptr, jit_stack);
+  }
+  ~ThreadMatchState() {
+    pcre2_jit_stack_free(jit_stack);
+    pcre2_match_context_free(context);
+    pcre2_match_data_free(data);
+  }
+  ThreadMatchState(const ThreadMatchState&) = delete;
+  ThreadMatchState& operator=(const ThreadMatchState&) = delete;
+};
+
+ThreadMatchState& thread_match_state() {
+  thread_local ThreadMatchState state;
+  return state;
+}
+
+}  // namespace
+
+std::string UnicodeRegex::translate_oniguruma(std::string_view pattern) {
+  std::string out;
+  out.reserve(pattern.size() + 16);
+  bool in_class = false;
+  size_t class_start = 0;  // offset in `pattern` of the '[' that opened the current class
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\') {
+      M2_CHECK(i + 1 < pattern.size(), "regex ends with a lone backslash: ", pattern);
+      const char e = pattern[i + 1];
+      ++i;
+      switch (e) {
+        case 's':
+          out += in_class ? kSpaceClassBody : str_cat("[", kSpaceClassBody, "]");
+          continue;
+        case 'w':
+          out += in_class ? kWordClassBody : str_cat("[", kWordClassBody, "]");
+          continue;
+        case 'h':
+          out += in_class ? kHexClassBody : str_cat("[", kHexClassBody, "]");
+          continue;
+        case 'S':
+        case 'W':
+        case 'H':
+          M2_CHECK(!in_class, "regex construct \\", e,
+                   " inside a character class is not supported: ", pattern);
+          out += str_cat("[^",
+                         e == 'S'   ? kSpaceClassBody
+                         : e == 'W' ? kWordClassBody
+                                    : kHexClassBody,
+                         "]");
+          continue;
+        case 'u':
+          // Oniguruma's \uHHHH; PCRE2 spells it \x{HHHH}.
+          {
+            bool hex4 = i + 4 < pattern.size();
+            for (size_t k = 1; hex4 && k <= 4; ++k) hex4 = is_hex(pattern[i + k]);
+            if (hex4) {
+              out += str_cat("\\x{", pattern.substr(i + 1, 4), "}");
+              i += 4;
+              continue;
+            }
+          }
+          fail("regex escape \\u must be followed by four hex digits: ", pattern);
+        default: {
+          out += '\\';
+          // Copy the escaped character whole (it may be multi-byte UTF-8).
+          const size_t length = utf8_sequence_length(static_cast<uint8_t>(e));
+          out.append(pattern.substr(i, length));
+          i += length - 1;
+          continue;
+        }
+      }
+    }
+    if (in_class) {
+      if (c == ']' && i > class_start + 1 &&
+          !(i == class_start + 2 && pattern[class_start + 1] == '^')) {
+        in_class = false;
+      } else if (c == '[') {
+        // Only a POSIX class such as [:alpha:] may open inside a class; copy it whole.
+        const size_t close = pattern.find(":]", i + 2);
+        M2_CHECK(i + 1 < pattern.size() && pattern[i + 1] == ':' && close != std::string_view::npos,
+                 "nested character classes are not supported: ", pattern);
+        out.append(pattern.substr(i, close + 2 - i));
+        i = close + 1;
+        continue;
+      } else if (c == '&' && i + 1 < pattern.size() && pattern[i + 1] == '&') {
+        fail("character class intersection (&&) is not supported: ", pattern);
+      }
+      out += c;
+      continue;
+    }
+    if (c == '[') {
+      in_class = true;
+      class_start = i;
+    }
+    out += c;
+  }
+  M2_CHECK(!in_class, "regex has an unterminated character class: ", pattern);
+  return out;
+}
+
+std::string UnicodeRegex::escape(std::string_view literal) {
+  std::string out;
+  for (char c : literal) {
+    const auto b = static_cast<uint8_t>(c);
+    const bool plain = b >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                       (c >= 'A' && c <= 'Z') || c == '_';
+    if (!plain) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+UnicodeRegex::UnicodeRegex(std::string_view pattern) : pattern_(pattern) {
+  const std::string translated = translate_oniguruma(pattern);
+  int error_code = 0;
+  PCRE2_SIZE error_offset = 0;
+  pcre2_compile_context* ccontext = pcre2_compile_context_create(nullptr);
+  pcre2_set_newline(ccontext, PCRE2_NEWLINE_LF);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
+                    PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &error_code, &error_offset, ccontext);
+  pcre2_compile_context_free(ccontext);
+  if (code == nullptr) {
+    PCRE2_UCHAR message[256];
+    pcre2_get_error_message(error_code, message, sizeof(message));
+    fail("regex does not compile (", reinterpret_cast<const char*>(message), " at offset ",
+         error_offset, "): ", pattern);
+  }
+  // JIT is an optimisation: if the platform lacks it, pcre2_match interprets.
+  pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+  code_ = code;
+}
+
+UnicodeRegex::~UnicodeRegex() {
+  pcre2_code_free(static_cast<pcre2_code*>(code_));
+}
+
+UnicodeRegex::UnicodeRegex(UnicodeRegex&& other) noexcept
+    : pattern_(std::move(other.pattern_)), code_(other.code_) {
+  other.code_ = nullptr;
+}
+
+UnicodeRegex& UnicodeRegex::operator=(UnicodeRegex&& other) noexcept {
+  if (this != &other) {
+    pcre2_code_free(static_cast<pcre2_code*>(code_));
+    pattern_ = std::move(other.pattern_);
+    code_ = other.code_;
+    other.code_ = nullptr;
+  }
+  return *this;
+}
+
+void UnicodeRegex::find_all(std::string_view text, std::vector<RegexMatch>& matches) const {
+  auto* code = static_cast<pcre2_code*>(code_);
+  ThreadMatchState& state = thread_match_state();
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  const size_t n = text.size();
+  size_t search_from = 0;
+  bool have_previous = false;
+  size_t previous_end = 0;
+  while (search_from <= n) {
+    // pcre2_match uses the JIT code when there is some; input was validated by the caller.
+    const int rc =
+        pcre2_match(code, subject, n, search_from, PCRE2_NO_UTF_CHECK, state.data, state.context);
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) {
+      PCRE2_UCHAR message[256];
+      pcre2_get_error_message(rc, message, sizeof(message));
+      fail("regex match failed (", reinterpret_cast<const char*>(message), "): ", pattern_);
+    }
+    const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(state.data);
+    const size_t start = ovector[0];
+    const size_t end = ovector[1];
+    if (start == end && have_previous && previous_end == end) {
+      // Empty match where the last one ended: step over one character and search again.
+      search_from += search_from < n ? utf8_sequence_length(subject[search_from]) : 1;
+      continue;
+    }
+    search_from = end;
+    have_previous = true;
+    previous_end = end;
+    matches.push_back({start, end});
+  }
+}
+
+}  // namespace m2fp4
