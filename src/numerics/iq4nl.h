@@ -27,6 +27,31 @@ constexpr uint8_t iq4nl_nearest_index(float x) {
   return index;
 }
 
+// Same result as iq4nl_nearest_index, by table: the doubled midpoints are integers, so
+// 2x >= midpoint iff floor(2x) >= midpoint, and floor(2x) clamped to [-232, 202] (one below the
+// lowest midpoint -231 up to the highest, 202) indexes a table of answers.
+inline constexpr int kIq4nlTableLow = -232;
+inline constexpr int kIq4nlTableHigh = 202;
+inline constexpr std::array<uint8_t, kIq4nlTableHigh - kIq4nlTableLow + 1> kIq4nlIndexTable = [] {
+  std::array<uint8_t, kIq4nlTableHigh - kIq4nlTableLow + 1> t{};
+  for (int k = kIq4nlTableLow; k <= kIq4nlTableHigh; ++k) {
+    uint8_t index = 0;
+    for (float midpoint : kIq4nlDoubledMidpoints)
+      index += static_cast<float>(k) >= midpoint ? 1 : 0;
+    t[k - kIq4nlTableLow] = index;
+  }
+  return t;
+}();
+
+constexpr uint8_t iq4nl_nearest_index_table(float x) {
+  float twice = 2.0f * x;
+  if (!(twice >= static_cast<float>(kIq4nlTableLow))) twice = kIq4nlTableLow;  // also NaN
+  if (twice > static_cast<float>(kIq4nlTableHigh)) twice = kIq4nlTableHigh;
+  int k = static_cast<int>(twice);         // truncates toward zero
+  if (static_cast<float>(k) > twice) --k;  // floor for negative non-integers
+  return kIq4nlIndexTable[k - kIq4nlTableLow];
+}
+
 constexpr float iq4nl_level(uint8_t code) {
   return static_cast<float>(kIq4nlLevels[code & 0xFu]);
 }

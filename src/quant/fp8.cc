@@ -6,6 +6,7 @@
 #include "base/error.h"
 #include "numerics/bf16.h"
 #include "numerics/fp8_e4m3.h"
+#include "quant/block_kernels.h"
 #include "quant/parallel_rows.h"
 
 namespace m2fp4 {
@@ -55,7 +56,7 @@ Fp8Tensor fp8_quantize(const ConstMatrix& w, const Fp8Options& options) {
         for (int64_t c0 = 0; c0 < w.cols; c0 += out.block_cols) {
           const int64_t n = std::min(out.block_cols, w.cols - c0);
           float& a = amax[static_cast<size_t>(c0 / out.block_cols)];
-          const float block = abs_max_or_nan(row.data() + c0, n);
+          const float block = quant_detail::abs_max(row.data() + c0, n);
           a = std::isnan(block) ? block : std::max(a, block);
         }
       }
@@ -69,9 +70,9 @@ Fp8Tensor fp8_quantize(const ConstMatrix& w, const Fp8Options& options) {
         w.load(r, 0, w.cols, row.data());
         uint8_t* codes = out.codes.data() + r * w.cols;
         const float* scales = out.scales.data() + band * scale_cols;
-        for (int64_t c = 0; c < w.cols; ++c) {
-          codes[c] = f32_to_e4m3(row[static_cast<size_t>(c)] / scales[c / out.block_cols],
-                                 Fp8Overflow::kNan);
+        for (int64_t c0 = 0; c0 < w.cols; c0 += out.block_cols) {
+          quant_detail::encode_e4m3_div(row.data() + c0, scales[c0 / out.block_cols],
+                                        std::min(out.block_cols, w.cols - c0), codes + c0);
         }
       }
     }
@@ -92,13 +93,17 @@ template <typename Store>
 void dequantize_into(const Fp8Tensor& t, Store store) {
   check_tensor(t);
   const int64_t scale_cols = t.scale_cols();
-  for (int64_t r = 0; r < t.rows; ++r) {
-    const float* scales = t.scales.data() + (r / t.block_rows) * scale_cols;
-    const uint8_t* codes = t.codes.data() + r * t.cols;
-    for (int64_t c = 0; c < t.cols; ++c) {
-      store(r * t.cols + c, e4m3_to_f32(codes[c]) * scales[c / t.block_cols]);
+  parallel_rows(t.rows, row_grain(t.cols), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* scales = t.scales.data() + (r / t.block_rows) * scale_cols;
+      const uint8_t* codes = t.codes.data() + r * t.cols;
+      for (int64_t c0 = 0; c0 < t.cols; c0 += t.block_cols) {
+        const float scale = scales[c0 / t.block_cols];
+        const int64_t c1 = std::min(t.cols, c0 + t.block_cols);
+        for (int64_t c = c0; c < c1; ++c) store(r * t.cols + c, kE4m3Table[codes[c]] * scale);
+      }
     }
-  }
+  });
 }
 
 }  // namespace

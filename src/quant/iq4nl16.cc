@@ -1,10 +1,12 @@
 #include "quant/iq4nl16.h"
 
+#include <array>
 #include <cmath>
 
 #include "base/error.h"
 #include "numerics/f16.h"
 #include "numerics/iq4nl.h"
+#include "quant/block_kernels.h"
 #include "quant/parallel_rows.h"
 
 namespace m2fp4 {
@@ -13,41 +15,72 @@ namespace {
 constexpr float kDeadBlockAmax = 1e-15f;  // llama.cpp GROUP_MAX_EPS
 constexpr int64_t kN = kIq4nl16Block;
 
+// Level values by floor(2v) - kIq4nlTableLow.
+constexpr std::array<float, kIq4nlIndexTable.size()> kLevelByFloor = [] {
+  std::array<float, kIq4nlIndexTable.size()> t{};
+  for (size_t i = 0; i < t.size(); ++i) t[i] = kIq4nlLevels[kIq4nlIndexTable[i]];
+  return t;
+}();
+
 struct Sums {
   float qx = 0.0f;  // sum w q x
   float q2 = 0.0f;  // sum w q^2
 };
 
-// Codes for x * inv_scale and their weighted sums, accumulated left to right in float32.
-Sums assign(const float* x, const float* weight, float inv_scale, uint8_t* codes) {
+// The level nearest to v (v in level units), branch-free so the 16-element loops below
+// vectorize: the same answer as iq4nl_level(iq4nl_nearest_index(v)) for finite v, by the table
+// of iq4nl_nearest_index_table.
+[[gnu::always_inline]] inline float nearest_level(float v) {
+  constexpr float kLow = kIq4nlTableLow;
+  constexpr float kHigh = kIq4nlTableHigh;
+  float twice = 2.0f * v;
+  twice = twice >= kLow ? twice : kLow;
+  twice = twice <= kHigh ? twice : kHigh;
+  int k = static_cast<int>(twice);
+  k -= static_cast<float>(k) > twice ? 1 : 0;
+  return kLevelByFloor[k - kIq4nlTableLow];
+}
+
+// Weighted sums for the levels nearest to x * inv_scale, accumulated left to right in float32.
+[[gnu::always_inline]] inline Sums assign(const float* x, const float* weight, float inv_scale) {
+  float wq[kN];
+  float q[kN];
+  for (int64_t j = 0; j < kN; ++j) {
+    q[j] = nearest_level(inv_scale * x[j]);
+    wq[j] = weight[j] * q[j];
+  }
+  float qx[kN];
+  float q2[kN];
+  for (int64_t j = 0; j < kN; ++j) {
+    qx[j] = wq[j] * x[j];
+    q2[j] = wq[j] * q[j];
+  }
   Sums sums;
   for (int64_t j = 0; j < kN; ++j) {
-    const uint8_t code = iq4nl_nearest_index(inv_scale * x[j]);
-    if (codes != nullptr) codes[j] = code;
-    const float q = iq4nl_level(code);
-    const float wq = weight[j] * q;
-    sums.qx += wq * x[j];
-    sums.q2 += wq * q;
+    sums.qx += qx[j];
+    sums.q2 += q2[j];
   }
   return sums;
 }
 
 // Codes for x / d (or x * (1/d)).
-void final_codes(const float* x, float d, bool reciprocal, uint8_t* codes) {
+[[gnu::always_inline]] inline void final_codes(const float* x, float d, bool reciprocal,
+                                               uint8_t* codes) {
   if (d == 0.0f) {
-    for (int64_t j = 0; j < kN; ++j) codes[j] = iq4nl_nearest_index(0.0f);
+    for (int64_t j = 0; j < kN; ++j) codes[j] = iq4nl_nearest_index_table(0.0f);
     return;
   }
   if (reciprocal) {
     const float id = 1.0f / d;
-    for (int64_t j = 0; j < kN; ++j) codes[j] = iq4nl_nearest_index(id * x[j]);
+    for (int64_t j = 0; j < kN; ++j) codes[j] = iq4nl_nearest_index_table(id * x[j]);
   } else {
-    for (int64_t j = 0; j < kN; ++j) codes[j] = iq4nl_nearest_index(x[j] / d);
+    for (int64_t j = 0; j < kN; ++j) codes[j] = iq4nl_nearest_index_table(x[j] / d);
   }
 }
 
 }  // namespace
 
+M2FP4_VECTOR_CLONES
 float iq4nl16_quantize_block(const float* x, const float* importance, const Iq4nl16Options& options,
                              uint8_t* codes) {
   float weight[kN];
@@ -76,10 +109,10 @@ float iq4nl16_quantize_block(const float* x, const float* importance, const Iq4n
   float d = -max / first_level;  // maps max to +127, which clamps to level 113
   Sums sums;
   if (options.multiply_by_reciprocal) {
-    sums = assign(x, weight, 1.0f / d, nullptr);
+    sums = assign(x, weight, 1.0f / d);
   } else {
     for (int64_t j = 0; j < kN; ++j) {  // nearest(x / d), same accumulation as assign()
-      const float q = iq4nl_level(iq4nl_nearest_index(x[j] / d));
+      const float q = iq4nl_level(iq4nl_nearest_index_table(x[j] / d));
       const float wq = weight[j] * q;
       sums.qx += wq * x[j];
       sums.q2 += wq * q;
@@ -89,7 +122,7 @@ float iq4nl16_quantize_block(const float* x, const float* importance, const Iq4n
   float best = d * sums.qx;
   for (int t = -options.ntry; t <= options.ntry; ++t) {
     const float id = static_cast<float>(t + kIq4nlLevels[0]) / max;  // max -> level -127 + t
-    const Sums trial = assign(x, weight, id, nullptr);
+    const Sums trial = assign(x, weight, id);
     if (trial.q2 > 0.0f && trial.qx * trial.qx > best * trial.q2) {
       d = trial.qx / trial.q2;
       best = d * trial.qx;

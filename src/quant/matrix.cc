@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "numerics/bf16.h"
+#include "quant/block_kernels.h"
 #include "quant/parallel_rows.h"
 
 namespace m2fp4 {
@@ -29,7 +30,9 @@ void ConstMatrix::load(int64_t row, int64_t col, int64_t n, float* out) const {
     return;
   }
   const uint16_t* in = static_cast<const uint16_t*>(data) + offset;
-  for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(in[i]);
+  const int64_t whole = n - n % quant_detail::kSubBlock;
+  quant_detail::load_bf16(in, whole, out);
+  for (int64_t i = whole; i < n; ++i) out[i] = bf16_to_f32(in[i]);
 }
 
 float matrix_amax(const ConstMatrix& matrix) {
@@ -40,7 +43,7 @@ float matrix_amax(const ConstMatrix& matrix) {
     std::vector<float> buf(static_cast<size_t>(matrix.cols));
     for (int64_t r = begin; r < end; ++r) {
       matrix.load(r, 0, matrix.cols, buf.data());
-      row_amax[static_cast<size_t>(r)] = abs_max_or_nan(buf.data(), matrix.cols);
+      row_amax[static_cast<size_t>(r)] = quant_detail::abs_max(buf.data(), matrix.cols);
     }
   });
   float amax = 0.0f;

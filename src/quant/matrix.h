@@ -22,19 +22,6 @@ struct ConstMatrix {
   void load(int64_t row, int64_t col, int64_t n, float* out) const;
 };
 
-// max |x[i]| for i < n; NaN if any element is NaN or infinite (so that callers' range checks
-// fail instead of skipping it, as a plain max would).
-inline float abs_max_or_nan(const float* x, int64_t n) {
-  float amax = 0.0f;
-  bool finite = true;
-  for (int64_t i = 0; i < n; ++i) {
-    const float a = x[i] < 0.0f ? -x[i] : x[i];
-    finite &= a <= 3.4028235e38f;
-    amax = a > amax ? a : amax;
-  }
-  return finite ? amax : __builtin_nanf("");
-}
-
 // max |x| over the matrix. Throws m2fp4::Error on NaN or infinity (no quantizer accepts them).
 float matrix_amax(const ConstMatrix& matrix);
 

@@ -7,6 +7,7 @@
 #include "base/error.h"
 #include "numerics/e2m1.h"
 #include "numerics/e8m0.h"
+#include "quant/block_kernels.h"
 #include "quant/nibble_pack.h"
 #include "quant/parallel_rows.h"
 
@@ -66,23 +67,37 @@ Mxfp4Tensor mxfp4_quantize(const ConstMatrix& w, Mxfp4Rule rule) {
   out.packed.resize(static_cast<size_t>(w.rows * w.cols / 2));
   out.scales.resize(static_cast<size_t>(w.rows * (w.cols / kMxfp4Block)));
   const int64_t blocks_per_row = w.cols / kMxfp4Block;
+  const int64_t sub_blocks = w.cols / quant_detail::kSubBlock;
   parallel_rows(w.rows, row_grain(w.cols), [&](int64_t begin, int64_t end) {
     std::vector<float> row(static_cast<size_t>(w.cols));
+    std::vector<float> sub_amax(static_cast<size_t>(sub_blocks));
+    std::vector<float> divisor(static_cast<size_t>(sub_blocks));
     for (int64_t r = begin; r < end; ++r) {
       w.load(r, 0, w.cols, row.data());
+      quant_detail::sub_block_abs_max(row.data(), sub_blocks, sub_amax.data());
       for (int64_t b = 0; b < blocks_per_row; ++b) {
-        const float* x = row.data() + b * kMxfp4Block;
-        const float amax = abs_max_or_nan(x, kMxfp4Block);
-        M2_CHECK(std::isfinite(amax), "MXFP4: row ", r, " block ", b, " holds NaN or infinity");
-        const uint8_t scale = mxfp4_scale_code(amax, rule);
+        const float a0 = sub_amax[2 * b];
+        const float a1 = sub_amax[2 * b + 1];
+        M2_CHECK(!std::isnan(a0) && !std::isnan(a1), "MXFP4: row ", r, " block ", b,
+                 " holds NaN or infinity");
+        const uint8_t scale = mxfp4_scale_code(std::max(a0, a1), rule);
         out.scales[static_cast<size_t>(r * blocks_per_row + b)] = scale;
-        const float divisor = e8m0_to_f32(scale);
-        uint8_t* packed = out.packed.data() + (r * w.cols + b * kMxfp4Block) / 2;
-        for (int64_t j = 0; j < kMxfp4Block / 2; ++j) {
-          const uint8_t lo = mxfp4_element_code(x[2 * j] / divisor, rule);
-          const uint8_t hi = mxfp4_element_code(x[2 * j + 1] / divisor, rule);
-          packed[j] = static_cast<uint8_t>(lo | (hi << 4));
-        }
+        divisor[2 * b] = divisor[2 * b + 1] = e8m0_to_f32(scale);
+      }
+      uint8_t* packed = out.packed.data() + r * (w.cols / 2);
+      switch (rule) {
+        case Mxfp4Rule::kOcp:
+        case Mxfp4Rule::kCompressedTensors:
+          quant_detail::encode_e2m1_rne(row.data(), divisor.data(), sub_blocks, packed);
+          break;
+        case Mxfp4Rule::kLlamaCpp:
+          quant_detail::encode_e2m1_toward_zero(row.data(), divisor.data(), sub_blocks,
+                                                E2m1ZeroSign::kNeverNegZero, packed);
+          break;
+        case Mxfp4Rule::kModelopt:
+          quant_detail::encode_e2m1_toward_zero(row.data(), divisor.data(), sub_blocks,
+                                                E2m1ZeroSign::kNonPositiveInput, packed);
+          break;
       }
     }
   });

@@ -8,6 +8,7 @@
 #include "numerics/bf16.h"
 #include "numerics/e2m1.h"
 #include "numerics/fp8_e4m3.h"
+#include "quant/block_kernels.h"
 #include "quant/parallel_rows.h"
 
 namespace m2fp4 {
@@ -19,10 +20,6 @@ constexpr float kE4m3MinSubnormal = 1.0f / 512.0f;
 
 float work_round(float x, WorkDtype dtype) {
   return dtype == WorkDtype::kBF16 ? round_to_bf16(x) : x;
-}
-
-float block_amax(const float* x) {
-  return abs_max_or_nan(x, kNvfp4Block);
 }
 
 }  // namespace
@@ -68,27 +65,22 @@ Nvfp4Tensor nvfp4_quantize_weight(const ConstMatrix& w, float amax, const Nvfp4O
 
   parallel_rows(w.rows, row_grain(w.cols), [&](int64_t begin, int64_t end) {
     std::vector<float> row(static_cast<size_t>(w.cols));
+    std::vector<float> bmax(static_cast<size_t>(blocks_per_row));
+    std::vector<float> divisor(static_cast<size_t>(blocks_per_row));
     for (int64_t r = begin; r < end; ++r) {
       w.load(r, 0, w.cols, row.data());
-      uint8_t* packed = out.packed.data() + r * (w.cols / 2);
+      quant_detail::sub_block_abs_max(row.data(), blocks_per_row, bmax.data());
       uint8_t* scales = out.block_scales.data() + r * blocks_per_row;
       for (int64_t b = 0; b < blocks_per_row; ++b) {
-        const float* x = row.data() + b * kNvfp4Block;
-        const float bmax = block_amax(x);
-        M2_CHECK(bmax <= amax, "NVFP4: row ", r, " block ", b, " has max |w| ", bmax,
+        M2_CHECK(bmax[b] <= amax, "NVFP4: row ", r, " block ", b, " has max |w| ", bmax[b],
                  " above the given amax ", amax, " (NaN/inf, or amax not taken over this tensor)");
-        const uint8_t scale = nvfp4_block_scale(bmax, global, options);
-        scales[b] = scale;
-        // Both producers divide (true division, not a reciprocal multiply: §8.7). The
-        // compressed-tensors clamp to [-6, 6] before the cast is implied by saturation.
-        const float divisor = nvfp4_block_divisor(scale, global, options.convention);
-        uint8_t codes[kNvfp4Block];
-        for (int64_t i = 0; i < kNvfp4Block; ++i) codes[i] = f32_to_e2m1(x[i] / divisor);
-        for (int64_t j = 0; j < kNvfp4Block / 2; ++j) {
-          packed[b * kNvfp4Block / 2 + j] =
-              static_cast<uint8_t>(codes[2 * j] | (codes[2 * j + 1] << 4));
-        }
+        scales[b] = nvfp4_block_scale(bmax[b], global, options);
+        divisor[b] = nvfp4_block_divisor(scales[b], global, options.convention);
       }
+      // Both producers divide (true division, not a reciprocal multiply: §8.7). The
+      // compressed-tensors clamp to [-6, 6] before the cast is implied by saturation.
+      quant_detail::encode_e2m1_rne(row.data(), divisor.data(), blocks_per_row,
+                                    out.packed.data() + r * (w.cols / 2));
     }
   });
   return out;
@@ -134,22 +126,19 @@ Nvfp4Activation nvfp4_quantize_activation(const ConstMatrix& x, float global) {
   const int64_t blocks_per_row = x.cols / kNvfp4Block;
   constexpr float kOneSixth = 1.0f / 6.0f;  // the kernels multiply by f32(1/6), not divide by 6
   std::vector<float> row(static_cast<size_t>(x.cols));
+  std::vector<float> vmax(static_cast<size_t>(blocks_per_row));
+  std::vector<float> output_scale(static_cast<size_t>(blocks_per_row));
   for (int64_t r = 0; r < x.rows; ++r) {
     x.load(r, 0, x.cols, row.data());
+    quant_detail::sub_block_abs_max(row.data(), blocks_per_row, vmax.data());
+    uint8_t* scales = out.block_scales.data() + r * blocks_per_row;
     for (int64_t b = 0; b < blocks_per_row; ++b) {
-      const float* v = row.data() + b * kNvfp4Block;
-      const float vmax = block_amax(v);
-      const uint8_t scale = f32_to_e4m3(global * (vmax * kOneSixth), Fp8Overflow::kSaturate);
-      const float scale_value = e4m3_to_f32(scale);
-      const float output_scale = scale_value != 0.0f ? global / scale_value : 0.0f;
-      out.block_scales[static_cast<size_t>(r * blocks_per_row + b)] = scale;
-      uint8_t* packed = out.packed.data() + (r * x.cols + b * kNvfp4Block) / 2;
-      for (int64_t j = 0; j < kNvfp4Block / 2; ++j) {
-        const uint8_t lo = f32_to_e2m1(v[2 * j] * output_scale);
-        const uint8_t hi = f32_to_e2m1(v[2 * j + 1] * output_scale);
-        packed[j] = static_cast<uint8_t>(lo | (hi << 4));
-      }
+      scales[b] = f32_to_e4m3(global * (vmax[b] * kOneSixth), Fp8Overflow::kSaturate);
+      const float scale_value = e4m3_to_f32(scales[b]);
+      output_scale[b] = scale_value != 0.0f ? global / scale_value : 0.0f;
     }
+    quant_detail::encode_e2m1_rne_mul(row.data(), output_scale.data(), blocks_per_row,
+                                      out.packed.data() + r * (x.cols / 2));
   }
   return out;
 }

@@ -35,6 +35,21 @@ TEST(Iq4nl, ExactLevelsMidpointsAndNeighbours) {
   EXPECT_EQ(iq4nl_nearest_index(-4.5f), 8);  // midpoint of -10 and 1
 }
 
+TEST(Iq4nl, TableLookupEqualsComparisonsOnAStridedSweep) {
+  for (uint64_t bits = 0; bits < (uint64_t{1} << 32); bits += 257) {
+    const float x = std::bit_cast<float>(static_cast<uint32_t>(bits));
+    ASSERT_EQ(iq4nl_nearest_index_table(x), iq4nl_nearest_index(x)) << x;
+  }
+  // Every midpoint and its float32 neighbours.
+  for (int i = 1; i < 16; ++i) {
+    const float mid = (kIq4nlLevels[i - 1] + kIq4nlLevels[i]) / 2.0f;
+    for (float x : {mid, std::nextafter(mid, -1000.0f), std::nextafter(mid, 1000.0f)}) {
+      EXPECT_EQ(iq4nl_nearest_index_table(x), iq4nl_nearest_index(x)) << x;
+    }
+  }
+  EXPECT_EQ(iq4nl_nearest_index_table(NAN), 0);
+}
+
 TEST(Iq4nl, StridedSweepMatchesNearestByDistance) {
   for (uint64_t bits = 0; bits < (uint64_t{1} << 32); bits += 4093) {
     const float x = std::bit_cast<float>(static_cast<uint32_t>(bits));
@@ -53,6 +68,7 @@ TEST(Iq4nl, StridedSweepMatchesNearestByDistance) {
       }
     }
     ASSERT_EQ(iq4nl_nearest_index(x), best) << x;
+    ASSERT_EQ(iq4nl_nearest_index_table(x), best) << x;
   }
 }
 
