@@ -58,8 +58,8 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages,
   for (size_t i = 0; i < messages.size(); ++i) prepared.push_back(prepare_message(messages[i], i));
   if (tools.is_array()) {
     for (const auto& tool : tools) {
-      M2_CHECK(tool.is_object(), "each tool must be a JSON object (a JSON schema), got: ",
-               tool.dump());
+      M2_CHECK(tool.is_object(),
+               "each tool must be a JSON object (a JSON schema), got: ", tool.dump());
     }
   }
   DictData context;
@@ -69,8 +69,7 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages,
   context.set(Value::string("add_generation_prompt"), Value::boolean(add_generation_prompt));
   if (extra_context.is_object()) {
     for (const auto& [k, v] : extra_context.items()) {
-      M2_CHECK(k != "messages" && k != "tools" && k != "documents" &&
-                   k != "add_generation_prompt",
+      M2_CHECK(k != "messages" && k != "tools" && k != "documents" && k != "add_generation_prompt",
                "extra template context may not set '", k, "' (it has its own argument)");
       context.set(Value::string(k), jinja::from_json(v));
     }
@@ -83,8 +82,8 @@ std::string render_chat_template(std::string_view template_source,
                                  const nlohmann::ordered_json& messages,
                                  const nlohmann::ordered_json& tools, bool add_generation_prompt,
                                  const nlohmann::ordered_json& extra_context) {
-  return ChatTemplate(template_source).render(messages, tools, add_generation_prompt,
-                                              extra_context);
+  return ChatTemplate(template_source)
+      .render(messages, tools, add_generation_prompt, extra_context);
 }
 
 ModelChatTemplate load_model_chat_template(const std::string& model_dir, bool with_tools) {

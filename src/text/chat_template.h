@@ -33,6 +33,7 @@ class ChatTemplate {
   // an array of tool schemas; `extra_context` is null or an object of further template
   // variables (special tokens, enable_thinking, ...). Template errors (raise_exception, type
   // errors, undefined values used wrongly) raise m2fp4::Error("template line N: ...").
+  // Each call renders in its own interpreter, so concurrent calls on one ChatTemplate are safe.
   std::string render(const nlohmann::ordered_json& messages, const nlohmann::ordered_json& tools,
                      bool add_generation_prompt,
                      const nlohmann::ordered_json& extra_context = nullptr) const;

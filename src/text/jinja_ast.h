@@ -15,27 +15,27 @@ using ExprPtr = std::unique_ptr<Expr>;
 
 struct Expr {
   enum class Kind {
-    kConst,      // value
-    kName,       // name
-    kNSRef,      // name.attr as an assignment target (`set ns.attr = ...`)
-    kGetattr,    // a.name
-    kGetitem,    // a[b]
-    kSlice,      // a:b:c inside [] (any part may be null)
-    kCall,       // a(args, kwargs, *dyn_args, **dyn_kwargs)
-    kFilter,     // a | name(args) ; a is null in `{% filter %}` and `{% set x | f %}` blocks
-    kTest,       // a is name(args)
-    kNot,        // not a
-    kNeg,        // -a
-    kPos,        // +a
-    kBinary,     // a op b, op in + - * / // % **
-    kConcat,     // items joined with ~
-    kCompare,    // a ops[i] items[i] ... (chained like Python)
-    kAnd,        // a and b
-    kOr,         // a or b
-    kCondExpr,   // b if a else c (c may be null)
-    kList,       // [items]
-    kTuple,      // (items)
-    kDict,       // {items[i]: values[i]}
+    kConst,     // value
+    kName,      // name
+    kNSRef,     // name.attr as an assignment target (`set ns.attr = ...`)
+    kGetattr,   // a.name
+    kGetitem,   // a[b]
+    kSlice,     // a:b:c inside [] (any part may be null)
+    kCall,      // a(args, kwargs, *dyn_args, **dyn_kwargs)
+    kFilter,    // a | name(args) ; a is null in `{% filter %}` and `{% set x | f %}` blocks
+    kTest,      // a is name(args)
+    kNot,       // not a
+    kNeg,       // -a
+    kPos,       // +a
+    kBinary,    // a op b, op in + - * / // % **
+    kConcat,    // items joined with ~
+    kCompare,   // a ops[i] items[i] ... (chained like Python)
+    kAnd,       // a and b
+    kOr,        // a or b
+    kCondExpr,  // b if a else c (c may be null)
+    kList,      // [items]
+    kTuple,     // (items)
+    kDict,      // {items[i]: values[i]}
   };
   Kind kind = Kind::kConst;
   int line = 1;
@@ -68,7 +68,7 @@ struct Stmt {
     kWith,         // with params = values: body
     kBreak,
     kContinue,
-    kScope,        // a body with its own scope (transformers' {% generation %})
+    kScope,  // a body with its own scope (transformers' {% generation %})
   };
   Kind kind = Kind::kText;
   int line = 1;

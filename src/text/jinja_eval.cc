@@ -124,7 +124,9 @@ Value global_strftime_now(Interpreter&, CallArgs& args) {
   return Value::string(buf);
 }
 
-[[noreturn]] void fail_undefined(const Value& v) { eval_fail(v.undefined_hint()); }
+[[noreturn]] void fail_undefined(const Value& v) {
+  eval_fail(v.undefined_hint());
+}
 
 }  // namespace
 
@@ -177,12 +179,19 @@ Interpreter::Flow Interpreter::exec_body(const Body& body, Frame* frame, std::st
 Interpreter::Flow Interpreter::exec(const Stmt& s, Frame* frame, std::string& out) {
   try {
     switch (s.kind) {
-      case Stmt::Kind::kText: out += s.text; return Flow::kNormal;
-      case Stmt::Kind::kPrint: out += to_str(eval(*s.expr, frame)); return Flow::kNormal;
+      case Stmt::Kind::kText:
+        out += s.text;
+        return Flow::kNormal;
+      case Stmt::Kind::kPrint:
+        out += to_str(eval(*s.expr, frame));
+        return Flow::kNormal;
       case Stmt::Kind::kIf:
         return exec_body(truthy(eval(*s.expr, frame)) ? s.body : s.else_body, frame, out);
-      case Stmt::Kind::kFor: return exec_for(s, frame, out);
-      case Stmt::Kind::kSet: assign(*s.target, eval(*s.expr, frame), frame); return Flow::kNormal;
+      case Stmt::Kind::kFor:
+        return exec_for(s, frame, out);
+      case Stmt::Kind::kSet:
+        assign(*s.target, eval(*s.expr, frame), frame);
+        return Flow::kNormal;
       case Stmt::Kind::kSetBlock: {
         std::string captured;
         exec_body(s.body, new_frame(frame), captured);
@@ -191,7 +200,9 @@ Interpreter::Flow Interpreter::exec(const Stmt& s, Frame* frame, std::string& ou
         assign(*s.target, v, frame);
         return Flow::kNormal;
       }
-      case Stmt::Kind::kMacro: frame->set(s.name, make_macro(s, frame, s.name)); return Flow::kNormal;
+      case Stmt::Kind::kMacro:
+        frame->set(s.name, make_macro(s, frame, s.name));
+        return Flow::kNormal;
       case Stmt::Kind::kCallBlock: {
         const Value caller = make_macro(s, frame, "caller");
         out += to_str(eval_call(*s.expr, frame, &caller));
@@ -210,9 +221,12 @@ Interpreter::Flow Interpreter::exec(const Stmt& s, Frame* frame, std::string& ou
         for (size_t i = 0; i < s.params.size(); ++i) inner->set(s.params[i], values[i]);
         return exec_body(s.body, inner, out);
       }
-      case Stmt::Kind::kBreak: return Flow::kBreak;
-      case Stmt::Kind::kContinue: return Flow::kContinue;
-      case Stmt::Kind::kScope: return exec_body(s.body, new_frame(frame), out);
+      case Stmt::Kind::kBreak:
+        return Flow::kBreak;
+      case Stmt::Kind::kContinue:
+        return Flow::kContinue;
+      case Stmt::Kind::kScope:
+        return exec_body(s.body, new_frame(frame), out);
     }
   } catch (const EvalError& e) {
     template_fail(s.line, e.what());
@@ -251,7 +265,9 @@ Interpreter::Flow Interpreter::exec_for(const Stmt& s, Frame* frame, std::string
 
 void Interpreter::assign(const Expr& target, const Value& value, Frame* frame) {
   switch (target.kind) {
-    case Expr::Kind::kName: frame->set(target.name, value); return;
+    case Expr::Kind::kName:
+      frame->set(target.name, value);
+      return;
     case Expr::Kind::kNSRef: {
       const Value ns = lookup(target.name, frame);
       if (!ns.is_namespace()) {
@@ -271,20 +287,21 @@ void Interpreter::assign(const Expr& target, const Value& value, Frame* frame) {
       try {
         parts = iterate(value);
       } catch (const EvalError& e) {
-        template_fail(target.line, str_cat("cannot unpack non-iterable ", type_name(value),
-                                           " object"));
+        template_fail(target.line,
+                      str_cat("cannot unpack non-iterable ", type_name(value), " object"));
       }
       if (parts.size() != target.items.size()) {
-        template_fail(target.line,
-                      parts.size() > target.items.size()
-                          ? str_cat("too many values to unpack (expected ", target.items.size(), ")")
-                          : str_cat("not enough values to unpack (expected ", target.items.size(),
-                                    ", got ", parts.size(), ")"));
+        template_fail(target.line, parts.size() > target.items.size()
+                                       ? str_cat("too many values to unpack (expected ",
+                                                 target.items.size(), ")")
+                                       : str_cat("not enough values to unpack (expected ",
+                                                 target.items.size(), ", got ", parts.size(), ")"));
       }
       for (size_t i = 0; i < parts.size(); ++i) assign(*target.items[i], parts[i], frame);
       return;
     }
-    default: template_fail(target.line, "can't assign to this expression");
+    default:
+      template_fail(target.line, "can't assign to this expression");
   }
 }
 
@@ -336,8 +353,7 @@ Value Interpreter::invoke_macro(const Stmt& def, Frame* closure, const std::stri
     if (i >= first_default) {
       f->set(def.params[i], eval(*def.defaults[i - first_default], f));
     } else {
-      f->set(def.params[i],
-             Value::undefined("parameter '" + def.params[i] + "' was not provided"));
+      f->set(def.params[i], Value::undefined("parameter '" + def.params[i] + "' was not provided"));
     }
   }
   if (def.uses_varargs) {
@@ -414,13 +430,16 @@ Value Interpreter::apply_filter_chain(const Expr& filter, Value subject, Frame* 
 
 Value Interpreter::eval_inner(const Expr& e, Frame* frame) {
   switch (e.kind) {
-    case Expr::Kind::kConst: return e.value;
-    case Expr::Kind::kName: return lookup(e.name, frame);
+    case Expr::Kind::kConst:
+      return e.value;
+    case Expr::Kind::kName:
+      return lookup(e.name, frame);
     case Expr::Kind::kNSRef: {
       const Value ns = lookup(e.name, frame);
       return get_attribute(ns, e.attr);
     }
-    case Expr::Kind::kGetattr: return get_attribute(eval(*e.a, frame), e.name);
+    case Expr::Kind::kGetattr:
+      return get_attribute(eval(*e.a, frame), e.name);
     case Expr::Kind::kGetitem: {
       const Value obj = eval(*e.a, frame);
       if (e.b->kind == Expr::Kind::kSlice) {
@@ -432,8 +451,10 @@ Value Interpreter::eval_inner(const Expr& e, Frame* frame) {
       }
       return get_item(obj, eval(*e.b, frame));
     }
-    case Expr::Kind::kSlice: eval_fail("slice outside of a subscript");
-    case Expr::Kind::kCall: return eval_call(e, frame, nullptr);
+    case Expr::Kind::kSlice:
+      eval_fail("slice outside of a subscript");
+    case Expr::Kind::kCall:
+      return eval_call(e, frame, nullptr);
     case Expr::Kind::kFilter: {
       Value subject = e.a ? eval(*e.a, frame) : Value();
       const CallArgs args = eval_args(e, frame);
@@ -444,9 +465,12 @@ Value Interpreter::eval_inner(const Expr& e, Frame* frame) {
       const CallArgs args = eval_args(e, frame);
       return Value::boolean(apply_test(*this, e.name, subject, args));
     }
-    case Expr::Kind::kNot: return Value::boolean(!truthy(eval(*e.a, frame)));
-    case Expr::Kind::kNeg: return unary_op('-', eval(*e.a, frame));
-    case Expr::Kind::kPos: return unary_op('+', eval(*e.a, frame));
+    case Expr::Kind::kNot:
+      return Value::boolean(!truthy(eval(*e.a, frame)));
+    case Expr::Kind::kNeg:
+      return unary_op('-', eval(*e.a, frame));
+    case Expr::Kind::kPos:
+      return unary_op('+', eval(*e.a, frame));
     case Expr::Kind::kBinary: {
       const Value a = eval(*e.a, frame);
       const Value b = eval(*e.b, frame);

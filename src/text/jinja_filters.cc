@@ -19,9 +19,13 @@ namespace {
 
 using Filter = Value (*)(Interpreter&, const Value&, const CallArgs&);
 
-[[noreturn]] void fail_undefined(const Value& v) { eval_fail(v.undefined_hint()); }
+[[noreturn]] void fail_undefined(const Value& v) {
+  eval_fail(v.undefined_hint());
+}
 
-bool opt_bool(const std::optional<Value>& v, bool fallback) { return v ? truthy(*v) : fallback; }
+bool opt_bool(const std::optional<Value>& v, bool fallback) {
+  return v ? truthy(*v) : fallback;
+}
 
 Value lower_if_string(const Value& v) {
   return v.is_string() ? Value::string(py_lower(v.as_string())) : v;
@@ -105,7 +109,8 @@ Value filter_map(Interpreter& interp, const Value& seq, const CallArgs& args) {
 }
 
 Value filter_tojson(Interpreter&, const Value& v, const CallArgs& args) {
-  const auto b = bind_args("tojson", args, {"ensure_ascii", "indent", "separators", "sort_keys"}, 0);
+  const auto b =
+      bind_args("tojson", args, {"ensure_ascii", "indent", "separators", "sort_keys"}, 0);
   JsonOptions o;
   o.ensure_ascii = opt_bool(b[0], false);
   if (b[1] && !b[1]->is_none()) {
@@ -140,9 +145,13 @@ Value filter_length(Interpreter&, const Value& v, const CallArgs& args) {
   return Value::integer(length(v));
 }
 
-Value filter_string(Interpreter&, const Value& v, const CallArgs&) { return Value::string(to_str(v)); }
+Value filter_string(Interpreter&, const Value& v, const CallArgs&) {
+  return Value::string(to_str(v));
+}
 
-Value filter_list(Interpreter&, const Value& v, const CallArgs&) { return Value::list(iterate(v)); }
+Value filter_list(Interpreter&, const Value& v, const CallArgs&) {
+  return Value::list(iterate(v));
+}
 
 Value filter_first(Interpreter&, const Value& v, const CallArgs&) {
   std::vector<Value> items = iterate(v);
@@ -204,7 +213,8 @@ Value filter_title(Interpreter&, const Value& v, const CallArgs&) {
     if (sep) {
       out += piece;
     } else {
-      out += py_upper(utf8_encode(s.substr(i, 1))) + py_lower(utf8_encode(s.substr(i + 1, j - i - 1)));
+      out +=
+          py_upper(utf8_encode(s.substr(i, 1))) + py_lower(utf8_encode(s.substr(i + 1, j - i - 1)));
     }
     i = j;
   }
@@ -221,7 +231,8 @@ Value filter_indent(Interpreter&, const Value& v, const CallArgs& args) {
   const auto b = bind_args("indent", args, {"width", "first", "blank"}, 0);
   if (!v.is_string()) eval_fail("indent expects a string, got ", type_name(v));
   std::string indention = "    ";
-  if (b[0]) indention = b[0]->is_string() ? b[0]->as_string() : std::string(size_t(b[0]->as_int()), ' ');
+  if (b[0])
+    indention = b[0]->is_string() ? b[0]->as_string() : std::string(size_t(b[0]->as_int()), ' ');
   const std::vector<std::string> lines = py_splitlines(v.as_string() + "\n");
   std::string rv;
   if (opt_bool(b[2], false)) {
@@ -282,7 +293,8 @@ std::optional<int64_t> parse_python_int(const std::string& text, int base) {
   char* end = nullptr;
   errno = 0;
   const long long v = std::strtoll(t.c_str(), &end, base);
-  if (end != t.c_str() + t.size() || errno == ERANGE || !std::isalnum(static_cast<unsigned char>(t[0]))) {
+  if (end != t.c_str() + t.size() || errno == ERANGE ||
+      !std::isalnum(static_cast<unsigned char>(t[0]))) {
     return std::nullopt;
   }
   return negative ? -v : v;
@@ -387,7 +399,8 @@ Value sort_key(const Value& item, const std::optional<Value>& attribute, bool ca
       while (true) {
         const size_t comma = s.find(',', start);
         parts.push_back(attribute_path(
-            item, Value::string(s.substr(start, comma == std::string::npos ? comma : comma - start)),
+            item,
+            Value::string(s.substr(start, comma == std::string::npos ? comma : comma - start)),
             nullptr));
         if (comma == std::string::npos) break;
         start = comma + 1;
@@ -447,8 +460,12 @@ Value min_or_max(const Value& v, const CallArgs& args, bool want_max) {
   }
   return items[best];
 }
-Value filter_min(Interpreter&, const Value& v, const CallArgs& a) { return min_or_max(v, a, false); }
-Value filter_max(Interpreter&, const Value& v, const CallArgs& a) { return min_or_max(v, a, true); }
+Value filter_min(Interpreter&, const Value& v, const CallArgs& a) {
+  return min_or_max(v, a, false);
+}
+Value filter_max(Interpreter&, const Value& v, const CallArgs& a) {
+  return min_or_max(v, a, true);
+}
 
 Value filter_sum(Interpreter&, const Value& v, const CallArgs& args) {
   const auto b = bind_args("sum", args, {"attribute", "start"}, 0);
@@ -489,18 +506,31 @@ Value filter_escape(Interpreter&, const Value& v, const CallArgs&) {
   std::string out;
   for (char c : to_str(v)) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return Value::string(std::move(out));
 }
 
-Value filter_safe(Interpreter&, const Value& v, const CallArgs&) { return Value::string(to_str(v)); }
+Value filter_safe(Interpreter&, const Value& v, const CallArgs&) {
+  return Value::string(to_str(v));
+}
 
 Value filter_attr(Interpreter&, const Value& v, const CallArgs& args) {
   const auto b = bind_args("attr", args, {"name"}, 1);
@@ -567,27 +597,48 @@ Value filter_batch(Interpreter&, const Value& v, const CallArgs& args) {
 
 const std::unordered_map<std::string, Filter>& filters() {
   static const std::unordered_map<std::string, Filter> kFilters = {
-      {"abs", filter_abs},           {"attr", filter_attr},
-      {"batch", filter_batch},       {"capitalize", filter_capitalize},
-      {"center", filter_center},     {"count", filter_length},
-      {"d", filter_default},         {"default", filter_default},
-      {"dictsort", filter_dictsort}, {"e", filter_escape},
-      {"escape", filter_escape},     {"first", filter_first},
-      {"float", filter_float},       {"format", filter_format},
-      {"indent", filter_indent},     {"int", filter_int},
-      {"items", filter_items},       {"join", filter_join},
-      {"last", filter_last},         {"length", filter_length},
-      {"list", filter_list},         {"lower", filter_lower},
-      {"map", filter_map},           {"max", filter_max},
-      {"min", filter_min},           {"reject", filter_reject},
-      {"rejectattr", filter_rejectattr}, {"replace", filter_replace},
-      {"reverse", filter_reverse},   {"round", filter_round},
-      {"safe", filter_safe},         {"select", filter_select},
-      {"selectattr", filter_selectattr}, {"sort", filter_sort},
-      {"string", filter_string},     {"sum", filter_sum},
-      {"title", filter_title},       {"tojson", filter_tojson},
-      {"trim", filter_trim},         {"unique", filter_unique},
-      {"upper", filter_upper},       {"wordcount", filter_wordcount},
+      {"abs", filter_abs},
+      {"attr", filter_attr},
+      {"batch", filter_batch},
+      {"capitalize", filter_capitalize},
+      {"center", filter_center},
+      {"count", filter_length},
+      {"d", filter_default},
+      {"default", filter_default},
+      {"dictsort", filter_dictsort},
+      {"e", filter_escape},
+      {"escape", filter_escape},
+      {"first", filter_first},
+      {"float", filter_float},
+      {"format", filter_format},
+      {"indent", filter_indent},
+      {"int", filter_int},
+      {"items", filter_items},
+      {"join", filter_join},
+      {"last", filter_last},
+      {"length", filter_length},
+      {"list", filter_list},
+      {"lower", filter_lower},
+      {"map", filter_map},
+      {"max", filter_max},
+      {"min", filter_min},
+      {"reject", filter_reject},
+      {"rejectattr", filter_rejectattr},
+      {"replace", filter_replace},
+      {"reverse", filter_reverse},
+      {"round", filter_round},
+      {"safe", filter_safe},
+      {"select", filter_select},
+      {"selectattr", filter_selectattr},
+      {"sort", filter_sort},
+      {"string", filter_string},
+      {"sum", filter_sum},
+      {"title", filter_title},
+      {"tojson", filter_tojson},
+      {"trim", filter_trim},
+      {"unique", filter_unique},
+      {"upper", filter_upper},
+      {"wordcount", filter_wordcount},
   };
   return kFilters;
 }
@@ -598,11 +649,16 @@ bool python_is(const Value& a, const Value& b) {
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
     case Value::Kind::kNone:
-    case Value::Kind::kUndefined: return a.is_none() || a.identity() == b.identity();
-    case Value::Kind::kBool: return a.as_bool() == b.as_bool();
-    case Value::Kind::kInt: return a.as_int() == b.as_int() && a.as_int() >= -5 && a.as_int() <= 256;
-    case Value::Kind::kString: return a.as_string() == b.as_string();
-    default: return a.identity() != nullptr && a.identity() == b.identity();
+    case Value::Kind::kUndefined:
+      return a.is_none() || a.identity() == b.identity();
+    case Value::Kind::kBool:
+      return a.as_bool() == b.as_bool();
+    case Value::Kind::kInt:
+      return a.as_int() == b.as_int() && a.as_int() >= -5 && a.as_int() <= 256;
+    case Value::Kind::kString:
+      return a.as_string() == b.as_string();
+    default:
+      return a.identity() != nullptr && a.identity() == b.identity();
   }
 }
 
@@ -613,7 +669,8 @@ bool test_compare(const char* op, const Value& v, const CallArgs& args) {
 
 const Value& number_arg(const Value& v) {
   if (v.is_undefined()) fail_undefined(v);
-  if (!v.is_number()) eval_fail("unsupported operand type(s) for %: '", type_name(v), "' and 'int'");
+  if (!v.is_number())
+    eval_fail("unsupported operand type(s) for %: '", type_name(v), "' and 'int'");
   return v;
 }
 
@@ -669,7 +726,8 @@ bool apply_test(Interpreter&, const std::string& name, const Value& v, const Cal
     const std::string s = to_str(v);
     bool any_cased = false;
     for (char32_t c : utf8_decode(s)) {
-      if (name == "lower" ? u_isupper(UChar32(c)) || u_istitle(UChar32(c)) : u_islower(UChar32(c))) {
+      if (name == "lower" ? u_isupper(UChar32(c)) || u_istitle(UChar32(c))
+                          : u_islower(UChar32(c))) {
         return false;
       }
       if (u_hasBinaryProperty(UChar32(c), UCHAR_CASED)) any_cased = true;
@@ -681,12 +739,14 @@ bool apply_test(Interpreter&, const std::string& name, const Value& v, const Cal
     return v.is_string() && (filters().count(v.as_string()) > 0 || v.as_string() == "map");
   }
   if (name == "test") {
-    static const char* kTests[] = {"defined", "undefined", "none", "boolean", "true", "false",
-                                   "integer", "float", "number", "string", "mapping", "iterable",
-                                   "sequence", "callable", "escaped", "sameas", "in", "==", "eq",
-                                   "equalto", "!=", "ne", ">", "gt", "greaterthan", ">=", "ge",
-                                   "<", "lt", "lessthan", "<=", "le", "even", "odd",
-                                   "divisibleby", "lower", "upper", "filter", "test"};
+    static const char* kTests[] = {"defined", "undefined", "none",     "boolean",  "true",
+                                   "false",   "integer",   "float",    "number",   "string",
+                                   "mapping", "iterable",  "sequence", "callable", "escaped",
+                                   "sameas",  "in",        "==",       "eq",       "equalto",
+                                   "!=",      "ne",        ">",        "gt",       "greaterthan",
+                                   ">=",      "ge",        "<",        "lt",       "lessthan",
+                                   "<=",      "le",        "even",     "odd",      "divisibleby",
+                                   "lower",   "upper",     "filter",   "test"};
     return v.is_string() && std::any_of(std::begin(kTests), std::end(kTests),
                                         [&](const char* k) { return v.as_string() == k; });
   }

@@ -53,9 +53,15 @@ std::string_view rstrip_whitespace(std::string_view s) {
   return s.substr(0, end);
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_name_start(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+bool is_name_char(char c) {
+  return is_name_start(c) || is_digit(c);
+}
 
 // `(\d+_)*\d+` at pos; returns the end or npos.
 size_t match_digits(std::string_view s, size_t pos) {
@@ -172,21 +178,49 @@ std::string unescape(std::string_view body, int line) {
       utf8_append(out, v);
     };
     switch (e) {
-      case '\n': break;
-      case '\\': out.push_back('\\'); break;
-      case '\'': out.push_back('\''); break;
-      case '"': out.push_back('"'); break;
-      case 'a': out.push_back('\a'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
-      case 'v': out.push_back('\v'); break;
-      case 'x': hex(2); break;
-      case 'u': hex(4); break;
-      case 'U': hex(8); break;
-      case 'N': template_fail(line, "\\N{...} escapes are not supported in string literals");
+      case '\n':
+        break;
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '\'':
+        out.push_back('\'');
+        break;
+      case '"':
+        out.push_back('"');
+        break;
+      case 'a':
+        out.push_back('\a');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'v':
+        out.push_back('\v');
+        break;
+      case 'x':
+        hex(2);
+        break;
+      case 'u':
+        hex(4);
+        break;
+      case 'U':
+        hex(8);
+        break;
+      case 'N':
+        template_fail(line, "\\N{...} escapes are not supported in string literals");
       default:
         if (e >= '0' && e <= '7') {
           char32_t v = char32_t(e - '0');
@@ -407,10 +441,14 @@ class Lexer {
       if (c == '\'' || c == '"') {
         end = pos + 1;
         while (end < src_.size() && src_[end] != c) end += src_[end] == '\\' ? 2 : 1;
-        if (end >= src_.size()) template_fail(line_at(pos), "unexpected char '" + std::string(1, c) + "'");
+        if (end >= src_.size()) {
+          template_fail(line_at(pos), str_cat("unexpected char ", string_repr(std::string(1, c)),
+                                              " at ", utf8_decode(src_.substr(0, pos)).size()));
+        }
         const int line = line_at(pos);
-        tokens_.push_back(
-            Token{Token::Type::kString, unescape(std::string_view(src_).substr(pos + 1, end - pos - 1), line), line, 0, 0});
+        tokens_.push_back(Token{
+            Token::Type::kString,
+            unescape(std::string_view(src_).substr(pos + 1, end - pos - 1), line), line, 0, 0});
         pos = end + 1;
         continue;
       }
@@ -422,7 +460,10 @@ class Lexer {
         }
       }
       if (!op) {
-        template_fail(line_at(pos), str_cat("unexpected char '", c, "'"));
+        const auto lead = static_cast<unsigned char>(c);
+        const size_t len = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+        template_fail(line_at(pos), str_cat("unexpected char ", string_repr(src_.substr(pos, len)),
+                                            " at ", utf8_decode(src_.substr(0, pos)).size()));
       }
       const std::string o(op);
       if (o == "(" || o == "[" || o == "{") {
@@ -430,8 +471,8 @@ class Lexer {
       } else if (o == ")" || o == "]" || o == "}") {
         if (balance.empty()) template_fail(line_at(pos), "unexpected '" + o + "'");
         if (balance.back() != o[0]) {
-          template_fail(line_at(pos),
-                        "unexpected '" + o + "', expected '" + std::string(1, balance.back()) + "'");
+          template_fail(line_at(pos), "unexpected '" + o + "', expected '" +
+                                          std::string(1, balance.back()) + "'");
         }
         balance.pop_back();
       }

@@ -15,7 +15,8 @@ namespace m2fp4::jinja {
 namespace {
 
 bool is_ascii(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 std::string icu_case(const std::string& s, bool upper) {
@@ -30,7 +31,9 @@ std::string icu_case(const std::string& s, bool upper) {
   return out;
 }
 
-bool is_cased(char32_t c) { return u_hasBinaryProperty(UChar32(c), UCHAR_CASED); }
+bool is_cased(char32_t c) {
+  return u_hasBinaryProperty(UChar32(c), UCHAR_CASED);
+}
 
 }  // namespace
 
@@ -52,7 +55,8 @@ std::string py_title(const std::string& s) {
   std::u32string out;
   bool previous_cased = false;
   for (char32_t c : utf8_decode(s)) {
-    out.push_back(previous_cased ? char32_t(u_tolower(UChar32(c))) : char32_t(u_totitle(UChar32(c))));
+    out.push_back(previous_cased ? char32_t(u_tolower(UChar32(c)))
+                                 : char32_t(u_totitle(UChar32(c))));
     previous_cased = is_cased(c);
   }
   return utf8_encode(out);
@@ -116,8 +120,8 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
 namespace {
 
 bool is_line_break(char32_t c) {
-  return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D ||
-         c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
+  return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D || c == 0x1E ||
+         c == 0x85 || c == 0x2028 || c == 0x2029;
 }
 
 std::vector<std::string> splitlines_impl(const std::string& s, bool keepends) {
@@ -138,7 +142,9 @@ std::vector<std::string> splitlines_impl(const std::string& s, bool keepends) {
 
 }  // namespace
 
-std::vector<std::string> py_splitlines(const std::string& s) { return splitlines_impl(s, false); }
+std::vector<std::string> py_splitlines(const std::string& s) {
+  return splitlines_impl(s, false);
+}
 
 namespace {
 
@@ -255,8 +261,10 @@ std::string py_format(const std::string& fmt, const CallArgs& args) {
   for (size_t i = 0; i < fmt.size(); ++i) {
     const char c = fmt[i];
     if (c == '}') {
-      if (i + 1 < fmt.size() && fmt[i + 1] == '}') ++i;
-      else eval_fail("Single '}' encountered in format string");
+      if (i + 1 < fmt.size() && fmt[i + 1] == '}')
+        ++i;
+      else
+        eval_fail("Single '}' encountered in format string");
       out.push_back('}');
       continue;
     }
@@ -375,8 +383,7 @@ std::optional<Value> string_method(const std::string& s, const std::string& name
                                       arg_str(*b[1], "replace() argument 2"), opt_int(b[2], -1)));
     });
   }
-  if (name == "find" || name == "rfind" || name == "index" || name == "rindex" ||
-      name == "count") {
+  if (name == "find" || name == "rfind" || name == "index" || name == "rindex" || name == "count") {
     const std::string n = name;
     return method([=](Interpreter&, CallArgs& a) {
       const auto b = bind_args(n, a, {"sub", "start", "end"}, 1);
@@ -424,7 +431,8 @@ std::optional<Value> string_method(const std::string& s, const std::string& name
     return method([=](Interpreter&, CallArgs& a) {
       const auto b = bind_args(prefix ? "removeprefix" : "removesuffix", a, {"affix"}, 1);
       const std::string affix = arg_str(*b[0], "argument");
-      if (prefix && s.compare(0, affix.size(), affix) == 0) return Value::string(s.substr(affix.size()));
+      if (prefix && s.compare(0, affix.size(), affix) == 0)
+        return Value::string(s.substr(affix.size()));
       if (!prefix && s.size() >= affix.size() &&
           s.compare(s.size() - affix.size(), affix.size(), affix) == 0) {
         return Value::string(s.substr(0, s.size() - affix.size()));
@@ -463,7 +471,8 @@ std::optional<Value> string_method(const std::string& s, const std::string& name
     });
   }
   if (name == "isspace") {
-    return method([s](Interpreter&, CallArgs&) { return Value::boolean(all_chars(s, is_python_space)); });
+    return method(
+        [s](Interpreter&, CallArgs&) { return Value::boolean(all_chars(s, is_python_space)); });
   }
   if (name == "isupper" || name == "islower") {
     const bool upper = name == "isupper";
@@ -535,9 +544,9 @@ std::optional<Value> list_method(const Value& obj, const std::string& name) {
   if (name == "copy" && !obj.is_tuple()) {
     return method([obj](Interpreter&, CallArgs&) { return Value::list(obj.list_data().items); });
   }
-  if (!obj.is_tuple() && (name == "append" || name == "extend" || name == "insert" ||
-                          name == "pop" || name == "remove" || name == "reverse" ||
-                          name == "sort" || name == "clear")) {
+  if (!obj.is_tuple() &&
+      (name == "append" || name == "extend" || name == "insert" || name == "pop" ||
+       name == "remove" || name == "reverse" || name == "sort" || name == "clear")) {
     return unsafe(obj, name);
   }
   return std::nullopt;

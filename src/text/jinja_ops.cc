@@ -8,7 +8,9 @@
 namespace m2fp4::jinja {
 namespace {
 
-[[noreturn]] void fail_undefined(const Value& v) { eval_fail(v.undefined_hint()); }
+[[noreturn]] void fail_undefined(const Value& v) {
+  eval_fail(v.undefined_hint());
+}
 
 [[noreturn]] void unsupported(const std::string& op, const Value& a, const Value& b) {
   eval_fail("unsupported operand type(s) for ", op, ": '", type_name(a), "' and '", type_name(b),
@@ -22,9 +24,15 @@ int64_t checked(Op op, int64_t a, int64_t b) {
   if (op(a, b, &r)) eval_fail("integer overflow (the renderer uses 64-bit integers)");
   return r;
 }
-bool add_ovf(int64_t a, int64_t b, int64_t* r) { return __builtin_add_overflow(a, b, r); }
-bool sub_ovf(int64_t a, int64_t b, int64_t* r) { return __builtin_sub_overflow(a, b, r); }
-bool mul_ovf(int64_t a, int64_t b, int64_t* r) { return __builtin_mul_overflow(a, b, r); }
+bool add_ovf(int64_t a, int64_t b, int64_t* r) {
+  return __builtin_add_overflow(a, b, r);
+}
+bool sub_ovf(int64_t a, int64_t b, int64_t* r) {
+  return __builtin_sub_overflow(a, b, r);
+}
+bool mul_ovf(int64_t a, int64_t b, int64_t* r) {
+  return __builtin_mul_overflow(a, b, r);
+}
 
 Value repeat(const Value& seq, int64_t n) {
   if (seq.is_string()) {
@@ -65,7 +73,8 @@ bool contains(const Value& container, const Value& item) {
         eval_fail("'in <string>' requires string as left operand, not ", type_name(item));
       }
       return container.as_string().find(item.as_string()) != std::string::npos;
-    case Value::Kind::kDict: return container.dict_data().find(item) != nullptr;
+    case Value::Kind::kDict:
+      return container.dict_data().find(item) != nullptr;
     case Value::Kind::kList:
     case Value::Kind::kUndefined:
     case Value::Kind::kGenerator:
@@ -73,7 +82,8 @@ bool contains(const Value& container, const Value& item) {
         if (equals(v, item)) return true;
       }
       return false;
-    default: eval_fail("argument of type '", type_name(container), "' is not iterable");
+    default:
+      eval_fail("argument of type '", type_name(container), "' is not iterable");
   }
 }
 
@@ -261,7 +271,8 @@ Value unary_op(char op, const Value& v) {
 
 Value get_attribute(const Value& obj, const std::string& name) {
   switch (obj.kind()) {
-    case Value::Kind::kUndefined: fail_undefined(obj);
+    case Value::Kind::kUndefined:
+      fail_undefined(obj);
     case Value::Kind::kDict: {
       if (auto m = builtin_method(obj, name)) return *m;
       if (const Value* v = obj.dict_data().find(std::string_view(name))) return *v;
@@ -271,7 +282,8 @@ Value get_attribute(const Value& obj, const std::string& name) {
       if (const Value* v = obj.namespace_data().attrs.find(std::string_view(name))) return *v;
       return Value::undefined(attr_missing(obj, name));
     }
-    case Value::Kind::kLoop: return loop_attribute(obj, name);
+    case Value::Kind::kLoop:
+      return loop_attribute(obj, name);
     default:
       if (auto m = builtin_method(obj, name)) return *m;
       return Value::undefined(attr_missing(obj, name));
@@ -378,10 +390,9 @@ std::string percent_format(const std::string& fmt, const Value& args) {
         if (dot != std::string::npos) {
           text = text.substr(0, std::stoul("0" + spec.substr(dot + 1)));
         }
-        const std::string digits = spec.substr(0, dot).substr(spec.find_first_of("123456789") ==
-                                                                      std::string::npos
-                                                                  ? spec.size()
-                                                                  : spec.find_first_of("123456789"));
+        const std::string digits = spec.substr(0, dot).substr(
+            spec.find_first_of("123456789") == std::string::npos ? spec.size()
+                                                                 : spec.find_first_of("123456789"));
         const size_t width = digits.empty() ? 0 : std::stoul(digits);
         const std::u32string pad(width > text.size() ? width - text.size() : 0, U' ');
         const bool left = spec.find('-') != std::string::npos;
@@ -417,7 +428,8 @@ std::string percent_format(const std::string& fmt, const Value& args) {
         out += buf;
         break;
       }
-      default: eval_fail("unsupported format character '", conv, "'");
+      default:
+        eval_fail("unsupported format character '", conv, "'");
     }
   }
   if (!mapping && next_arg < positional.size()) {
@@ -432,8 +444,8 @@ std::vector<std::optional<Value>> bind_args(std::string_view function, const Cal
   const std::vector<std::string_view> names(params);
   std::vector<std::optional<Value>> out(names.size());
   if (args.positional.size() > names.size()) {
-    eval_fail(function, "() takes at most ", names.size(), " argument(s) (",
-              args.positional.size(), " given)");
+    eval_fail(function, "() takes at most ", names.size(), " argument(s) (", args.positional.size(),
+              " given)");
   }
   for (size_t i = 0; i < args.positional.size(); ++i) out[i] = args.positional[i];
   for (const auto& [k, v] : args.keyword) {

@@ -159,7 +159,11 @@ std::string utf8_encode(std::u32string_view s) {
 
 bool is_python_space(char32_t c) {
   switch (c) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D:  // clang-format off
+    case 0x09:
+    case 0x0A:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:  // clang-format off
     case 0x1C: case 0x1D: case 0x1E: case 0x1F: case 0x20:
     case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029:
     case 0x202F: case 0x205F: case 0x3000:  // clang-format on
@@ -277,18 +281,30 @@ std::string float_repr(double d) {
 
 std::string type_name(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return "Undefined";
-    case Value::Kind::kNone: return "NoneType";
-    case Value::Kind::kBool: return "bool";
-    case Value::Kind::kInt: return "int";
-    case Value::Kind::kFloat: return "float";
-    case Value::Kind::kString: return "str";
-    case Value::Kind::kList: return v.is_tuple() ? "tuple" : "list";
-    case Value::Kind::kDict: return "dict";
-    case Value::Kind::kNamespace: return "Namespace";
-    case Value::Kind::kFunction: return v.function_data().is_macro ? "Macro" : "function";
-    case Value::Kind::kGenerator: return "generator";
-    case Value::Kind::kLoop: return "LoopContext";
+    case Value::Kind::kUndefined:
+      return "Undefined";
+    case Value::Kind::kNone:
+      return "NoneType";
+    case Value::Kind::kBool:
+      return "bool";
+    case Value::Kind::kInt:
+      return "int";
+    case Value::Kind::kFloat:
+      return "float";
+    case Value::Kind::kString:
+      return "str";
+    case Value::Kind::kList:
+      return v.is_tuple() ? "tuple" : "list";
+    case Value::Kind::kDict:
+      return "dict";
+    case Value::Kind::kNamespace:
+      return "Namespace";
+    case Value::Kind::kFunction:
+      return v.function_data().is_macro ? "Macro" : "function";
+    case Value::Kind::kGenerator:
+      return "generator";
+    case Value::Kind::kLoop:
+      return "LoopContext";
   }
   return "object";
 }
@@ -312,12 +328,24 @@ void append_dict_repr(std::string& out, const DictData& d) {
 
 void append_repr(std::string& out, const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: out += "Undefined"; return;
-    case Value::Kind::kNone: out += "None"; return;
-    case Value::Kind::kBool: out += v.as_bool() ? "True" : "False"; return;
-    case Value::Kind::kInt: out += std::to_string(v.as_int()); return;
-    case Value::Kind::kFloat: out += float_repr(v.as_double()); return;
-    case Value::Kind::kString: out += string_repr(v.as_string()); return;
+    case Value::Kind::kUndefined:
+      out += "Undefined";
+      return;
+    case Value::Kind::kNone:
+      out += "None";
+      return;
+    case Value::Kind::kBool:
+      out += v.as_bool() ? "True" : "False";
+      return;
+    case Value::Kind::kInt:
+      out += std::to_string(v.as_int());
+      return;
+    case Value::Kind::kFloat:
+      out += float_repr(v.as_double());
+      return;
+    case Value::Kind::kString:
+      out += string_repr(v.as_string());
+      return;
     case Value::Kind::kList: {
       const auto& l = v.list_data();
       out.push_back(l.is_tuple ? '(' : '[');
@@ -329,7 +357,9 @@ void append_repr(std::string& out, const Value& v) {
       out.push_back(l.is_tuple ? ')' : ']');
       return;
     }
-    case Value::Kind::kDict: append_dict_repr(out, v.dict_data()); return;
+    case Value::Kind::kDict:
+      append_dict_repr(out, v.dict_data());
+      return;
     case Value::Kind::kNamespace:
       out += "<Namespace ";
       append_dict_repr(out, v.namespace_data().attrs);
@@ -342,7 +372,9 @@ void append_repr(std::string& out, const Value& v) {
         out += "<built-in function " + v.function_data().name + ">";
       }
       return;
-    case Value::Kind::kGenerator: out += "<generator object>"; return;
+    case Value::Kind::kGenerator:
+      out += "<generator object>";
+      return;
     case Value::Kind::kLoop: {
       const auto& l = v.loop_data();
       out += "<LoopContext " + std::to_string(l.index0 + 1) + "/" +
@@ -369,14 +401,22 @@ std::string to_str(const Value& v) {
 bool truthy(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: return false;
-    case Value::Kind::kBool: return v.as_bool();
-    case Value::Kind::kInt: return v.as_int() != 0;
-    case Value::Kind::kFloat: return v.as_double() != 0;
-    case Value::Kind::kString: return !v.as_string().empty();
-    case Value::Kind::kList: return !v.list_data().items.empty();
-    case Value::Kind::kDict: return !v.dict_data().entries.empty();
-    default: return true;
+    case Value::Kind::kNone:
+      return false;
+    case Value::Kind::kBool:
+      return v.as_bool();
+    case Value::Kind::kInt:
+      return v.as_int() != 0;
+    case Value::Kind::kFloat:
+      return v.as_double() != 0;
+    case Value::Kind::kString:
+      return !v.as_string().empty();
+    case Value::Kind::kList:
+      return !v.list_data().items.empty();
+    case Value::Kind::kDict:
+      return !v.dict_data().entries.empty();
+    default:
+      return true;
   }
 }
 
@@ -390,8 +430,10 @@ bool equals(const Value& a, const Value& b) {
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: return true;
-    case Value::Kind::kString: return a.as_string() == b.as_string();
+    case Value::Kind::kNone:
+      return true;
+    case Value::Kind::kString:
+      return a.as_string() == b.as_string();
     case Value::Kind::kList: {
       const auto& x = a.list_data();
       const auto& y = b.list_data();
@@ -411,7 +453,8 @@ bool equals(const Value& a, const Value& b) {
       }
       return true;
     }
-    default: return a.identity() == b.identity();
+    default:
+      return a.identity() == b.identity();
   }
 }
 
@@ -429,16 +472,17 @@ bool less_than(const Value& a, const Value& b) {
     }
     return x.size() < y.size();
   }
-  eval_fail("'<' not supported between instances of '", type_name(a), "' and '", type_name(b),
-            "'");
+  eval_fail("'<' not supported between instances of '", type_name(a), "' and '", type_name(b), "'");
 }
 
 // ---- iteration -------------------------------------------------------------------------------
 
 std::vector<Value> iterate(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return {};
-    case Value::Kind::kList: return v.list_data().items;
+    case Value::Kind::kUndefined:
+      return {};
+    case Value::Kind::kList:
+      return v.list_data().items;
     case Value::Kind::kDict: {
       std::vector<Value> keys;
       for (const auto& [k, val] : v.dict_data().entries) keys.push_back(k);
@@ -459,18 +503,25 @@ std::vector<Value> iterate(const Value& v) {
       g.consumed = true;
       return g.items;
     }
-    default: eval_fail("'", type_name(v), "' object is not iterable");
+    default:
+      eval_fail("'", type_name(v), "' object is not iterable");
   }
 }
 
 int64_t length(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return 0;
-    case Value::Kind::kString: return int64_t(utf8_decode(v.as_string()).size());
-    case Value::Kind::kList: return int64_t(v.list_data().items.size());
-    case Value::Kind::kDict: return int64_t(v.dict_data().entries.size());
-    case Value::Kind::kLoop: return int64_t(v.loop_data().items->size());
-    default: eval_fail("object of type '", type_name(v), "' has no len()");
+    case Value::Kind::kUndefined:
+      return 0;
+    case Value::Kind::kString:
+      return int64_t(utf8_decode(v.as_string()).size());
+    case Value::Kind::kList:
+      return int64_t(v.list_data().items.size());
+    case Value::Kind::kDict:
+      return int64_t(v.dict_data().entries.size());
+    case Value::Kind::kLoop:
+      return int64_t(v.loop_data().items->size());
+    default:
+      eval_fail("object of type '", type_name(v), "' has no len()");
   }
 }
 
@@ -482,13 +533,27 @@ void append_json_string(std::string& out, std::string_view s, bool ensure_ascii)
   out.push_back('"');
   for (char32_t c : utf8_decode(s)) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20 || (ensure_ascii && c > 0x7E)) {
           if (c > 0xFFFF) {
@@ -514,12 +579,18 @@ std::string json_float(double d) {
 
 std::string json_key(const Value& k) {
   switch (k.kind()) {
-    case Value::Kind::kString: return k.as_string();
-    case Value::Kind::kBool: return k.as_bool() ? "true" : "false";
-    case Value::Kind::kInt: return std::to_string(k.as_int());
-    case Value::Kind::kFloat: return json_float(k.as_double());
-    case Value::Kind::kNone: return "null";
-    default: eval_fail("keys must be str, int, float, bool or None, not ", type_name(k));
+    case Value::Kind::kString:
+      return k.as_string();
+    case Value::Kind::kBool:
+      return k.as_bool() ? "true" : "false";
+    case Value::Kind::kInt:
+      return std::to_string(k.as_int());
+    case Value::Kind::kFloat:
+      return json_float(k.as_double());
+    case Value::Kind::kNone:
+      return "null";
+    default:
+      eval_fail("keys must be str, int, float, bool or None, not ", type_name(k));
   }
 }
 
@@ -532,11 +603,21 @@ void append_json(std::string& out, const Value& v, const JsonOptions& o, int lev
     for (int i = 0; i < lvl; ++i) out += *o.indent;
   };
   switch (v.kind()) {
-    case Value::Kind::kNone: out += "null"; return;
-    case Value::Kind::kBool: out += v.as_bool() ? "true" : "false"; return;
-    case Value::Kind::kInt: out += std::to_string(v.as_int()); return;
-    case Value::Kind::kFloat: out += json_float(v.as_double()); return;
-    case Value::Kind::kString: append_json_string(out, v.as_string(), o.ensure_ascii); return;
+    case Value::Kind::kNone:
+      out += "null";
+      return;
+    case Value::Kind::kBool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case Value::Kind::kInt:
+      out += std::to_string(v.as_int());
+      return;
+    case Value::Kind::kFloat:
+      out += json_float(v.as_double());
+      return;
+    case Value::Kind::kString:
+      append_json_string(out, v.as_string(), o.ensure_ascii);
+      return;
     case Value::Kind::kList: {
       const auto& items = v.list_data().items;
       if (items.empty()) {
@@ -576,7 +657,8 @@ void append_json(std::string& out, const Value& v, const JsonOptions& o, int lev
       out.push_back('}');
       return;
     }
-    default: eval_fail("Object of type ", type_name(v), " is not JSON serializable");
+    default:
+      eval_fail("Object of type ", type_name(v), " is not JSON serializable");
   }
 }
 
@@ -590,8 +672,10 @@ std::string to_json(const Value& v, const JsonOptions& options) {
 
 Value from_json(const nlohmann::ordered_json& json) {
   switch (json.type()) {
-    case nlohmann::ordered_json::value_t::null: return Value::none();
-    case nlohmann::ordered_json::value_t::boolean: return Value::boolean(json.get<bool>());
+    case nlohmann::ordered_json::value_t::null:
+      return Value::none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return Value::boolean(json.get<bool>());
     case nlohmann::ordered_json::value_t::number_integer:
       return Value::integer(json.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: {
@@ -599,8 +683,10 @@ Value from_json(const nlohmann::ordered_json& json) {
       M2_CHECK(u <= uint64_t(INT64_MAX), "JSON integer ", u, " is too large");
       return Value::integer(int64_t(u));
     }
-    case nlohmann::ordered_json::value_t::number_float: return Value::number(json.get<double>());
-    case nlohmann::ordered_json::value_t::string: return Value::string(json.get<std::string>());
+    case nlohmann::ordered_json::value_t::number_float:
+      return Value::number(json.get<double>());
+    case nlohmann::ordered_json::value_t::string:
+      return Value::string(json.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       std::vector<Value> items;
       for (const auto& item : json) items.push_back(from_json(item));
@@ -613,7 +699,8 @@ Value from_json(const nlohmann::ordered_json& json) {
       }
       return Value::dict(std::move(d));
     }
-    default: fail("unsupported JSON value (binary or discarded)");
+    default:
+      fail("unsupported JSON value (binary or discarded)");
   }
 }
 

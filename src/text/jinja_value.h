@@ -149,9 +149,7 @@ class Value {
   const FunctionData& function_data() const {
     return *std::get<std::shared_ptr<FunctionData>>(data_);
   }
-  GeneratorData& generator_data() const {
-    return *std::get<std::shared_ptr<GeneratorData>>(data_);
-  }
+  GeneratorData& generator_data() const { return *std::get<std::shared_ptr<GeneratorData>>(data_); }
   LoopData& loop_data() const { return *std::get<std::shared_ptr<LoopData>>(data_); }
   // Identity of a heap object (for `is sameas`); null for scalars.
   const void* identity() const;
