@@ -1,11 +1,11 @@
 // CPU kernel benchmarks: read-only memory bandwidth (the roofline), and matmul per weight format
 // at decode (1 token) and prefill (64 tokens) shapes, 1 and 2 threads.
 //
-// Counters: GBps = weight bytes streamed per second; bw_GBps = read bandwidth measured by the same
-// benchmark just before its timed loop, same thread count; of_bw = GBps / bw_GBps (the fraction
-// of the roofline; the host's bandwidth swings minute to minute, so only this ratio is
-// comparable across runs). Weights are cycled over several copies totalling >= 512 MiB so every
-// pass comes from memory, not the last-level cache.
+// Counters: GBps = weight bytes streamed per second; bw_GBps = read bandwidth of a plain stream
+// interleaved with the matmuls (one stream of equal size after each matmul, same thread count);
+// of_bw = GBps / bw_GBps, the fraction of the roofline (the host's bandwidth swings minute to
+// minute, so only this ratio is comparable across runs). Weights are cycled over several copies
+// totalling >= 512 MiB so every pass comes from memory, not the last-level cache.
 //
 // Run: build-*/bench/kernels_bench --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
@@ -22,6 +22,7 @@
 
 #include "base/thread_pool.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/simd_target.h"
 #include "kernels/weight.h"
 #include "numerics/bf16.h"
@@ -93,28 +94,21 @@ double stream_pass(const uint8_t* p, int64_t bytes, ThreadPool& pool) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Read bandwidth in GB/s: best of a few passes over a 512 MiB buffer.
-double measure_bandwidth(ThreadPool& pool) {
+// The 512 MiB read-only buffer the roofline is measured on (larger than any last-level cache).
+const uint8_t* stream_buffer() {
   static Buffer buffer = [] {
     Buffer b = allocate(kStreamBytes);
     std::memset(b.get(), 1, kStreamBytes);
     return b;
   }();
-  double best = 1e30;
-  for (int i = 0; i < 4; ++i) best = std::min(best, stream_pass(buffer.get(), kStreamBytes, pool));
-  return kStreamBytes / best * 1e-9;
+  return buffer.get();
 }
 
 void BM_MemoryBandwidth(benchmark::State& state) {
   ThreadPool pool(static_cast<int>(state.range(0)));
-  measure_bandwidth(pool);  // first touch, warm-up
-  static Buffer buffer = [] {
-    Buffer b = allocate(kStreamBytes);
-    std::memset(b.get(), 2, kStreamBytes);
-    return b;
-  }();
+  stream_pass(stream_buffer(), kStreamBytes, pool);  // first touch, warm-up
   double seconds = 0;
-  for (auto _ : state) seconds += stream_pass(buffer.get(), kStreamBytes, pool);
+  for (auto _ : state) seconds += stream_pass(stream_buffer(), kStreamBytes, pool);
   state.counters["GBps"] = kStreamBytes * 1e-9 * state.iterations() / seconds;
   state.SetBytesProcessed(kStreamBytes * state.iterations());
 }
@@ -186,23 +180,34 @@ void BM_Matmul(benchmark::State& state) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (auto& v : x) v = normal(rng);
   for (const Weight& w : set.weights) matmul(w, x.data(), n_tokens, y.data(), pool);  // warm-up
-  const double bandwidth_before = measure_bandwidth(pool);
+  // Each matmul is followed by a read-only stream of as many bytes (from a rotating offset of
+  // the 512 MiB buffer), timed separately: the roofline is measured in the same seconds as the
+  // kernel, which matters on a host whose bandwidth swings minute to minute.
+  const int64_t bytes = set.weights[0].nbytes();
+  const int64_t stream_bytes = std::max<int64_t>(bytes / 128 * 128, 128);
+  const int64_t n_slices = std::max<int64_t>(1, kStreamBytes / stream_bytes);
+  stream_pass(stream_buffer(), kStreamBytes, pool);  // first touch
   size_t k = 0;
-  const auto start = std::chrono::steady_clock::now();
+  int64_t slice = 0;
+  double matmul_seconds = 0, stream_seconds = 0;
   for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
     matmul(set.weights[k], x.data(), n_tokens, y.data(), pool);
     benchmark::DoNotOptimize(y.data());
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    state.SetIterationTime(seconds);
+    matmul_seconds += seconds;
+    stream_seconds += stream_pass(stream_buffer() + slice * stream_bytes, stream_bytes, pool);
     k = (k + 1) % set.weights.size();
+    slice = (slice + 1) % n_slices;
   }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  // The roofline: the better of the bandwidths measured just before and just after.
-  const double bandwidth = std::max(bandwidth_before, measure_bandwidth(pool));
-  const double bytes = static_cast<double>(set.weights[0].nbytes()) * state.iterations();
-  const double gbps = bytes * 1e-9 / seconds;
+  const double iterations = static_cast<double>(state.iterations());
+  const double gbps = static_cast<double>(bytes) * iterations * 1e-9 / matmul_seconds;
+  const double bandwidth = static_cast<double>(stream_bytes) * iterations * 1e-9 / stream_seconds;
   state.SetLabel(std::string(weight_format_name(format)) + " " + kernels_simd_target());
   state.counters["GBps"] = gbps;
-  state.counters["GFLOPs"] = 2.0 * rows * cols * n_tokens * state.iterations() * 1e-9 / seconds;
+  state.counters["GFLOPs"] = 2.0 * rows * cols * n_tokens * iterations * 1e-9 / matmul_seconds;
   state.counters["bw_GBps"] = bandwidth;
   state.counters["of_bw"] = gbps / bandwidth;
 }
@@ -222,7 +227,7 @@ void matmul_args(benchmark::internal::Benchmark* b) {
     }
   }
 }
-BENCHMARK(BM_Matmul)->Apply(matmul_args)->UseRealTime()->MinTime(0.5);
+BENCHMARK(BM_Matmul)->Apply(matmul_args)->UseManualTime()->MinTime(0.5);
 
 // Token-count sweep (expert matmuls see a few tokens each; prefill many): BF16 4096 x 4096 on
 // 2 threads.
@@ -235,8 +240,38 @@ void token_sweep_args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_Matmul)
     ->Name("BM_MatmulTokenSweep")
     ->Apply(token_sweep_args)
-    ->UseRealTime()
+    ->UseManualTime()
     ->MinTime(0.3);
+
+// Decode attention of one token, MiniMax-M2 shape (48 query heads, 8 KV heads, head_dim 128, f32
+// KV rows of 2048 floats: K and V of all KV heads), over n_ctx positions. GBps = K/V bytes read
+// per second.
+void BM_Attention(benchmark::State& state) {
+  const int64_t n_ctx = state.range(0);
+  ThreadPool pool(static_cast<int>(state.range(1)));
+  const int64_t n_heads = 48, n_kv = 8, hd = 128, stride = n_kv * hd;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> q(n_heads * hd), k(n_ctx * stride), v(n_ctx * stride), out(n_heads * hd);
+  for (auto* vec : {&q, &k, &v}) {
+    for (auto& e : *vec) e = normal(rng);
+  }
+  for (auto _ : state) {
+    attention_parallel(q.data(), k.data(), v.data(), n_ctx, stride, n_heads, n_kv, hd, out.data(),
+                       pool);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GBps"] = benchmark::Counter(2.0 * n_ctx * stride * 4 * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(kernels_simd_target());
+}
+BENCHMARK(BM_Attention)
+    ->ArgNames({"n_ctx", "threads"})
+    ->Args({512, 1})
+    ->Args({512, 2})
+    ->Args({4096, 1})
+    ->Args({4096, 2})
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace m2fp4

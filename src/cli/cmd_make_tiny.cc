@@ -2,9 +2,15 @@
 #include <cstdio>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "base/file.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "model/random_checkpoint.h"
+#include "text/bpe_trainer.h"
+#include "text/minimax_m2_template.h"
+#include "text/tokenizer.h"
 
 namespace m2fp4::cli {
 
@@ -23,9 +29,22 @@ int cmd_make_tiny(int argc, char** argv) {
                  "largest safetensors shard in MB; bigger checkpoints get an index (0: one file)");
   if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
   return run_guarded(app.get_name(), [&] {
-    const ModelConfig config = preset_config(preset);
+    ModelConfig config = preset_config(preset);
+    // A byte-level BPE trained on built-in text with MiniMax's special tokens and the MiniMax-M2
+    // chat template, so the tiny model runs end to end like the real one.
+    const std::string tokenizer_json = train_byte_level_bpe_tokenizer_json(
+        builtin_training_corpus(), static_cast<int>(config.vocab_size), minimax_added_tokens());
+    const std::string tokenizer_config = tiny_tokenizer_config_json(minimax_m2_chat_template());
+    const Tokenizer tokenizer = Tokenizer::from_json_text(tokenizer_json, tokenizer_config);
+    config.bos_token_id = tokenizer.config().bos_id;
+    config.eos_token_id = tokenizer.config().eos_id;
     write_random_checkpoint(out, config, seed, parse_checkpoint_dtype(dtype),
                             static_cast<uint64_t>(max_shard_mb * 1e6));
+    write_file_atomic(out + "/tokenizer.json", tokenizer_json);
+    write_file_atomic(out + "/tokenizer_config.json", tokenizer_config);
+    const nlohmann::json generation = {{"bos_token_id", config.bos_token_id},
+                                       {"eos_token_id", config.eos_token_id}};
+    write_file_atomic(out + "/generation_config.json", generation.dump(2) + "\n");
     std::printf("wrote %s preset (%s, seed %llu) to %s\n", preset.c_str(), dtype.c_str(),
                 static_cast<unsigned long long>(seed), out.c_str());
     return 0;

@@ -139,13 +139,22 @@ int cmd_tokenize(int argc, char** argv) {
                  "corpus, to --out (what make-tiny ships)");
   app.add_option("--out", train_out, "with --train-tiny: output folder");
   if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+  const auto usage_error = [&](const char* message) {
+    std::fprintf(stderr, "%s: error: %s\n", app.get_name().c_str(), message);
+    return kUsageError;
+  };
+  if (train_vocab > 0) {
+    if (train_out.empty()) return usage_error("--train-tiny needs --out DIR");
+  } else {
+    if (model_dir.empty()) return usage_error("--model DIR is required");
+    if (!show_config && file.empty() == (app.count("text") == 0))
+      return usage_error("give either TEXT or --file");
+  }
   return run_guarded(app.get_name(), [&] {
     if (train_vocab > 0) {
-      M2_CHECK(!train_out.empty(), "--train-tiny needs --out DIR");
       write_tiny_tokenizer(train_out, train_vocab);
       return 0;
     }
-    M2_CHECK(!model_dir.empty(), "--model DIR is required");
     const Tokenizer tokenizer = Tokenizer::load(model_dir);
     if (show_config) {
       const TokenizerConfig& c = tokenizer.config();
@@ -161,7 +170,6 @@ int cmd_tokenize(int argc, char** argv) {
       std::printf("%s\n", j.dump().c_str());
       return 0;
     }
-    M2_CHECK(file.empty() != text.empty(), "give either TEXT or --file");
     std::vector<Input> inputs;
     if (!file.empty()) {
       inputs = read_inputs(file, special);

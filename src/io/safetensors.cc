@@ -32,6 +32,44 @@ bool is_nonnegative_integer(const nlohmann::json& j) {
   return j.is_number_unsigned() || (j.is_number_integer() && j.get<int64_t>() >= 0);
 }
 
+// SAX handler that records the keys of the top-level object and stops at the first repeat.
+// (nlohmann's callback parser could do this during the main parse, but it rescans the parent
+// object at every closing brace: quadratic in the tensor count.)
+class DuplicateKeyFinder : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  std::string duplicate;
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return ++depth_, true; }
+  bool end_object() override { return --depth_, true; }
+  bool start_array(std::size_t) override { return ++depth_, true; }
+  bool end_array() override { return --depth_, true; }
+  bool key(string_t& key) override {
+    if (depth_ != 1 || keys_.insert(key).second) return true;
+    duplicate = key;
+    return false;  // stops the parse
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+ private:
+  int depth_ = 0;
+  std::unordered_set<std::string> keys_;
+};
+
+std::string first_duplicate_key(const char* text, uint64_t size) {
+  DuplicateKeyFinder finder;
+  nlohmann::json::sax_parse(text, text + size, &finder);
+  return finder.duplicate;
+}
+
 // One header entry ({dtype, shape, data_offsets}) checked field by field; `where` prefixes
 // every message ("FILE: tensor 'NAME'").
 TensorInfo parse_entry(const std::string& where, const std::string& name,
@@ -140,24 +178,18 @@ SafetensorsFile SafetensorsFile::open(const std::string& path, LoadMode mode) {
   const auto* text = reinterpret_cast<const char*>(base + 8);
   const uint64_t data_bytes = size - 8 - header_bytes;
 
-  // JSON objects cannot hold a key twice, but parsers keep one silently: catch it while parsing.
-  std::unordered_set<std::string> seen;
-  const nlohmann::json::parser_callback_t find_duplicates = [&](int depth,
-                                                                nlohmann::json::parse_event_t event,
-                                                                nlohmann::json& parsed) {
-    if (depth == 1 && event == nlohmann::json::parse_event_t::key) {
-      const auto& key = parsed.get_ref<const std::string&>();
-      M2_CHECK(seen.insert(key).second, path, ": tensor '", key, "' appears twice in the header");
-    }
-    return true;
-  };
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(text, text + header_bytes, find_duplicates);
+    header = nlohmann::json::parse(text, text + header_bytes);
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": header is not valid JSON: ", e.what());
   }
   M2_CHECK(header.is_object(), path, ": header is not a JSON object but ", header.type_name());
+
+  // The parser keeps one of two equal keys silently; a second, DOM-free pass names the duplicate.
+  if (const std::string duplicate = first_duplicate_key(text, header_bytes); !duplicate.empty()) {
+    fail(path, ": tensor '", duplicate, "' appears twice in the header");
+  }
 
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
@@ -212,12 +244,14 @@ TensorView SafetensorsFile::tensor(std::string_view name) const {
 SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<TensorSpec> specs,
                                      const std::map<std::string, std::string>& metadata)
     : path_(path), partial_path_(path + ".partial"), specs_(std::move(specs)) {
-  // Offsets are contiguous in declaration order; the header keeps that order for readability.
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  // Offsets are contiguous in declaration order, and the header lists tensors in that order.
+  // The text is assembled by hand: nlohmann's ordered_json looks keys up linearly (quadratic for
+  // the ~96k tensors of the real model) and the plain json would reorder the entry fields; this
+  // spells entries as the Rust reference does ({"dtype","shape","data_offsets"}, no spaces).
+  std::string text = "{";
   if (!metadata.empty()) {
-    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
-    for (const auto& [key, value] : metadata) meta[key] = value;
-    header["__metadata__"] = std::move(meta);
+    text += "\"__metadata__\":";
+    text += nlohmann::json(metadata).dump();
   }
   uint64_t offset = 0;
   std::unordered_set<std::string_view> declared;
@@ -233,12 +267,14 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Tensor
     }
     M2_CHECK(bytes <= std::numeric_limits<uint64_t>::max() - offset, path_,
              ": total size overflows at tensor '", spec.name, "'");
-    header[spec.name] = {{"dtype", dtype_name(spec.dtype)},
-                         {"shape", spec.shape},
-                         {"data_offsets", {offset, offset + bytes}}};
+    if (text.size() > 1) text += ',';
+    text += nlohmann::json(spec.name).dump();
+    text += str_cat(":{\"dtype\":\"", dtype_name(spec.dtype),
+                    "\",\"shape\":", nlohmann::json(spec.shape).dump(), ",\"data_offsets\":[",
+                    offset, ",", offset + bytes, "]}");
     offset += bytes;
   }
-  std::string text = header.dump();
+  text += '}';
   // Pad with spaces (valid JSON whitespace) so the data section starts 8-byte aligned, as the
   // Rust reference does.
   text.append((8 - text.size() % 8) % 8, ' ');

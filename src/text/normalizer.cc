@@ -3,37 +3,64 @@
 #include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
+#include <unicode/uniset.h>
+
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
 #include "text/unicode.h"
+#include "text/unicode_regex_tables.h"
 
 namespace m2fp4 {
 namespace {
 
+// Hugging Face normalizes with the Rust crate unicode-normalization-alignments, whose tables are
+// Unicode 9.0: characters assigned later have no decomposition and combining class 0. ICU
+// reproduces that with a normalizer filtered to the characters of Unicode 9.0.
+constexpr const char* kNormalizationUnicodeSet = "[:age=9.0:]";
+
+const icu::UnicodeSet& normalization_characters() {
+  static const icu::UnicodeSet* set = [] {
+    UErrorCode status = U_ZERO_ERROR;
+    auto* s = new icu::UnicodeSet(icu::UnicodeString(kNormalizationUnicodeSet, -1, US_INV), status);
+    M2_CHECK(U_SUCCESS(status), "ICU: cannot build the Unicode 9.0 set: ", u_errorName(status));
+    s->freeze();
+    return s;
+  }();
+  return *set;
+}
+
 const icu::Normalizer2& icu_normalizer(Normalizer::Kind kind) {
   UErrorCode status = U_ZERO_ERROR;
-  const icu::Normalizer2* normalizer = nullptr;
+  const icu::Normalizer2* base = nullptr;
   switch (kind) {
     case Normalizer::Kind::kNfc:
-      normalizer = icu::Normalizer2::getNFCInstance(status);
+      base = icu::Normalizer2::getNFCInstance(status);
       break;
     case Normalizer::Kind::kNfd:
-      normalizer = icu::Normalizer2::getNFDInstance(status);
+      base = icu::Normalizer2::getNFDInstance(status);
       break;
     case Normalizer::Kind::kNfkc:
-      normalizer = icu::Normalizer2::getNFKCInstance(status);
+      base = icu::Normalizer2::getNFKCInstance(status);
       break;
     case Normalizer::Kind::kNfkd:
-      normalizer = icu::Normalizer2::getNFKDInstance(status);
+      base = icu::Normalizer2::getNFKDInstance(status);
       break;
     default:
       break;
   }
-  M2_CHECK(normalizer != nullptr && U_SUCCESS(status),
+  M2_CHECK(base != nullptr && U_SUCCESS(status),
            "ICU normalizer unavailable: ", u_errorName(status));
-  return *normalizer;
+  // One filtered instance per form, built once (the base instances are ICU singletons).
+  static const icu::FilteredNormalizer2* filtered[4] = {};
+  static std::once_flag once[4];
+  const int index = static_cast<int>(kind);
+  std::call_once(once[index], [&] {
+    filtered[index] = new icu::FilteredNormalizer2(*base, normalization_characters());
+  });
+  return *filtered[index];
 }
 
 std::string unicode_normalize(Normalizer::Kind kind, std::string_view text) {
@@ -51,7 +78,8 @@ std::string unicode_normalize(Normalizer::Kind kind, std::string_view text) {
 }
 
 // Rust's char::to_lowercase, character by character (no context such as final sigma): the
-// simple lowercase mapping, except U+0130 whose full mapping is two characters.
+// simple lowercase mapping, except U+0130 whose full mapping is two characters, and with the
+// mappings of Unicode versions newer than ICU's from the generated table.
 std::string lowercase(std::string_view text) {
   std::string out;
   out.reserve(text.size());
@@ -67,6 +95,8 @@ std::string lowercase(std::string_view text) {
     pos += length;
     if (cp == 0x130) {
       out += "i\xCC\x87";
+    } else if (const char32_t newer = hf_lowercase_extra(cp); newer != 0) {
+      append_utf8(out, newer);
     } else {
       append_utf8(out, static_cast<char32_t>(u_tolower(static_cast<UChar32>(cp))));
     }
@@ -107,7 +137,7 @@ std::string strip_accents(std::string_view text) {
   while (pos < text.size()) {
     size_t length = 0;
     const char32_t cp = decode_utf8(text, pos, length);
-    if ((U_GET_GC_MASK(static_cast<UChar32>(cp)) & U_GC_M_MASK) == 0) {
+    if (!is_hf_combining_mark(cp)) {
       out.append(text.substr(pos, length));
     }
     pos += length;

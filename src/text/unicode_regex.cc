@@ -5,13 +5,23 @@
 
 #include "base/error.h"
 #include "text/unicode.h"
+#include "text/unicode_regex_tables.h"
 
 namespace m2fp4 {
 namespace {
 
-constexpr char kSpaceClassBody[] = "\\s\\x{85}";
-constexpr char kWordClassBody[] = "\\p{L}\\p{M}\\p{N}\\p{Pc}";
+// Oniguruma's \s: category Z, tab to carriage return, and U+0085 (PCRE2's own \s lacks U+0085
+// and takes U+180E).
+constexpr char kSpaceClassBody[] = "\\t\\n\\x0B\\f\\r\\x{85}\\p{Z}";
 constexpr char kHexClassBody[] = "0-9a-fA-F";
+
+// Class body for general category `name` as Oniguruma sees it: PCRE2's \p{name} plus what
+// Unicode 15-16 added. Empty if `name` is not a general category (left to PCRE2 as written).
+std::string category_class_body(std::string_view name) {
+  const char* extra = unicode_category_extra_ranges(name);
+  if (extra == nullptr) return {};
+  return str_cat("\\p{", name, "}", extra);
+}
 
 bool is_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -54,6 +64,16 @@ std::string UnicodeRegex::translate_oniguruma(std::string_view pattern) {
   out.reserve(pattern.size() + 16);
   bool in_class = false;
   size_t class_start = 0;  // offset in `pattern` of the '[' that opened the current class
+  // Appends a class body: bare inside a class, else wrapped ([body] or [^body]).
+  const auto add_class = [&](const std::string& body, bool negated, char escape) {
+    if (in_class) {
+      M2_CHECK(!negated, "regex construct \\", escape,
+               " inside a character class is not supported: ", pattern);
+      out += body;
+    } else {
+      out += str_cat(negated ? "[^" : "[", body, "]");
+    }
+  };
   for (size_t i = 0; i < pattern.size(); ++i) {
     const char c = pattern[i];
     if (c == '\\') {
@@ -62,37 +82,52 @@ std::string UnicodeRegex::translate_oniguruma(std::string_view pattern) {
       ++i;
       switch (e) {
         case 's':
-          out += in_class ? kSpaceClassBody : str_cat("[", kSpaceClassBody, "]");
+        case 'S':
+          add_class(kSpaceClassBody, e == 'S', e);
           continue;
         case 'w':
-          out += in_class ? kWordClassBody : str_cat("[", kWordClassBody, "]");
+        case 'W':
+          add_class(oniguruma_word_class_ranges(), e == 'W', e);
+          continue;
+        case 'd':
+        case 'D':
+          add_class(category_class_body("Nd"), e == 'D', e);
           continue;
         case 'h':
-          out += in_class ? kHexClassBody : str_cat("[", kHexClassBody, "]");
-          continue;
-        case 'S':
-        case 'W':
         case 'H':
-          M2_CHECK(!in_class, "regex construct \\", e,
-                   " inside a character class is not supported: ", pattern);
-          out += str_cat("[^",
-                         e == 'S'   ? kSpaceClassBody
-                         : e == 'W' ? kWordClassBody
-                                    : kHexClassBody,
-                         "]");
+          add_class(kHexClassBody, e == 'H', e);
           continue;
-        case 'u':
-          // Oniguruma's \uHHHH; PCRE2 spells it \x{HHHH}.
-          {
-            bool hex4 = i + 4 < pattern.size();
-            for (size_t k = 1; hex4 && k <= 4; ++k) hex4 = is_hex(pattern[i + k]);
-            if (hex4) {
-              out += str_cat("\\x{", pattern.substr(i + 1, 4), "}");
-              i += 4;
+        case 'p':
+        case 'P': {
+          // \p{X}, \p{^X}, \P{X}: general categories get Oniguruma's newer Unicode data.
+          const size_t close = pattern.find('}', i + 1);
+          if (i + 1 < pattern.size() && pattern[i + 1] == '{' && close != std::string_view::npos) {
+            std::string_view name = pattern.substr(i + 2, close - i - 2);
+            bool negated = e == 'P';
+            if (!name.empty() && name[0] == '^') {
+              negated = !negated;
+              name.remove_prefix(1);
+            }
+            const std::string body = category_class_body(name);
+            if (!body.empty() && !(negated && in_class)) {
+              add_class(body, negated, e);
+              i = close;
               continue;
             }
           }
-          fail("regex escape \\u must be followed by four hex digits: ", pattern);
+          out += '\\';
+          out += e;
+          continue;
+        }
+        case 'u': {
+          // Oniguruma's \uHHHH; PCRE2 spells it \x{HHHH}.
+          bool hex4 = i + 4 < pattern.size();
+          for (size_t k = 1; hex4 && k <= 4; ++k) hex4 = is_hex(pattern[i + k]);
+          M2_CHECK(hex4, "regex escape \\u must be followed by four hex digits: ", pattern);
+          out += str_cat("\\x{", pattern.substr(i + 1, 4), "}");
+          i += 4;
+          continue;
+        }
         default: {
           out += '\\';
           // Copy the escaped character whole (it may be multi-byte UTF-8).

@@ -1,12 +1,16 @@
 // Regular expressions for tokenizer.json patterns, on PCRE2 (UTF + UCP, JIT compiled), matching
 // the way Hugging Face tokenizers runs them on Oniguruma (Ruby syntax):
-// - escapes whose meaning differs are rewritten before compiling: Oniguruma's \s also matches
-//   U+0085, its \w is [\p{L}\p{M}\p{N}\p{Pc}] and its \h is a hex digit;
+// - escapes whose meaning differs are rewritten before compiling: Oniguruma's \s is category Z
+//   plus \t-\r and U+0085, its \w is Alphabetic/marks/digits/connectors, its \h a hex digit;
+// - general categories (\p{L}, \p{N}, ...) are Unicode 16 in the Oniguruma that Hugging Face
+//   ships but Unicode 14 in Debian 12's PCRE2: the code points added since are appended to the
+//   class (unicode_regex_tables.cc; not for a negated category inside a class, which stays as
+//   PCRE2 knows it);
 // - ^ and $ are line anchors (Ruby), so the pattern is compiled multiline;
 // - find_all walks matches like onig's find_iter: an empty match right where the previous match
 //   ended is skipped by advancing one character.
-// Constructs PCRE2 cannot express the same way (class intersection `&&`, \S inside a class) are
-// refused with m2fp4::Error.
+// Constructs PCRE2 cannot express the same way (class intersection `&&`, \S \W \D \H inside a
+// class) are refused with m2fp4::Error.
 #pragma once
 
 #include <cstddef>

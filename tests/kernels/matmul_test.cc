@@ -155,7 +155,7 @@ TEST_P(MatmulFastVsScalar, OddShapesTokensAndThreads) {
 TEST_P(MatmulFastVsScalar, LargerDecodeAndPrefillShapes) {
   ThreadPool pool(2);
   OwnedWeight o = random_weight(GetParam(), 515, 1543, 7);
-  for (int64_t n_tokens : {1, 2, 4, 9, 64}) expect_fast_matches_scalar(o, n_tokens, pool, 8);
+  for (int64_t n_tokens : {1, 2, 4, 9, 40, 64}) expect_fast_matches_scalar(o, n_tokens, pool, 8);
 }
 
 TEST_P(MatmulFastVsScalar, ManyRowsOneThreadSeveralTokenBlocks) {

@@ -190,9 +190,9 @@ struct AttentionCase {
 };
 
 TEST(Attention, ScalarAndFastMatchDoubleReference) {
-  const std::vector<AttentionCase> cases = {{1, 4, 1, 8, 0},        {3, 6, 2, 16, 5},
-                                            {17, 48, 8, 128, 0},    {100, 3, 3, 33, 7},
-                                            {2049, 12, 2, 128, 64}, {5000, 6, 1, 64, 0}};
+  const std::vector<AttentionCase> cases = {
+      {1, 4, 1, 8, 0},        {3, 6, 2, 16, 5},    {17, 48, 8, 128, 0}, {100, 3, 3, 33, 7},
+      {2049, 12, 2, 128, 64}, {5000, 6, 1, 64, 0}, {300, 16, 2, 40, 3}};
   for (const auto& c : cases) {
     const int64_t stride = c.n_kv * c.hd + c.stride_pad;
     // q scaled so softmax is neither flat nor one-hot.

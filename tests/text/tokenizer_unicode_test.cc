@@ -64,7 +64,9 @@ TEST(Utf8, LossyReplacesMaximalInvalidPrefixes) {
   EXPECT_EQ(utf8_lossy("\xE0\x80"), kFffd + kFffd);
   EXPECT_EQ(utf8_lossy("\xF4\x90"), kFffd + kFffd);
   EXPECT_EQ(utf8_lossy("\xC3"), kFffd);
-  EXPECT_EQ(utf8_lossy("a\xFF\xFE" "b"), "a" + kFffd + kFffd + "b");
+  EXPECT_EQ(utf8_lossy("a\xFF\xFE"
+                       "b"),
+            "a" + kFffd + kFffd + "b");
   EXPECT_EQ(utf8_lossy("\xE4\xBD\xA0\xE4\xBD"), "\xE4\xBD\xA0" + kFffd);
 }
 

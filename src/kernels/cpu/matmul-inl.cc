@@ -60,6 +60,7 @@ constexpr bool kManyRegisters = true;
 struct FormatF32 {
   using Stored = float;
   static constexpr bool kScaled = false;
+  static constexpr bool kHasNanCodes = false;
   static VF load(DF df, const float* p, VF) { return hn::LoadU(df, p); }
   static float at(const float* p) { return *p; }
 };
@@ -67,6 +68,7 @@ struct FormatF32 {
 struct FormatBF16 {
   using Stored = uint16_t;
   static constexpr bool kScaled = false;
+  static constexpr bool kHasNanCodes = false;
   static VF load(DF df, const uint16_t* p, VF) {
     const hn::Rebind<uint16_t, DF> du16;
     const hn::RebindToUnsigned<DF> du32;
@@ -78,6 +80,7 @@ struct FormatBF16 {
 struct FormatF16 {
   using Stored = uint16_t;
   static constexpr bool kScaled = false;
+  static constexpr bool kHasNanCodes = false;
   static VF load(DF df, const uint16_t* p, VF) {
     const hn::Rebind<hwy::float16_t, DF> df16;
     return hn::PromoteTo(df, hn::LoadU(df16, reinterpret_cast<const hwy::float16_t*>(p)));
@@ -91,21 +94,45 @@ constexpr float kTwoTo120 = 1.329227995784916e36f;
 
 // FP8 with the exponent bias fixed by one multiply. `mul` is block_scale * 2^120, which is exact
 // and gives the same single rounding as e4m3 * block_scale when |block_scale| < 2^8; larger
-// scales take FormatFp8TwoStep.
+// scales take FormatFp8TwoStep. NaN codes (0x7F, 0xFF) need a compare and blend; the GEMV path
+// first checks 4 vectors of codes at once with any_nan() and, when there are none (always, in
+// a sound checkpoint), decodes them with load_finite().
 struct FormatFp8 {
   using Stored = uint8_t;
   static constexpr bool kScaled = true;
-  static VF load(DF df, const uint8_t* p, VF mul) {
+  static constexpr bool kHasNanCodes = true;
+  static hn::Vec<hn::RebindToSigned<DF>> bits(DF df, const uint8_t* p) {
     const hn::Rebind<int8_t, DF> di8;
     const hn::RebindToSigned<DF> di32;
+    (void)df;
     // Sign-extended code << 20 puts the sign in bit 31 and E4M3 in bits 20..26.
     const auto code = hn::PromoteTo(di32, hn::LoadU(di8, reinterpret_cast<const int8_t*>(p)));
-    const auto bits = hn::And(hn::ShiftLeft<20>(code), hn::Set(di32, int32_t(0x87F00000u)));
+    return hn::And(hn::ShiftLeft<20>(code), hn::Set(di32, int32_t(0x87F00000u)));
+  }
+  static VF load_finite(DF df, const uint8_t* p, VF mul) {
+    return hn::Mul(hn::BitCast(df, bits(df, p)), mul);
+  }
+  static VF load(DF df, const uint8_t* p, VF mul) {
+    const hn::RebindToSigned<DF> di32;
+    const auto b = bits(df, p);
     const auto magnitude = hn::Set(di32, 0x07F00000);
-    const auto is_nan = hn::Eq(hn::And(bits, magnitude), magnitude);  // 0x7F / 0xFF
-    const VF value = hn::Mul(hn::BitCast(df, bits), mul);
+    const auto is_nan = hn::Eq(hn::And(b, magnitude), magnitude);
     return hn::IfThenElse(hn::RebindMask(df, is_nan),
-                          hn::Set(df, std::numeric_limits<float>::quiet_NaN()), value);
+                          hn::Set(df, std::numeric_limits<float>::quiet_NaN()),
+                          hn::Mul(hn::BitCast(df, b), mul));
+  }
+  // Whether any of the 4 * Lanes(DF) codes at p is a NaN code.
+  static bool any_nan(DF df, const uint8_t* p) {
+    const hn::ScalableTag<uint8_t> du8;  // 4x the f32 lanes (1 on HWY_SCALAR: loop below)
+    const size_t n = 4 * hn::Lanes(df);
+    if (hn::Lanes(du8) == n) {
+      const auto v = hn::And(hn::LoadU(du8, p), hn::Set(du8, uint8_t{0x7F}));
+      return !hn::AllFalse(du8, hn::Eq(v, hn::Set(du8, uint8_t{0x7F})));
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if ((p[i] & 0x7F) == 0x7F) return true;
+    }
+    return false;
   }
   static float at(const uint8_t* p) { return e4m3_to_f32(*p); }
 };
@@ -113,9 +140,14 @@ struct FormatFp8 {
 struct FormatFp8TwoStep {
   using Stored = uint8_t;
   static constexpr bool kScaled = true;
+  static constexpr bool kHasNanCodes = true;
   static VF load(DF df, const uint8_t* p, VF scale) {
     return hn::Mul(FormatFp8::load(df, p, hn::Set(df, kTwoTo120)), scale);
   }
+  static VF load_finite(DF df, const uint8_t* p, VF scale) {
+    return hn::Mul(FormatFp8::load_finite(df, p, hn::Set(df, kTwoTo120)), scale);
+  }
+  static bool any_nan(DF df, const uint8_t* p) { return FormatFp8::any_nan(df, p); }
   static float at(const uint8_t* p) { return e4m3_to_f32(*p); }
 };
 
@@ -172,18 +204,41 @@ HWY_NOINLINE void gemv_tile(const RowSource<Format>& src, int64_t r0, const floa
     VF mul[R];
     HWY_UNROLL(8)
     for (int r = 0; r < R; ++r) mul[r] = src.multiplier(df, r0 + r, s0);
-    int64_t c = s0;
-    for (; c + n <= s1; c += n) {
+    // One vector of columns for all R rows and TB tokens.
+    auto step = [&](int64_t c, auto finite) {
       VF w[R];
       HWY_UNROLL(8)
-      for (int r = 0; r < R; ++r) w[r] = Format::load(df, rows[r] + c, mul[r]);
+      for (int r = 0; r < R; ++r) {
+        if constexpr (decltype(finite)::value) {
+          w[r] = Format::load_finite(df, rows[r] + c, mul[r]);
+        } else {
+          w[r] = Format::load(df, rows[r] + c, mul[r]);
+        }
+      }
       HWY_UNROLL(8)
       for (int t = 0; t < TB; ++t) {
         const VF xv = hn::LoadU(df, x + t * cols + c);
         HWY_UNROLL(8)
         for (int r = 0; r < R; ++r) acc[r][t] = hn::MulAdd(w[r], xv, acc[r][t]);
       }
+    };
+    int64_t c = s0;
+    if constexpr (Format::kHasNanCodes) {
+      for (; c + 4 * n <= s1; c += 4 * n) {
+        bool finite = true;
+        HWY_UNROLL(8)
+        for (int r = 0; r < R; ++r) finite &= !Format::any_nan(df, rows[r] + c);
+        HWY_UNROLL(4)
+        for (int64_t u = 0; u < 4; ++u) {
+          if (finite) {
+            step(c + u * n, std::true_type());
+          } else {
+            step(c + u * n, std::false_type());
+          }
+        }
+      }
     }
+    for (; c + n <= s1; c += n) step(c, std::false_type());
     for (; c < s1; ++c) {
       HWY_UNROLL(8)
       for (int r = 0; r < R; ++r) {

@@ -15,6 +15,7 @@
 
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
+#include "kernels/cpu/ops_check.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace m2fp4 {
@@ -105,27 +106,75 @@ HWY_INLINE float dot(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
-// out[0, NV * N) = inv_sum * sum_j p[j] * v[j * stride + (0, NV * N)].
-template <int NV>
-HWY_INLINE void weighted_value_sum(const float* p, const float* v, int64_t n_ctx, int64_t stride,
-                                   float inv_sum, float* out) {
+// Query heads of one KV head are processed together so that each K and V row is read from
+// memory (or L3) once per block of heads, not once per head: position-major loops over the
+// scores, and register-blocked passes over head_dim chunks for the weighted sum of V.
+
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
+constexpr int kValueVectors = 2;  // 16 registers: 6 heads x 2 accumulators
+#else
+constexpr int kValueVectors = 4;  // 32 registers: 6 heads x 4 accumulators
+#endif
+constexpr int kHeadsPerPass = static_cast<int>(kAttentionHeadsPerPass);
+static_assert(kHeadsPerPass == 6, "AttentionHeadsImpl dispatches blocks of 1..6 heads");
+
+// out[h][d0, d0 + C * N) = inv_sum[h] * sum_j p[h][j] * v[j][d0, ...] for HB heads.
+template <int HB, int C>
+HWY_NOINLINE void weighted_values(const float* const* p, const float* v, int64_t n_ctx,
+                                  int64_t stride, const float* inv_sum, float* const* out) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  VF acc[NV];
+  VF acc[HB][C];
   HWY_UNROLL(8)
-  for (int i = 0; i < NV; ++i) acc[i] = hn::Zero(df);
-  for (int64_t j = 0; j < n_ctx; ++j) {
-    const VF pj = hn::Set(df, p[j]);
-    const float* vj = v + j * stride;
+  for (int h = 0; h < HB; ++h) {
     HWY_UNROLL(8)
-    for (int i = 0; i < NV; ++i) acc[i] = hn::MulAdd(pj, hn::LoadU(df, vj + i * N), acc[i]);
+    for (int c = 0; c < C; ++c) acc[h][c] = hn::Zero(df);
   }
-  const VF scale = hn::Set(df, inv_sum);
+  for (int64_t j = 0; j < n_ctx; ++j) {
+    VF vj[C];
+    HWY_UNROLL(8)
+    for (int c = 0; c < C; ++c) vj[c] = hn::LoadU(df, v + j * stride + c * N);
+    HWY_UNROLL(8)
+    for (int h = 0; h < HB; ++h) {
+      const VF ph = hn::Set(df, p[h][j]);
+      HWY_UNROLL(8)
+      for (int c = 0; c < C; ++c) acc[h][c] = hn::MulAdd(ph, vj[c], acc[h][c]);
+    }
+  }
   HWY_UNROLL(8)
-  for (int i = 0; i < NV; ++i) hn::StoreU(hn::Mul(acc[i], scale), df, out + i * N);
+  for (int h = 0; h < HB; ++h) {
+    const VF scale = hn::Set(df, inv_sum[h]);
+    HWY_UNROLL(8)
+    for (int c = 0; c < C; ++c) hn::StoreU(hn::Mul(acc[h][c], scale), df, out[h] + c * N);
+  }
 }
 
-// Query heads [h_begin, h_end), all of KV head g, over n_ctx positions. scores: n_ctx floats.
+template <int HB>
+void weighted_values_all(const float* const* p, const float* v, int64_t n_ctx, int64_t stride,
+                         int64_t head_dim, const float* inv_sum, float* const* out) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  float* o[HB];
+  int64_t d = 0;
+  for (; d + kValueVectors * N <= head_dim; d += kValueVectors * N) {
+    for (int h = 0; h < HB; ++h) o[h] = out[h] + d;
+    weighted_values<HB, kValueVectors>(p, v + d, n_ctx, stride, inv_sum, o);
+  }
+  for (; d + N <= head_dim; d += N) {
+    for (int h = 0; h < HB; ++h) o[h] = out[h] + d;
+    weighted_values<HB, 1>(p, v + d, n_ctx, stride, inv_sum, o);
+  }
+  for (; d < head_dim; ++d) {
+    for (int h = 0; h < HB; ++h) {
+      float acc = 0.0f;
+      for (int64_t j = 0; j < n_ctx; ++j) acc += p[h][j] * v[j * stride + d];
+      out[h][d] = acc * inv_sum[h];
+    }
+  }
+}
+
+// Query heads [h_begin, h_end), all of KV head g, over n_ctx positions.
+// scores: (h_end - h_begin) * n_ctx floats.
 void AttentionHeadsImpl(const float* q, const float* k, const float* v, int64_t n_ctx,
                         int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
                         int64_t head_dim, float* out, float* scores) {
@@ -134,41 +183,61 @@ void AttentionHeadsImpl(const float* q, const float* k, const float* v, int64_t 
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const float* kg = k + g * head_dim;
   const float* vg = v + g * head_dim;
-  for (int64_t h = h_begin; h < h_end; ++h) {
-    const float* qh = q + h * head_dim;
-    float max_score = -INFINITY;
+  for (int64_t hb = h_begin; hb < h_end; hb += kHeadsPerPass) {
+    const int64_t n_heads = std::min<int64_t>(kHeadsPerPass, h_end - hb);
+    // Scores, position-major: K row j is read once for all heads of the block.
+    float max_score[kHeadsPerPass];
+    for (int64_t i = 0; i < n_heads; ++i) max_score[i] = -INFINITY;
     for (int64_t j = 0; j < n_ctx; ++j) {
-      scores[j] = dot(qh, kg + j * kv_row_stride, head_dim) * scale;
-      max_score = std::max(max_score, scores[j]);
+      const float* kj = kg + j * kv_row_stride;
+      for (int64_t i = 0; i < n_heads; ++i) {
+        const float s = dot(q + (hb + i) * head_dim, kj, head_dim) * scale;
+        scores[i * n_ctx + j] = s;
+        max_score[i] = std::max(max_score[i], s);
+      }
     }
     // Softmax numerators in place, vectorised exp.
-    const VF vmax = hn::Set(df, max_score);
-    VF vsum = hn::Zero(df);
-    int64_t j = 0;
-    for (; j + N <= n_ctx; j += N) {
-      const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, scores + j), vmax));
-      hn::StoreU(e, df, scores + j);
-      vsum = hn::Add(vsum, e);
+    float inv_sum[kHeadsPerPass];
+    const float* p[kHeadsPerPass];
+    float* o[kHeadsPerPass];
+    for (int64_t i = 0; i < n_heads; ++i) {
+      float* si = scores + i * n_ctx;
+      const VF vmax = hn::Set(df, max_score[i]);
+      VF vsum = hn::Zero(df);
+      int64_t j = 0;
+      for (; j + N <= n_ctx; j += N) {
+        const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, si + j), vmax));
+        hn::StoreU(e, df, si + j);
+        vsum = hn::Add(vsum, e);
+      }
+      float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
+      for (; j < n_ctx; ++j) {
+        si[j] = std::exp(si[j] - max_score[i]);
+        sum += si[j];
+      }
+      inv_sum[i] = 1.0f / sum;
+      p[i] = si;
+      o[i] = out + (hb + i) * head_dim;
     }
-    float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
-    for (; j < n_ctx; ++j) {
-      scores[j] = std::exp(scores[j] - max_score);
-      sum += scores[j];
-    }
-    // out_h = sum_j p_j v_j / sum, head_dim in chunks of 8 vectors (then single vectors).
-    float* oh = out + h * head_dim;
-    const float inv_sum = 1.0f / sum;
-    int64_t d = 0;
-    for (; d + 8 * N <= head_dim; d += 8 * N) {
-      weighted_value_sum<8>(scores, vg + d, n_ctx, kv_row_stride, inv_sum, oh + d);
-    }
-    for (; d + N <= head_dim; d += N) {
-      weighted_value_sum<1>(scores, vg + d, n_ctx, kv_row_stride, inv_sum, oh + d);
-    }
-    for (; d < head_dim; ++d) {
-      float acc = 0.0f;
-      for (int64_t j2 = 0; j2 < n_ctx; ++j2) acc += scores[j2] * vg[j2 * kv_row_stride + d];
-      oh[d] = acc * inv_sum;
+    switch (n_heads) {
+      case 1:
+        weighted_values_all<1>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
+        break;
+      case 2:
+        weighted_values_all<2>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
+        break;
+      case 3:
+        weighted_values_all<3>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
+        break;
+      case 4:
+        weighted_values_all<4>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
+        break;
+      case 5:
+        weighted_values_all<5>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
+        break;
+      default:
+        weighted_values_all<6>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
+        break;
     }
   }
 }

@@ -10,6 +10,7 @@
 #include "kernels/cpu/ops-inl.cc"
 
 #if HWY_ONCE
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -74,9 +75,13 @@ void attention(const float* q, const float* k, const float* v, int64_t n_ctx, in
                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* out, float* scratch) {
   check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
   const int64_t group = n_heads / n_kv_heads;
+  // Heads of a KV group are scored together (kAttentionHeadsPerPass at once), which needs a score
+  // row per head: the caller's n_ctx floats suffice only for one.
+  float* scores =
+      group == 1 ? scratch : thread_scratch(2, std::min(group, kAttentionHeadsPerPass) * n_ctx);
   for (int64_t g = 0; g < n_kv_heads; ++g) {
     HWY_DYNAMIC_DISPATCH(AttentionHeadsImpl)
-    (q, k, v, n_ctx, kv_row_stride, g, g * group, (g + 1) * group, head_dim, out, scratch);
+    (q, k, v, n_ctx, kv_row_stride, g, g * group, (g + 1) * group, head_dim, out, scores);
   }
 }
 
@@ -88,7 +93,7 @@ void attention_parallel(const float* q, const float* k, const float* v, int64_t 
   // Short contexts are not worth waking threads for (~1 us each).
   const int64_t grain = std::max<int64_t>(1, 16384 / (n_ctx * head_dim));
   pool.parallel_for(n_heads, grain, [&](int64_t h0, int64_t h1, int) {
-    float* scores = thread_scratch(1, n_ctx);
+    float* scores = thread_scratch(2, std::min(group, kAttentionHeadsPerPass) * n_ctx);
     for (int64_t h = h0; h < h1;) {
       const int64_t g = h / group;
       const int64_t end = std::min(h1, (g + 1) * group);

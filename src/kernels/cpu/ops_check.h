@@ -7,6 +7,9 @@
 
 namespace m2fp4 {
 
+// Query heads of one KV head that attention scores together (one score row each).
+inline constexpr int64_t kAttentionHeadsPerPass = 6;
+
 inline void check_rope_args(int64_t n_heads, int64_t head_dim, int64_t rotary_dim, double theta) {
   M2_CHECK(n_heads >= 0 && head_dim >= 0, "rope_neox: negative shape (n_heads ", n_heads,
            ", head_dim ", head_dim, ")");

@@ -36,10 +36,11 @@ class ScratchFloats {
   size_t capacity_ = 0;
 };
 
-// Slot 0 is for the calling thread's per-call buffers (packed inputs), slot 1 for per-worker
-// tiles; both are thread_local, so each pool thread has its own.
+// Slot 0 is for the calling thread's per-call buffers (packed matmul inputs), slot 1 for
+// per-worker matmul tiles, slot 2 for attention scores; all thread_local, so each pool thread
+// has its own.
 inline float* thread_scratch(int slot, size_t n) {
-  thread_local ScratchFloats buffers[2];
+  thread_local ScratchFloats buffers[3];
   return buffers[slot].get(n);
 }
 

@@ -1,0 +1,258 @@
+#include "engine/quantize_export.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/error.h"
+#include "io/page_release.h"
+#include "numerics/bf16.h"
+#include "numerics/f16.h"
+#include "quant/export_layout.h"
+#include "quant/fp8.h"
+
+namespace m2fp4 {
+namespace {
+
+std::span<const std::byte> bytes_of(const TensorView& t) {
+  return {t.data, static_cast<size_t>(t.nbytes())};
+}
+
+template <typename T>
+std::span<const std::byte> bytes_of(const std::vector<T>& v) {
+  return std::as_bytes(std::span<const T>(v));
+}
+
+std::vector<float> read_f32_vector(const TensorView& t) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  if (t.dtype() == DType::kF32) {
+    std::memcpy(out.data(), t.data, out.size() * 4);
+  } else if (t.dtype() == DType::kBF16) {
+    for (size_t i = 0; i < out.size(); ++i) {
+      uint16_t bits;
+      std::memcpy(&bits, t.data + 2 * i, 2);
+      out[i] = bf16_to_f32(bits);
+    }
+  } else {
+    fail("tensor ", t.name(), " has dtype ", dtype_name(t.dtype()), ", expected F32 or BF16");
+  }
+  return out;
+}
+
+// The official FP8 release's weight (§5) as bf16: bf16(f32(e4m3(q) * weight_scale_inv)).
+std::vector<uint16_t> dequantize_fp8_source(const Checkpoint& ckpt, const std::string& weight,
+                                            int64_t rows, int64_t cols) {
+  const std::string scale_name = weight + "_scale_inv";
+  M2_CHECK(ckpt.has(scale_name), "tensor ", weight, " is F8_E4M3 but ", scale_name, " is missing");
+  const TensorView codes = ckpt.tensor(weight);
+  const std::vector<float> scales = read_f32_vector(ckpt.tensor(scale_name));
+  const Fp8Tensor t =
+      fp8_from_checkpoint(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(codes.data),
+                                                   static_cast<size_t>(codes.nbytes())),
+                          scales, rows, cols);
+  return fp8_dequantize_bf16(t);
+}
+
+}  // namespace
+
+PlanExporter::PlanExporter(const Checkpoint& checkpoint, const ExportPlan& plan,
+                           ShardedOutput& output)
+    : ckpt_(checkpoint), plan_(plan), out_(output) {
+  first_layer_item_ = plan_.items.size();
+  last_layer_end_ = plan_.items.size();
+  for (size_t i = 0; i < plan_.items.size(); ++i) {
+    if (plan_.items[i].layer < 0) continue;
+    first_layer_item_ = std::min(first_layer_item_, i);
+    last_layer_end_ = i + 1;
+  }
+  if (first_layer_item_ == plan_.items.size()) first_layer_item_ = last_layer_end_ = 1;
+}
+
+std::pair<size_t, size_t> PlanExporter::layer_items(int64_t layer) const {
+  size_t begin = plan_.items.size(), end = 0;
+  for (size_t i = first_layer_item_; i < last_layer_end_; ++i) {
+    if (plan_.items[i].layer != layer) continue;
+    begin = std::min(begin, i);
+    end = i + 1;
+  }
+  return begin < end ? std::pair{begin, end} : std::pair{size_t{0}, size_t{0}};
+}
+
+bool PlanExporter::any_wanted(std::pair<size_t, size_t> range) const {
+  for (size_t i = range.first; i < range.second; ++i) {
+    for (const TensorSpec& s : plan_.items[i].outputs) {
+      if (out_.wanted(s.name)) return true;
+    }
+  }
+  return false;
+}
+
+PlanExporter::Source& PlanExporter::source_matrix(int64_t module) {
+  auto it = decoded_.find(module);
+  if (it != decoded_.end()) return it->second;
+  const LinearModule& m = plan_.modules[static_cast<size_t>(module)];
+  const std::string weight = m.name + ".weight";
+  const TensorView t = ckpt_.tensor(weight);
+  Source s;
+  const size_t n = static_cast<size_t>(m.rows * m.cols);
+  switch (t.dtype()) {
+    case DType::kBF16:
+      s.matrix = ConstMatrix::bf16({reinterpret_cast<const uint16_t*>(t.data), n}, m.rows, m.cols);
+      break;
+    case DType::kF32:
+      s.matrix = ConstMatrix::f32({reinterpret_cast<const float*>(t.data), n}, m.rows, m.cols);
+      break;
+    case DType::kF16: {
+      s.f32.resize(n);
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, t.data + 2 * i, 2);
+        s.f32[i] = f16_to_f32(bits);
+      }
+      s.matrix = ConstMatrix::f32(s.f32, m.rows, m.cols);
+      break;
+    }
+    case DType::kF8E4M3:
+      s.bf16 = dequantize_fp8_source(ckpt_, weight, m.rows, m.cols);
+      s.matrix = ConstMatrix::bf16(s.bf16, m.rows, m.cols);
+      break;
+    default:
+      fail("tensor ", weight, " has dtype ", dtype_name(t.dtype()),
+           ": quantize reads BF16, F32, F16 or the official FP8 block format");
+  }
+  return decoded_.emplace(module, std::move(s)).first->second;
+}
+
+float PlanExporter::group_weight_amax(int64_t module) {
+  const LinearModule& m = plan_.modules[static_cast<size_t>(module)];
+  const std::string key = m.fused_group.empty() ? m.name : m.fused_group;
+  if (auto it = group_amax_.find(key); it != group_amax_.end()) return it->second;
+  float amax = 0.0f;
+  if (m.fused_group.empty()) {
+    amax = matrix_amax(source_matrix(module).matrix);
+  } else {
+    // Members of a fused group sit next to each other in the plan (same layer).
+    for (size_t j = 0; j < plan_.modules.size(); ++j) {
+      const LinearModule& other = plan_.modules[j];
+      if (other.layer != m.layer || other.fused_group != m.fused_group) continue;
+      amax = std::max(amax, matrix_amax(source_matrix(static_cast<int64_t>(j)).matrix));
+    }
+  }
+  group_amax_[key] = amax;
+  return amax;
+}
+
+void PlanExporter::emit_item(const ExportItem& item, const LayerCalibration* cal,
+                             const ExpertInputAmax* experts) {
+  switch (item.kind) {
+    case ExportItemKind::kCopy: {
+      const TensorSpec& spec = item.outputs[0];
+      if (out_.wanted(spec.name)) out_.write(spec.name, bytes_of(ckpt_.tensor(item.source)));
+      return;
+    }
+    case ExportItemKind::kModelDtype: {
+      const TensorSpec& spec = item.outputs[0];
+      if (!out_.wanted(spec.name)) return;
+      const TensorView t = ckpt_.tensor(item.source);
+      if (t.dtype() == spec.dtype) {
+        out_.write(spec.name, bytes_of(t));
+        return;
+      }
+      Source& s = source_matrix(item.module);
+      const int64_t rows = s.matrix.rows, cols = s.matrix.cols;
+      if (spec.dtype == DType::kBF16) {
+        std::vector<uint16_t> bits(static_cast<size_t>(rows * cols));
+        std::vector<float> row(static_cast<size_t>(cols));
+        for (int64_t r = 0; r < rows; ++r) {
+          s.matrix.load(r, 0, cols, row.data());
+          for (int64_t c = 0; c < cols; ++c) bits[r * cols + c] = f32_to_bf16(row[c]);
+        }
+        out_.write(spec.name, bytes_of(bits));
+      } else {
+        M2_CHECK(spec.dtype == DType::kF32, spec.name, ": unsupported model dtype");
+        std::vector<float> values(static_cast<size_t>(rows * cols));
+        for (int64_t r = 0; r < rows; ++r) s.matrix.load(r, 0, cols, values.data() + r * cols);
+        out_.write(spec.name, bytes_of(values));
+      }
+      decoded_.erase(item.module);
+      return;
+    }
+    case ExportItemKind::kQuantized: {
+      const LinearModule& m = plan_.modules[static_cast<size_t>(item.module)];
+      std::optional<float> input_amax;
+      if (m.input_scale) {
+        M2_CHECK(cal != nullptr && experts != nullptr, m.name, ": input scale needs calibration");
+        switch (m.kind) {
+          case LinearKind::kAttentionQkv:
+            input_amax = cal->qkv_input_amax;
+            break;
+          case LinearKind::kAttentionO:
+            input_amax = cal->o_input_amax;
+            break;
+          case LinearKind::kExpertW13:
+            input_amax = experts->w13[static_cast<size_t>(m.expert)];
+            break;
+          case LinearKind::kExpertW2:
+            input_amax = experts->w2[static_cast<size_t>(m.expert)];
+            break;
+          case LinearKind::kRouter:
+            input_amax = cal->router_input_amax;
+            break;
+          case LinearKind::kLmHead:
+            fail(m.name, ": lm_head is never calibrated");
+        }
+      }
+      const float weight_amax =
+          m.scheme == WeightScheme::kNvfp4 ? group_weight_amax(item.module) : 0.0f;
+      LinearEncodeOptions options;
+      options.layout = plan_.layout;
+      options.ct_work_dtype = plan_.ct_work_dtype;
+      const std::vector<EncodedTensor> tensors = encode_quantized_linear(
+          m.name, source_matrix(item.module).matrix, m.scheme, options, weight_amax, input_amax);
+      for (const EncodedTensor& t : tensors) {
+        M2_CHECK(t.spec.name == item.outputs[&t - tensors.data()].name, t.spec.name,
+                 ": differs from the plan");
+        out_.write(t.spec.name, t.bytes);
+      }
+      decoded_.erase(item.module);
+      ++counters_.quantized_modules;
+      return;
+    }
+    case ExportItemKind::kKvScales: {
+      M2_CHECK(cal != nullptr, "KV scales of layer ", item.layer, " need calibration");
+      out_.write(item.outputs[0].name, kv_scale_bytes(cal->k_amax, item.outputs[0].dtype));
+      out_.write(item.outputs[1].name, kv_scale_bytes(cal->v_amax, item.outputs[1].dtype));
+      return;
+    }
+  }
+}
+
+void PlanExporter::emit(std::pair<size_t, size_t> range, const LayerCalibration* cal) {
+  std::optional<ExpertInputAmax> experts;
+  if (cal != nullptr) experts = resolve_expert_input_amax(*cal);
+  group_amax_.clear();
+  for (size_t i = range.first; i < range.second; ++i) {
+    const ExportItem& item = plan_.items[i];
+    bool wanted = false;
+    for (const TensorSpec& s : item.outputs) wanted |= out_.wanted(s.name);
+    if (!wanted) continue;
+    emit_item(item, cal, experts ? &*experts : nullptr);
+  }
+  decoded_.clear();
+  group_amax_.clear();
+}
+
+void PlanExporter::release_source(std::pair<size_t, size_t> range) const {
+  for (size_t i = range.first; i < range.second; ++i) {
+    const ExportItem& item = plan_.items[i];
+    if (item.source.empty()) continue;
+    const TensorView t = ckpt_.tensor(item.source);
+    release_mapped_pages(t.data, static_cast<size_t>(t.nbytes()));
+    const std::string scales = item.source + "_scale_inv";
+    if (ckpt_.has(scales)) {
+      const TensorView s = ckpt_.tensor(scales);
+      release_mapped_pages(s.data, static_cast<size_t>(s.nbytes()));
+    }
+  }
+}
+
+}  // namespace m2fp4

@@ -1,0 +1,66 @@
+// Produces the output tensors of an export plan from the source checkpoint: copies, conversions
+// of unquantized weights to the model dtype, quantized Linear layers (fused groups sharing their
+// weight amax, §2.3; input scales from calibration, §7) and KV scales.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/quantize_output.h"
+#include "engine/quantize_plan.h"
+#include "io/checkpoint.h"
+#include "quant/matrix.h"
+#include "quant/observers.h"
+
+namespace m2fp4 {
+
+struct ExportCounters {
+  int64_t quantized_modules = 0;  // quantized Linear layers encoded by this run
+};
+
+class PlanExporter {
+ public:
+  PlanExporter(const Checkpoint& checkpoint, const ExportPlan& plan, ShardedOutput& output);
+
+  // Items of decoder layer `layer`, or with layer == -1 those before the first layer (head) /
+  // after the last (tail).
+  std::pair<size_t, size_t> layer_items(int64_t layer) const;
+  std::pair<size_t, size_t> head_items() const { return {0, first_layer_item_}; }
+  std::pair<size_t, size_t> tail_items() const { return {last_layer_end_, plan_.items.size()}; }
+
+  // True if any output of items [begin, end) still has to be written.
+  bool any_wanted(std::pair<size_t, size_t> range) const;
+
+  // Writes items [begin, end) (outputs already on disk are skipped). `calibration` is required
+  // for items that need input or KV scales.
+  void emit(std::pair<size_t, size_t> range, const LayerCalibration* calibration);
+
+  // Drops the resident pages of the source tensors of items [begin, end) (mapped checkpoint).
+  void release_source(std::pair<size_t, size_t> range) const;
+
+  const ExportCounters& counters() const { return counters_; }
+
+ private:
+  struct Source {
+    ConstMatrix matrix;
+    std::vector<uint16_t> bf16;  // decoded storage (FP8 source)
+    std::vector<float> f32;      // decoded storage (F16 source)
+  };
+  Source& source_matrix(int64_t module);
+  float group_weight_amax(int64_t module);
+  void emit_item(const ExportItem& item, const LayerCalibration* calibration,
+                 const ExpertInputAmax* experts);
+
+  const Checkpoint& ckpt_;
+  const ExportPlan& plan_;
+  ShardedOutput& out_;
+  size_t first_layer_item_ = 0;
+  size_t last_layer_end_ = 0;
+  std::map<int64_t, Source> decoded_;        // per module, while its group is being written
+  std::map<std::string, float> group_amax_;  // per fused group (or module name), this layer
+  ExportCounters counters_;
+};
+
+}  // namespace m2fp4
