@@ -188,30 +188,4 @@ int64_t ModelWeights::total_bytes() const {
   return bytes;
 }
 
-void decode_weight_row(const Weight& w, int64_t r, float* out) {
-  M2_CHECK(r >= 0 && r < w.rows, "row ", r, " out of range [0, ", w.rows, ")");
-  const int64_t n = w.cols;
-  switch (w.format) {
-    case WeightFormat::kF32:
-      std::memcpy(out, static_cast<const float*>(w.data) + r * n, static_cast<size_t>(n) * 4);
-      return;
-    case WeightFormat::kBF16: {
-      const uint16_t* row = static_cast<const uint16_t*>(w.data) + r * n;
-      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(row[i]);
-      return;
-    }
-    case WeightFormat::kF16: {
-      const uint16_t* row = static_cast<const uint16_t*>(w.data) + r * n;
-      for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(row[i]);
-      return;
-    }
-    case WeightFormat::kFp8Block128: {
-      const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * n;
-      const float* scales = w.block_scale + (r / 128) * w.scale_cols;
-      for (int64_t i = 0; i < n; ++i) out[i] = kE4m3Table[row[i]] * scales[i / 128];
-      return;
-    }
-  }
-}
-
 }  // namespace m2fp4

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "io/checkpoint.h"
+#include "kernels/cpu/weight_decode.h"
 #include "kernels/weight.h"
 #include "model/config.h"
 
@@ -54,8 +55,5 @@ struct ModelWeights {
   int64_t active_bytes_per_token(const ModelConfig& config) const;
   int64_t total_bytes() const;
 };
-
-// Row r of an embedding-like weight decoded to f32 (out has w.cols floats).
-void decode_weight_row(const Weight& w, int64_t r, float* out);
 
 }  // namespace m2fp4

@@ -42,8 +42,10 @@ struct OwnedWeight {
         return f16_to_f32(u16[i]);
       case WeightFormat::kFp8Block128:
         return double{e4m3_to_f32(u8[i])} * scales[(r / 128) * w.scale_cols + c / 128];
+      default:
+        ADD_FAILURE() << "no independent decoder for " << weight_format_name(w.format);
+        return 0.0;
     }
-    return 0.0;
   }
 };
 
@@ -95,6 +97,8 @@ inline OwnedWeight random_weight(WeightFormat format, int64_t rows, int64_t cols
       o.w.block_scale = o.scales.data();
       break;
     }
+    default:
+      ADD_FAILURE() << "no random generator for " << weight_format_name(format);
   }
   return o;
 }

@@ -35,6 +35,7 @@
 #include "hwy/highway.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/scratch.h"
+#include "kernels/cpu/weight_decode.h"
 #include "kernels/weight.h"
 #include "numerics/bf16.h"
 #include "numerics/f16.h"
@@ -491,6 +492,36 @@ void run_rows(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
   }
 }
 
+bool is_four_bit(const Weight& w) {
+  return w.format == WeightFormat::kNvfp4 || w.format == WeightFormat::kMxfp4 ||
+         w.format == WeightFormat::kIq4nl16;
+}
+
+// The 4-bit formats: each row is decoded once into an f32 buffer (a 16-entry table per scale
+// group), then dotted with every token.
+void run_rows_decoded(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
+  const Weight& w = *plan.job->w;
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t cols = w.cols;
+  float* row = thread_scratch(1, static_cast<size_t>(cols));
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    decode_weight_row(w, r, row);
+    for (int64_t t = 0; t < plan.job->n_tokens; ++t) {
+      const float* xt = plan.job->x + t * cols;
+      VF acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+      int64_t c = 0;
+      for (; c + 2 * N <= cols; c += 2 * N) {
+        acc0 = hn::MulAdd(hn::LoadU(df, row + c), hn::LoadU(df, xt + c), acc0);
+        acc1 = hn::MulAdd(hn::LoadU(df, row + c + N), hn::LoadU(df, xt + c + N), acc1);
+      }
+      float acc = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+      for (; c < cols; ++c) acc += row[c] * xt[c];
+      plan.job->y[t * w.rows + r] = acc;
+    }
+  }
+}
+
 auto* runner_for(const Weight& w) {
   switch (w.format) {
     case WeightFormat::kF32:
@@ -501,6 +532,10 @@ auto* runner_for(const Weight& w) {
       return &run_rows<FormatF16>;
     case WeightFormat::kFp8Block128:
       return fp8_scales_small(w) ? &run_rows<FormatFp8> : &run_rows<FormatFp8TwoStep>;
+    case WeightFormat::kNvfp4:
+    case WeightFormat::kMxfp4:
+    case WeightFormat::kIq4nl16:
+      return &run_rows_decoded;
   }
   return &run_rows<FormatF32>;
 }
@@ -526,7 +561,7 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
     const int64_t n_tokens = jobs[i].n_tokens;
     JobPlan& p = plans[i];
     p.job = &jobs[i];
-    p.gemm = use_gemm(n_tokens);
+    p.gemm = use_gemm(n_tokens) && !is_four_bit(w);
     p.block_tokens = block_tokens;
     p.unit = p.gemm ? kGemmRows : 4;
     p.n_units = (w.rows + p.unit - 1) / p.unit;

@@ -30,6 +30,14 @@ inline void check_matmul_args(const Weight& w, const float* x, int64_t n_tokens,
       M2_CHECK(w.scale_cols == (w.cols + 127) / 128, "matmul: fp8-block128 weight [", w.rows, ", ",
                w.cols, "] has scale_cols ", w.scale_cols, ", expected ", (w.cols + 127) / 128);
       return;
+    case WeightFormat::kNvfp4:
+    case WeightFormat::kMxfp4:
+    case WeightFormat::kIq4nl16:
+      M2_CHECK(w.group_scale != nullptr && w.group_size > 0 && w.group_size % 2 == 0 &&
+                   w.cols % w.group_size == 0,
+               "matmul: ", weight_format_name(w.format), " weight [", w.rows, ", ", w.cols,
+               "] needs group scales and cols divisible by its group size ", w.group_size);
+      return;
   }
   fail("matmul: unknown weight format ", static_cast<int>(w.format));
 }
