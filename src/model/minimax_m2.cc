@@ -15,9 +15,14 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& dir, LoadMode 
   m->checkpoint = Checkpoint::open(dir, mode);
   M2_CHECK(m->checkpoint.has_config(), dir, ": config.json is missing");
   m->config = ModelConfig::from_json(m->checkpoint.config());
-  if (!m->config.quantization_config.is_null() && !m->config.fp8.present) {
-    fail(dir, ": quantization method '", m->config.quantization_config.value("quant_method", "?"),
-         "' is not supported yet");
+  if (!m->config.quantization_config.is_null()) {
+    // Formats are recognised per module from the stored tensors (quantized_weights.h); the
+    // config only has to name a method whose layouts m2fp4 reads.
+    const std::string method = m->config.quantization_config.value("quant_method", "");
+    M2_CHECK(method == "fp8" || method == "modelopt" || method == "compressed-tensors" ||
+                 method == "mxfp4_16",
+             dir, ": quantization method '", method,
+             "' is not supported (fp8, modelopt, compressed-tensors, mxfp4_16)");
   }
   m->weights = ModelWeights::load(m->checkpoint, m->config);
   return m;
@@ -142,9 +147,11 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
   s.q.resize(static_cast<size_t>(n * QW));
   s.k.resize(static_cast<size_t>(n * KW));
   s.v.resize(static_cast<size_t>(n * KW));
-  matmul(L.q_proj, s.h.data(), n, s.q.data(), pool_);
-  matmul(L.k_proj, s.h.data(), n, s.k.data(), pool_);
-  matmul(L.v_proj, s.h.data(), n, s.v.data(), pool_);
+  // q, k and v in one parallel region (one synchronisation, as vLLM's fused qkv_proj).
+  const MatmulJob qkv[3] = {{&L.q_proj, s.h.data(), n, s.q.data()},
+                            {&L.k_proj, s.h.data(), n, s.k.data()},
+                            {&L.v_proj, s.h.data(), n, s.v.data()}};
+  matmul_batch(qkv, 3, pool_);
 
   // QK-norm over the whole projection of each token (one statistic for all heads), before RoPE.
   if (c.use_qk_norm) {
@@ -164,13 +171,20 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
 
   // Causal attention: token i sees its sequence's positions 0..pos (all keys are in the cache).
   s.attn.resize(static_cast<size_t>(n * QW));
-  pool_.run(n, [&](int64_t i, int thread) {
-    const int32_t seq = batch.seq_ids[i];
-    const int64_t n_ctx = batch.positions[i] + 1;
-    attention(s.q.data() + i * QW, cache.keys(seq, l, 0), cache.values(seq, l, 0), n_ctx, KW,
-              c.num_attention_heads, c.num_key_value_heads, c.head_dim, s.attn.data() + i * QW,
-              s.attn_scratch[thread].data());
-  });
+  if (n == 1) {  // decode: split the heads across threads
+    attention_parallel(s.q.data(), cache.keys(batch.seq_ids[0], l, 0),
+                       cache.values(batch.seq_ids[0], l, 0), batch.positions[0] + 1, KW,
+                       c.num_attention_heads, c.num_key_value_heads, c.head_dim, s.attn.data(),
+                       pool_);
+  } else {
+    pool_.run(n, [&](int64_t i, int thread) {
+      const int32_t seq = batch.seq_ids[i];
+      const int64_t n_ctx = batch.positions[i] + 1;
+      attention(s.q.data() + i * QW, cache.keys(seq, l, 0), cache.values(seq, l, 0), n_ctx, KW,
+                c.num_attention_heads, c.num_key_value_heads, c.head_dim, s.attn.data() + i * QW,
+                s.attn_scratch[thread].data());
+    });
+  }
 
   if (observer) observer->on_linear_input(l, LinearSite::kO, -1, s.attn.data(), n, QW);
   s.proj.resize(static_cast<size_t>(n * H));
@@ -225,31 +239,46 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
   }
   if (observer) observer->on_routing(l, counts.data(), E);
 
+  // Gather each active expert's rows into one buffer; then all w1/w3 in one parallel region,
+  // SiLU, and all w2 in another: two synchronisations per layer however many experts are hit.
+  std::vector<int64_t> offset(static_cast<size_t>(E + 1), 0);
+  for (int64_t e = 0; e < E; ++e)
+    offset[e + 1] = offset[e] + static_cast<int64_t>(routed[e].size());
+  const int64_t total = offset[E];
+  s.expert_in.resize(static_cast<size_t>(total * H));
+  s.gate.resize(static_cast<size_t>(total * I));
+  s.up.resize(static_cast<size_t>(total * I));
+  s.down.resize(static_cast<size_t>(total * H));
+  std::vector<MatmulJob> jobs;
+  jobs.reserve(static_cast<size_t>(2 * E));
   for (int64_t e = 0; e < E; ++e) {
-    const auto& rows = routed[e];
-    if (rows.empty()) continue;
-    const int64_t m = static_cast<int64_t>(rows.size());
-    const ExpertWeights& ex = L.experts[e];
-    s.expert_in.resize(static_cast<size_t>(m * H));
-    for (int64_t r = 0; r < m; ++r) {
-      std::copy_n(s.h.data() + rows[r].first * H, H, s.expert_in.data() + r * H);
-    }
-    if (observer) {
-      observer->on_linear_input(l, LinearSite::kExpertW13, e, s.expert_in.data(), m, H);
-    }
-    s.gate.resize(static_cast<size_t>(m * I));
-    s.up.resize(static_cast<size_t>(m * I));
-    s.down.resize(static_cast<size_t>(m * H));
-    matmul(ex.w1, s.expert_in.data(), m, s.gate.data(), pool_);
-    matmul(ex.w3, s.expert_in.data(), m, s.up.data(), pool_);
-    silu_mul(s.gate.data(), s.up.data(), m * I, s.gate.data());
-    if (observer) observer->on_linear_input(l, LinearSite::kExpertW2, e, s.gate.data(), m, I);
-    matmul(ex.w2, s.gate.data(), m, s.down.data(), pool_);
-    for (int64_t r = 0; r < m; ++r) {
-      const float w = rows[r].second;
+    const int64_t m = offset[e + 1] - offset[e];
+    if (m == 0) continue;
+    float* in = s.expert_in.data() + offset[e] * H;
+    for (int64_t r = 0; r < m; ++r) std::copy_n(s.h.data() + routed[e][r].first * H, H, in + r * H);
+    if (observer) observer->on_linear_input(l, LinearSite::kExpertW13, e, in, m, H);
+    jobs.push_back({&L.experts[e].w1, in, m, s.gate.data() + offset[e] * I});
+    jobs.push_back({&L.experts[e].w3, in, m, s.up.data() + offset[e] * I});
+  }
+  matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), pool_);
+  silu_mul(s.gate.data(), s.up.data(), total * I, s.gate.data());
+  jobs.clear();
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t m = offset[e + 1] - offset[e];
+    if (m == 0) continue;
+    const float* act = s.gate.data() + offset[e] * I;
+    if (observer) observer->on_linear_input(l, LinearSite::kExpertW2, e, act, m, I);
+    jobs.push_back({&L.experts[e].w2, act, m, s.down.data() + offset[e] * H});
+  }
+  matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), pool_);
+
+  // x += sum over chosen experts of weight * expert output.
+  for (int64_t e = 0; e < E; ++e) {
+    for (size_t r = 0; r < routed[e].size(); ++r) {
+      const float w = routed[e][r].second;
       if (w == 0.0f) continue;  // observation-only row (all-experts calibration)
-      float* x = s.x.data() + rows[r].first * H;
-      const float* d = s.down.data() + r * H;
+      float* x = s.x.data() + routed[e][r].first * H;
+      const float* d = s.down.data() + (offset[e] + static_cast<int64_t>(r)) * H;
       for (int64_t i = 0; i < H; ++i) x[i] += w * d[i];
     }
   }

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "model/quantized_weights.h"
 #include "numerics/bf16.h"
 #include "numerics/f16.h"
 #include "numerics/fp8_e4m3.h"
@@ -50,11 +51,14 @@ class Loader {
   Loader(const Checkpoint& ckpt, std::vector<std::unique_ptr<std::vector<float>>>& owned)
       : ckpt_(ckpt), owned_(owned) {}
 
-  // A linear weight [rows, cols]: F32/BF16/F16 as is, or F8_E4M3 with its weight_scale_inv.
+  // A linear weight [rows, cols]: F32/BF16/F16 as is, F8_E4M3 with its weight_scale_inv, or one
+  // of the 4-bit layouts (quantized_weights.h).
   Weight matrix(const std::string& name, int64_t rows, int64_t cols, bool allow_fp8 = true) {
+    Weight w;
+    const std::string module = name.substr(0, name.size() - std::string(".weight").size());
+    if (load_four_bit_linear(ckpt_, module, rows, cols, w)) return w;
     const TensorView t = ckpt_.tensor(name);
     check_shape(t, {rows, cols});
-    Weight w;
     w.rows = rows;
     w.cols = cols;
     w.data = t.data;
@@ -127,11 +131,9 @@ LayerWeights LayerWeights::load(const Checkpoint& ckpt, const ModelConfig& c, in
     L.q_norm = load.vec(p + "self_attn.q_norm.weight", c.q_width());
     L.k_norm = load.vec(p + "self_attn.k_norm.weight", c.kv_width());
   }
+  load_kv_scales(ckpt, l, L.k_scale, L.v_scale);
   const std::string moe = p + "block_sparse_moe.";
   L.router_gate = load.matrix(moe + "gate.weight", c.num_local_experts, H, false);
-  M2_CHECK(
-      L.router_gate.format == WeightFormat::kF32 || L.router_gate.format == WeightFormat::kBF16,
-      "tensor ", moe, "gate.weight must be F32 or BF16");
   if (c.use_routing_bias) {
     L.router_bias = load.vec(moe + "e_score_correction_bias", c.num_local_experts);
   }

@@ -30,6 +30,9 @@ struct LayerWeights {
   Weight router_gate;                      // [n_experts, hidden], F32 or BF16, never quantized
   std::vector<float> router_bias;          // [n_experts] e_score_correction_bias (choice only)
   std::vector<ExpertWeights> experts;
+  // FP8 KV-cache scales from the checkpoint (k = e4m3(k8) * k_scale); -1 where absent.
+  float k_scale = -1.0f;
+  float v_scale = -1.0f;
 
   // Decoded storage the weights above point into (FP8 block scales as f32, ...).
   std::vector<std::unique_ptr<std::vector<float>>> owned_f32;
