@@ -86,7 +86,14 @@ void ThreadPool::work(uint64_t region, int thread) {
     }
     // The claim succeeded for this region, so the region cannot finish (and fn_ cannot change)
     // before this task completes.
-    (*fn_)(static_cast<int64_t>(word_next(word)), thread);
+    try {
+      (*fn_)(static_cast<int64_t>(word_next(word)), thread);
+    } catch (...) {
+      // The first failure is rethrown by run() on the calling thread; the other tasks still run
+      // so the region completes and the pool stays usable.
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
     const uint32_t done = completed_.fetch_add(1, std::memory_order_acq_rel) + 1;
     if (done == word_tasks(word)) completed_.notify_one();
     word = claim_.load(std::memory_order_acquire);
@@ -124,12 +131,27 @@ void ThreadPool::run_region(uint32_t n_tasks, const std::function<void(int64_t, 
     }
   }
   fn_ = nullptr;
+  std::exception_ptr error;
+  {
+    std::lock_guard<std::mutex> lock(error_mutex_);
+    error.swap(error_);
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
   if (n_tasks <= 0) return;
   if (n_threads_ == 1 || n_tasks == 1) {
-    for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
+    // Same contract as a parallel region: every task runs, then the first error is rethrown.
+    std::exception_ptr error;
+    for (int64_t t = 0; t < n_tasks; ++t) {
+      try {
+        fn(t, 0);
+      } catch (...) {
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
     return;
   }
   // Regions hold < 2^20 tasks; larger counts run as consecutive regions.

@@ -9,7 +9,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -26,7 +28,8 @@ class ThreadPool {
   int size() const { return n_threads_; }
 
   // Runs fn(task, thread) for every task in [0, n_tasks), tasks handed out dynamically; returns
-  // when all are done. thread is in [0, size()). Not reentrant: do not call run() from fn.
+  // when all are done. An exception thrown by a task is rethrown here (the first one) after the
+  // region completes. thread is in [0, size()). Not reentrant: do not call run() from fn.
   void run(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn);
 
   // Splits [0, n) into contiguous chunks of at least `grain` items, about one per thread
@@ -49,6 +52,8 @@ class ThreadPool {
   // region id, so a late worker can never claim a task of a region it has not seen.
   std::atomic<uint64_t> claim_{0};
   std::atomic<uint32_t> completed_{0};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;  // first exception thrown by a task of the current region
   std::atomic<bool> stop_{false};
   uint64_t region_ = 0;
   const std::function<void(int64_t, int)>* fn_ = nullptr;

@@ -2,6 +2,8 @@
 // thread counts, and back-to-back regions do not interfere.
 #include "base/thread_pool.h"
 
+#include "base/error.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -111,6 +113,29 @@ TEST(ThreadPool, DefaultPoolResizes) {
   EXPECT_EQ(default_pool().size(), 3);
   set_default_threads(1);
   EXPECT_EQ(default_pool().size(), 1);
+}
+
+}  // namespace
+}  // namespace m2fp4
+
+namespace m2fp4 {
+namespace {
+
+TEST(ThreadPoolErrors, TaskExceptionIsRethrownAndPoolStaysUsable) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    std::atomic<int> ran{0};
+    EXPECT_THROW(pool.run(64,
+                          [&](int64_t task, int) {
+                            ran.fetch_add(1);
+                            if (task == 37) throw Error("task 37 failed");
+                          }),
+                 Error);
+    EXPECT_EQ(ran.load(), 64);  // the region still completes
+    std::atomic<int64_t> sum{0};
+    pool.run(100, [&](int64_t task, int) { sum.fetch_add(task); });
+    EXPECT_EQ(sum.load(), 4950);
+  }
 }
 
 }  // namespace
