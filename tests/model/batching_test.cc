@@ -2,6 +2,8 @@
 // batch of two sequences equals each run alone.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
 
@@ -18,7 +20,10 @@ using testing::relative_error;
 class BatchingTest : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/m2fp4_batching_" + GetParam();
+    // One folder per test and process: ctest runs the tests of this fixture in parallel.
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = ::testing::TempDir() + "/m2fp4_batching_" + info->name() + "_" + GetParam() + "_" +
+           std::to_string(::getpid());
     std::filesystem::remove_all(dir_);
     write_random_checkpoint(dir_, preset_config("tiny"), 7, parse_checkpoint_dtype(GetParam()), 0);
     model_ = LoadedModel::open(dir_);
