@@ -1,5 +1,6 @@
-// CPU kernel benchmarks: read-only memory bandwidth (the roofline), and matmul per weight format
-// at decode (1 token) and prefill (64 tokens) shapes, 1 and 2 threads.
+// CPU kernel benchmarks: read-only memory bandwidth (the roofline), matmul per weight format (f32,
+// bf16, f16, fp8-block128, and the 4-bit nvfp4, mxfp4, iq4nl-16) at decode (1 token) and prefill
+// (64 tokens) shapes, 1 and 2 threads, and decode attention over f32 and FP8 KV caches.
 //
 // Counters: GBps = weight bytes streamed per second; bw_GBps = read bandwidth of a plain stream
 // interleaved with the matmuls (one stream of equal size after each matmul, same thread count);
@@ -121,7 +122,52 @@ struct WeightSet {
   std::vector<Weight> weights;
 };
 
+bool is_four_bit(WeightFormat format) {
+  return format == WeightFormat::kNvfp4 || format == WeightFormat::kMxfp4 ||
+         format == WeightFormat::kIq4nl16;
+}
+
+// A 4-bit weight: random codes and realistic group scales in one buffer per copy (codes, then
+// scales), so the scales stream from memory with the codes.
+WeightSet make_four_bit_weights(WeightFormat format, int64_t rows, int64_t cols) {
+  WeightSet set;
+  Weight proto{format, rows, cols, nullptr, nullptr, 0};
+  proto.group_size = format == WeightFormat::kMxfp4 ? 32 : 16;
+  proto.global_scale = 4.0f / 2688.0f;
+  const int64_t code_bytes = rows * cols / 2;
+  const int64_t bytes = proto.nbytes();
+  const int64_t n_groups = rows * (cols / proto.group_size);
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int> byte(0, 255), e4m3(0x28, 0x7E), e8m0(120, 130);
+  std::uniform_real_distribution<float> f16_scale(-0.02f, 0.02f);
+  Buffer first = allocate(bytes);
+  for (int64_t i = 0; i < code_bytes; ++i) first.get()[i] = static_cast<uint8_t>(byte(rng));
+  uint8_t* scales = first.get() + code_bytes;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    if (format == WeightFormat::kNvfp4) {
+      scales[g] = static_cast<uint8_t>(e4m3(rng));
+    } else if (format == WeightFormat::kMxfp4) {
+      scales[g] = static_cast<uint8_t>(e8m0(rng));
+    } else {
+      const uint16_t h = f32_to_f16(f16_scale(rng));
+      std::memcpy(scales + 2 * g, &h, 2);
+    }
+  }
+  const int64_t copies = std::max<int64_t>(2, (kStreamBytes + bytes - 1) / bytes);
+  for (int64_t k = 0; k < copies; ++k) {
+    Buffer b = allocate(bytes);
+    std::memcpy(b.get(), first.get(), bytes);
+    Weight w = proto;
+    w.data = b.get();
+    w.group_scale = b.get() + code_bytes;
+    set.weights.push_back(w);
+    set.data.push_back(std::move(b));
+  }
+  return set;
+}
+
 WeightSet make_weights(WeightFormat format, int64_t rows, int64_t cols) {
+  if (is_four_bit(format)) return make_four_bit_weights(format, rows, cols);
   WeightSet set;
   Weight proto{format, rows, cols, nullptr, nullptr, 0};
   if (format == WeightFormat::kFp8Block128) {
@@ -154,6 +200,8 @@ WeightSet make_weights(WeightFormat format, int64_t rows, int64_t cols) {
       }
       case WeightFormat::kFp8Block128:
         first.get()[i] = f32_to_e4m3(v * 64);
+        break;
+      default:
         break;
     }
   }
@@ -214,8 +262,9 @@ void BM_Matmul(benchmark::State& state) {
 
 void matmul_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"fmt", "rows", "cols", "tokens", "threads"});
-  const WeightFormat formats[] = {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kF16,
-                                  WeightFormat::kFp8Block128};
+  const WeightFormat formats[] = {
+      WeightFormat::kF32,   WeightFormat::kBF16,  WeightFormat::kF16,    WeightFormat::kFp8Block128,
+      WeightFormat::kNvfp4, WeightFormat::kMxfp4, WeightFormat::kIq4nl16};
   const int64_t shapes[][2] = {{4096, 4096}, {32768, 1024}};
   for (int64_t tokens : {1, 64}) {
     for (auto& shape : shapes) {
@@ -266,6 +315,38 @@ void BM_Attention(benchmark::State& state) {
   state.SetLabel(kernels_simd_target());
 }
 BENCHMARK(BM_Attention)
+    ->ArgNames({"n_ctx", "threads"})
+    ->Args({512, 1})
+    ->Args({512, 2})
+    ->Args({4096, 1})
+    ->Args({4096, 2})
+    ->UseRealTime();
+
+// The same over an FP8 (E4M3) cache: GBps = K/V bytes (1 per element) read per second.
+void BM_AttentionFp8(benchmark::State& state) {
+  const int64_t n_ctx = state.range(0);
+  ThreadPool pool(static_cast<int>(state.range(1)));
+  const int64_t n_heads = 48, n_kv = 8, hd = 128, stride = n_kv * hd;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> q(n_heads * hd), kv(n_ctx * stride), out(n_heads * hd);
+  for (auto* vec : {&q, &kv}) {
+    for (auto& e : *vec) e = normal(rng);
+  }
+  std::vector<uint8_t> k8(n_ctx * stride), v8(n_ctx * stride);
+  kv_store_fp8(kv.data(), n_ctx * stride, 5.0f / 448, k8.data());
+  std::reverse(kv.begin(), kv.end());
+  kv_store_fp8(kv.data(), n_ctx * stride, 5.0f / 448, v8.data());
+  for (auto _ : state) {
+    attention_fp8_parallel(q.data(), k8.data(), v8.data(), n_ctx, stride, n_heads, n_kv, hd,
+                           5.0f / 448, 5.0f / 448, out.data(), pool);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GBps"] = benchmark::Counter(2.0 * n_ctx * stride * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(kernels_simd_target());
+}
+BENCHMARK(BM_AttentionFp8)
     ->ArgNames({"n_ctx", "threads"})
     ->Args({512, 1})
     ->Args({512, 2})

@@ -4,7 +4,7 @@
     .venv/bin/python bench/tokenizer_bench.py --exe build/m2fp4 [--mb 2] [--repeat 3]
 
 Corpora (from files on this machine, split into paragraph-sized documents of at most ~2 KB):
-prose (license texts, Python's reference documentation prose), markdown (Node.js API docs,
+prose (license and copyright texts, Python's reference documentation prose), markdown (Node.js API docs,
 m2fp4's specs), code (Python standard library, C++ standard library headers). Each tokenizer
 folder under $M2FP4_SHARED_DIR/tokenizers (qwen3, deepseek-v3, gpt-oss) encodes each corpus:
 - m2fp4: `m2fp4 tokenize --model DIR --file F --bench --repeat N`, which times the encode calls
@@ -38,6 +38,12 @@ def read(path):
 
 def prose_sources():
     texts = [read(p) for p in sorted(glob.glob("/usr/share/common-licenses/*")) if os.path.isfile(p)]
+    seen = set()
+    for p in sorted(glob.glob("/usr/share/doc/*/copyright")):  # mostly license prose
+        text = read(p)
+        if text not in seen:
+            seen.add(text)
+            texts.append(text)
     topics = sorted(glob.glob("/usr/lib/python3*/pydoc_data/topics.py"))
     if topics:
         namespace = {}

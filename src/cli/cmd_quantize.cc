@@ -32,9 +32,11 @@ int cmd_quantize(int argc, char** argv) {
                  "(default: built-in text)")
       ->check(CLI::ExistingFile);
   app.add_option("--calib-samples", o.calibration.max_samples, "calibration samples to use")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--max-seq", o.calibration.max_seq, "tokens per sample (longer are truncated)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_flag("--all-experts", o.all_experts,
                "send every calibration token through every expert (outputs still use the "
                "routed top-k)");
@@ -45,16 +47,19 @@ int cmd_quantize(int argc, char** argv) {
                  "fail when more than PCT% of a layer's experts are starved")
       ->check(CLI::Range(0.0, 100.0));
   app.add_option("--starved-min-tokens", o.starved_min_tokens,
-                 "an expert routed fewer calibration tokens than this is starved")
-      ->check(CLI::NonNegativeNumber);
+                 "an expert reached by fewer calibration tokens than this is starved")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--checkpoint-every", o.checkpoint_every,
                  "samples between amax checkpoints inside a layer (0: at layer ends only)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_flag("--resume", o.resume, "continue the unfinished run in --out");
   app.add_option("--threads", o.threads, "worker threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--max-shard-size", max_shard_mb, "largest output shard in MB (0: one file)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   bool quiet = false;
   app.add_flag("--quiet", quiet, "no progress output");
   if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;

@@ -7,8 +7,9 @@
 #include "io/page_release.h"
 #include "numerics/bf16.h"
 #include "numerics/f16.h"
+#include "numerics/fp8_e4m3.h"
 #include "quant/export_layout.h"
-#include "quant/fp8.h"
+#include "quant/parallel_rows.h"
 
 namespace m2fp4 {
 namespace {
@@ -38,18 +39,30 @@ std::vector<float> read_f32_vector(const TensorView& t) {
   return out;
 }
 
-// The official FP8 release's weight (§5) as bf16: bf16(f32(e4m3(q) * weight_scale_inv)).
+// The official FP8 release's weight (§5) as bf16: bf16(f32(e4m3(q) * weight_scale_inv)), the
+// scale of 128x128 block (r / 128, c / 128). Straight from the mapped codes, rows in parallel.
 std::vector<uint16_t> dequantize_fp8_source(const Checkpoint& ckpt, const std::string& weight,
                                             int64_t rows, int64_t cols) {
   const std::string scale_name = weight + "_scale_inv";
   M2_CHECK(ckpt.has(scale_name), "tensor ", weight, " is F8_E4M3 but ", scale_name, " is missing");
   const TensorView codes = ckpt.tensor(weight);
-  const std::vector<float> scales = read_f32_vector(ckpt.tensor(scale_name));
-  const Fp8Tensor t =
-      fp8_from_checkpoint(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(codes.data),
-                                                   static_cast<size_t>(codes.nbytes())),
-                          scales, rows, cols);
-  return fp8_dequantize_bf16(t);
+  const TensorView scale_view = ckpt.tensor(scale_name);
+  const int64_t scale_cols = (cols + 127) / 128;
+  M2_CHECK(scale_view.shape() == std::vector<int64_t>({(rows + 127) / 128, scale_cols}), "tensor ",
+           scale_name, " has shape ", shape_string(scale_view.shape()), " for a ", rows, "x", cols,
+           " weight in 128x128 blocks");
+  const std::vector<float> scales = read_f32_vector(scale_view);
+  const uint8_t* q = reinterpret_cast<const uint8_t*>(codes.data);
+  std::vector<uint16_t> out(static_cast<size_t>(rows * cols));
+  parallel_rows(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* s = scales.data() + (r / 128) * scale_cols;
+      const uint8_t* in = q + r * cols;
+      uint16_t* o = out.data() + r * cols;
+      for (int64_t c = 0; c < cols; ++c) o[c] = f32_to_bf16(kE4m3Table[in[c]] * s[c / 128]);
+    }
+  });
+  return out;
 }
 
 }  // namespace
@@ -64,7 +77,10 @@ PlanExporter::PlanExporter(const Checkpoint& checkpoint, const ExportPlan& plan,
     first_layer_item_ = std::min(first_layer_item_, i);
     last_layer_end_ = i + 1;
   }
-  if (first_layer_item_ == plan_.items.size()) first_layer_item_ = last_layer_end_ = 1;
+  for (size_t j = 0; j < plan_.modules.size(); ++j) {
+    const LinearModule& m = plan_.modules[j];
+    if (!m.fused_group.empty()) group_members_[m.fused_group].push_back(static_cast<int64_t>(j));
+  }
 }
 
 std::pair<size_t, size_t> PlanExporter::layer_items(int64_t layer) const {
@@ -130,11 +146,8 @@ float PlanExporter::group_weight_amax(int64_t module) {
   if (m.fused_group.empty()) {
     amax = matrix_amax(source_matrix(module).matrix);
   } else {
-    // Members of a fused group sit next to each other in the plan (same layer).
-    for (size_t j = 0; j < plan_.modules.size(); ++j) {
-      const LinearModule& other = plan_.modules[j];
-      if (other.layer != m.layer || other.fused_group != m.fused_group) continue;
-      amax = std::max(amax, matrix_amax(source_matrix(static_cast<int64_t>(j)).matrix));
+    for (int64_t member : group_members_.at(m.fused_group)) {
+      amax = std::max(amax, matrix_amax(source_matrix(member).matrix));
     }
   }
   group_amax_[key] = amax;
@@ -214,7 +227,6 @@ void PlanExporter::emit_item(const ExportItem& item, const LayerCalibration* cal
         out_.write(t.spec.name, t.bytes);
       }
       decoded_.erase(item.module);
-      ++counters_.quantized_modules;
       return;
     }
     case ExportItemKind::kKvScales: {

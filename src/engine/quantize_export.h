@@ -16,10 +16,6 @@
 
 namespace m2fp4 {
 
-struct ExportCounters {
-  int64_t quantized_modules = 0;  // quantized Linear layers encoded by this run
-};
-
 class PlanExporter {
  public:
   PlanExporter(const Checkpoint& checkpoint, const ExportPlan& plan, ShardedOutput& output);
@@ -40,8 +36,6 @@ class PlanExporter {
   // Drops the resident pages of the source tensors of items [begin, end) (mapped checkpoint).
   void release_source(std::pair<size_t, size_t> range) const;
 
-  const ExportCounters& counters() const { return counters_; }
-
  private:
   struct Source {
     ConstMatrix matrix;
@@ -60,7 +54,7 @@ class PlanExporter {
   size_t last_layer_end_ = 0;
   std::map<int64_t, Source> decoded_;        // per module, while its group is being written
   std::map<std::string, float> group_amax_;  // per fused group (or module name), this layer
-  ExportCounters counters_;
+  std::map<std::string, std::vector<int64_t>> group_members_;  // fused group -> modules
 };
 
 }  // namespace m2fp4

@@ -329,15 +329,10 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
   // Calibration tokens are fixed by the first run (a resumed run reads them back).
   CalibrationSet calib;
   if (work.has_tokens()) {
-    calib.samples = work.load_tokens();
+    calib.samples = work.load_tokens(&calib.source);
   } else {
     calib = load_calibration(o.model_dir, config.vocab_size, o.calibration);
-    work.save_tokens(calib.samples);
-  }
-  if (calib.source.empty()) {
-    calib.source = o.calibration.calib_file.empty() ? "built-in or synthetic calibration"
-                                                    : o.calibration.calib_file;
-    calib.source += " (token ids saved by the interrupted run)";
+    work.save_tokens(calib.samples, calib.source);
   }
   report.calibration_source = calib.source;
   const SampleLayout samples(std::move(calib.samples));
@@ -437,21 +432,24 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
                   });
         report.calibration_seconds += phase.seconds();
 
-        work.save_layer_stats(stats);
-        if (l + 1 < N) work.save_activations(l + 1, x);
-        work.mark_layers_done(l + 1);
-        note_layer(stats);
+        // Checked before the layer is recorded as done, so that a --resume with the same
+        // options stops here again.
         const std::vector<int64_t> starved = starved_experts(stats, o.starved_min_tokens);
         const double starved_pct = 100.0 * static_cast<double>(starved.size()) / E;
         if (o.starved_abort_percent && starved_pct > *o.starved_abort_percent) {
           progress.finish();
-          fail("layer ", l, ": ", starved.size(), " of ", E, " experts (",
-               static_cast<int>(starved_pct * 10) / 10.0, "%) were routed fewer than ",
-               o.starved_min_tokens, " calibration tokens, more than --starved-abort ",
-               *o.starved_abort_percent,
-               "%; add calibration data (--calib, --calib-samples, --max-seq) or use "
-               "--all-experts (progress is saved: rerun with --resume)");
+          char pct[32];
+          std::snprintf(pct, sizeof(pct), "%.1f", starved_pct);
+          fail("layer ", l, ": ", starved.size(), " of ", E, " experts (", pct,
+               "%) saw fewer than ", o.starved_min_tokens,
+               " calibration tokens, more than --starved-abort ", *o.starved_abort_percent,
+               "%; use more calibration data (--calib, --calib-samples, --max-seq) or "
+               "--all-experts in a new output folder");
         }
+        work.save_layer_stats(stats);
+        if (l + 1 < N) work.save_activations(l + 1, x);
+        work.mark_layers_done(l + 1);
+        note_layer(stats);
 
         phase.reset();
         progress.update(fraction(l, 0.85), label + ": quantizing");
@@ -521,8 +519,8 @@ std::string format_quantize_report(const QuantizeReport& r) {
   int64_t starved_total = 0;
   for (const auto& [layer, experts] : r.starved)
     starved_total += static_cast<int64_t>(experts.size());
-  s += str_cat("starved experts ", starved_total, " of ", r.n_layers * r.n_experts,
-               " (routed fewer than ", r.starved_min_tokens, " calibration tokens)\n");
+  s += str_cat("starved experts ", starved_total, " of ", r.n_layers * r.n_experts, " (fewer than ",
+               r.starved_min_tokens, " calibration tokens reached them)\n");
   for (const auto& [layer, experts] : r.starved) {
     std::string list;
     for (size_t i = 0; i < experts.size() && i < 16; ++i) {
@@ -546,11 +544,13 @@ std::string format_quantize_report(const QuantizeReport& r) {
   if (r.resumed_at_layer >= 0) {
     s += str_cat("resumed         at layer ", r.resumed_at_layer, "\n");
   }
-  s += str_cat("time            ", static_cast<int64_t>(r.seconds * 100) / 100.0,
-               " s (calibration ", static_cast<int64_t>(r.calibration_seconds * 100) / 100.0,
-               " s, quantize+write ", static_cast<int64_t>(r.export_seconds * 100) / 100.0, " s), ",
-               static_cast<int64_t>(r.source_bytes / 1e6 / r.seconds) / 1e3,
-               " GB/s of source tensors\n");
+  s += str_cat("time            ", fmt("%.2f", r.seconds), " s (calibration ",
+               fmt("%.2f", r.calibration_seconds), " s, quantize+write ",
+               fmt("%.2f", r.export_seconds),
+               " s): ", fmt("%.3f", r.source_bytes / 1e9 / std::max(r.seconds, 1e-9)),
+               " GB/s of source tensors overall, ",
+               fmt("%.3f", r.source_bytes / 1e9 / std::max(r.export_seconds, 1e-9)),
+               " GB/s quantize+write\n");
   s += str_cat("memory          peak RSS ", bytes(r.peak_rss_bytes), " (calibration activations ",
                bytes(r.activation_bytes), ")\n");
   return s;

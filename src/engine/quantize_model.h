@@ -32,7 +32,7 @@ struct QuantizeOptions {
   bool all_experts = false;
   std::vector<std::string> ignore;
   std::optional<double> starved_abort_percent;
-  int64_t starved_min_tokens = 8;  // experts routed fewer calibration tokens are "starved"
+  int64_t starved_min_tokens = 8;  // experts reached by fewer calibration tokens are "starved"
   int64_t checkpoint_every = 16;   // samples between amax-only checkpoints inside a layer (0: off)
   bool resume = false;
   int threads = 0;  // 0: all cores

@@ -112,14 +112,16 @@ bool QuantizeWork::has_tokens() const {
   return file_exists(dir_ + "/tokens.json");
 }
 
-void QuantizeWork::save_tokens(const std::vector<std::vector<int32_t>>& samples) {
-  write_json(dir_ + "/tokens.json", nlohmann::json{{"samples", samples}});
+void QuantizeWork::save_tokens(const std::vector<std::vector<int32_t>>& samples,
+                               const std::string& source) {
+  write_json(dir_ + "/tokens.json", nlohmann::json{{"source", source}, {"samples", samples}});
 }
 
-std::vector<std::vector<int32_t>> QuantizeWork::load_tokens() const {
+std::vector<std::vector<int32_t>> QuantizeWork::load_tokens(std::string* source) const {
   const std::string path = dir_ + "/tokens.json";
   const nlohmann::json j = read_json(path);
   try {
+    if (source != nullptr) *source = j.at("source").get<std::string>();
     return j.at("samples").get<std::vector<std::vector<int32_t>>>();
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": bad calibration tokens (", e.what(), ")");

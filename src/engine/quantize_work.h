@@ -42,8 +42,9 @@ class QuantizeWork {
   int64_t layers_done() const { return layers_done_; }
   bool complete() const { return complete_; }
 
-  void save_tokens(const std::vector<std::vector<int32_t>>& samples);
-  std::vector<std::vector<int32_t>> load_tokens() const;
+  // The calibration token ids and where they came from (for the report of a resumed run).
+  void save_tokens(const std::vector<std::vector<int32_t>>& samples, const std::string& source);
+  std::vector<std::vector<int32_t>> load_tokens(std::string* source = nullptr) const;
   bool has_tokens() const;
 
   void save_activations(int64_t layer, const std::vector<float>& x);

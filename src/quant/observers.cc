@@ -199,7 +199,7 @@ ExpertInputAmax resolve_expert_input_amax(const LayerCalibration& c) {
 std::vector<int64_t> starved_experts(const LayerCalibration& c, int64_t min_tokens) {
   std::vector<int64_t> out;
   for (int64_t e = 0; e < c.n_experts(); ++e) {
-    if (c.routed_tokens[e] < min_tokens) out.push_back(e);
+    if (c.observed_rows[e] < min_tokens) out.push_back(e);
   }
   return out;
 }

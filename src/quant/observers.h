@@ -62,7 +62,8 @@ struct ExpertInputAmax {
 };
 ExpertInputAmax resolve_expert_input_amax(const LayerCalibration& calibration);
 
-// Experts that the router sent fewer than `min_tokens` calibration tokens to.
+// Experts whose input quantizers saw fewer than `min_tokens` calibration tokens: the tokens the
+// router sent them, or every token with --all-experts (observed_rows).
 std::vector<int64_t> starved_experts(const LayerCalibration& calibration, int64_t min_tokens);
 
 }  // namespace m2fp4

@@ -11,7 +11,7 @@
 
 #include "base/error.h"
 #include "text/unicode.h"
-#include "text/unicode_regex_tables.h"
+#include "text/unicode_tables.h"
 
 namespace m2fp4 {
 namespace {

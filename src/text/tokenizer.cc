@@ -281,6 +281,19 @@ void Tokenizer::read_config(const nlohmann::json& config) {
   if (config.contains("add_eos_token") && config["add_eos_token"].is_boolean()) {
     config_.add_eos_token = config["add_eos_token"].get<bool>();
   }
+  if (config.contains("chat_template")) {
+    const auto& chat_template = config["chat_template"];
+    if (chat_template.is_string()) {
+      config_.chat_template = chat_template.get<std::string>();
+    } else if (chat_template.is_array()) {
+      for (const auto& entry : chat_template) {
+        if (entry.is_object() && entry.value("name", std::string()) == "default" &&
+            entry.contains("template") && entry["template"].is_string()) {
+          config_.chat_template = entry["template"].get<std::string>();
+        }
+      }
+    }
+  }
 }
 
 // ---- Encoding ----
@@ -380,9 +393,10 @@ bool Tokenizer::is_special(int32_t id) const {
 }
 
 std::string Tokenizer::id_to_token(int32_t id) const {
-  for (const AddedToken& token : added_tokens_) {
-    if (token.id == id) return token.content;
-  }
+  // added_tokens_ is sorted by id.
+  const auto it = std::lower_bound(added_tokens_.begin(), added_tokens_.end(), id,
+                                   [](const AddedToken& t, int32_t value) { return t.id < value; });
+  if (it != added_tokens_.end() && it->id == id) return it->content;
   const std::string* token = model_.id_to_token(id);
   return token != nullptr ? *token : std::string();
 }

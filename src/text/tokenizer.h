@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -43,6 +44,8 @@ struct TokenizerConfig {
   // (e.g. a completions endpoint) prepend bos_id when add_bos_token is true.
   bool add_bos_token = false;
   bool add_eos_token = false;
+  // The chat template (a string, or the one named "default" of a list), if any.
+  std::optional<std::string> chat_template;
 };
 
 class Tokenizer {

@@ -3,9 +3,12 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <algorithm>
+#include <utility>
+
 #include "base/error.h"
 #include "text/unicode.h"
-#include "text/unicode_regex_tables.h"
+#include "text/unicode_tables.h"
 
 namespace m2fp4 {
 namespace {
@@ -16,11 +19,86 @@ constexpr char kSpaceClassBody[] = "\\t\\n\\x0B\\f\\r\\x{85}\\p{Z}";
 constexpr char kHexClassBody[] = "0-9a-fA-F";
 
 // Class body for general category `name` as Oniguruma sees it: PCRE2's \p{name} plus what
-// Unicode 15-16 added. Empty if `name` is not a general category (left to PCRE2 as written).
-std::string category_class_body(std::string_view name) {
+// Unicode 15-16 added (unless `with_new` is false). Empty if `name` is not a general category
+// (left to PCRE2 as written).
+std::string category_class_body(std::string_view name, bool with_new) {
   const char* extra = unicode_category_extra_ranges(name);
   if (extra == nullptr) return {};
-  return str_cat("\\p{", name, "}", extra);
+  return str_cat("\\p{", name, "}", with_new ? extra : "");
+}
+
+// Code points assigned after Unicode 14 (all the category additions), sorted and merged.
+std::vector<std::pair<char32_t, char32_t>> parse_new_code_points() {
+  std::vector<std::pair<char32_t, char32_t>> ranges;
+  for (const char* category : {"L", "M", "N", "P", "S", "Z", "Mc"}) {
+    const std::string_view text = unicode_category_extra_ranges(category);
+    size_t pos = 0;
+    const auto read_code_point = [&]() -> char32_t {
+      // "\x{HEX}"
+      const size_t open = text.find('{', pos);
+      const size_t close = text.find('}', open);
+      pos = close + 1;
+      return static_cast<char32_t>(
+          std::stoul(std::string(text.substr(open + 1, close - open - 1)), nullptr, 16));
+    };
+    while (pos < text.size()) {
+      const char32_t first = read_code_point();
+      char32_t last = first;
+      if (pos < text.size() && text[pos] == '-') {
+        ++pos;
+        last = read_code_point();
+      }
+      ranges.emplace_back(first, last);
+    }
+  }
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<std::pair<char32_t, char32_t>> merged;
+  for (const auto& r : ranges) {
+    if (!merged.empty() && r.first <= merged.back().second + 1) {
+      merged.back().second = std::max(merged.back().second, r.second);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  return merged;
+}
+
+// Whether `text` (valid UTF-8) has a code point assigned after Unicode 14. All of them are
+// at least U+0800, so only 3- and 4-byte sequences (lead byte >= 0xE0) need a look.
+bool has_new_code_points(std::string_view text) {
+  static const std::vector<std::pair<char32_t, char32_t>> ranges = parse_new_code_points();
+  const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (bytes[i] < 0xE0) continue;
+    size_t length = 0;
+    const char32_t cp = decode_utf8(text, i, length);
+    const auto it = std::upper_bound(ranges.begin(), ranges.end(), cp,
+                                     [](char32_t c, const auto& r) { return c < r.first; });
+    if (it != ranges.begin() && cp <= (it - 1)->second) return true;
+    i += length - 1;
+  }
+  return false;
+}
+
+// Compiles a translated pattern (UTF, UCP, multiline, LF newlines) and JIT-compiles it when the
+// platform can (else pcre2_match interprets).
+pcre2_code* compile(const std::string& translated, std::string_view original) {
+  int error_code = 0;
+  PCRE2_SIZE error_offset = 0;
+  pcre2_compile_context* ccontext = pcre2_compile_context_create(nullptr);
+  pcre2_set_newline(ccontext, PCRE2_NEWLINE_LF);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
+                    PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &error_code, &error_offset, ccontext);
+  pcre2_compile_context_free(ccontext);
+  if (code == nullptr) {
+    PCRE2_UCHAR message[256];
+    pcre2_get_error_message(error_code, message, sizeof(message));
+    fail("regex does not compile (", reinterpret_cast<const char*>(message), " at offset ",
+         error_offset, "): ", original);
+  }
+  pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+  return code;
 }
 
 bool is_hex(char c) {
@@ -59,7 +137,7 @@ ThreadMatchState& thread_match_state() {
 
 }  // namespace
 
-std::string UnicodeRegex::translate_oniguruma(std::string_view pattern) {
+std::string UnicodeRegex::translate_oniguruma(std::string_view pattern, bool with_new) {
   std::string out;
   out.reserve(pattern.size() + 16);
   bool in_class = false;
@@ -91,7 +169,7 @@ std::string UnicodeRegex::translate_oniguruma(std::string_view pattern) {
           continue;
         case 'd':
         case 'D':
-          add_class(category_class_body("Nd"), e == 'D', e);
+          add_class(category_class_body("Nd", with_new), e == 'D', e);
           continue;
         case 'h':
         case 'H':
@@ -108,7 +186,7 @@ std::string UnicodeRegex::translate_oniguruma(std::string_view pattern) {
               negated = !negated;
               name.remove_prefix(1);
             }
-            const std::string body = category_class_body(name);
+            const std::string body = category_class_body(name, with_new);
             if (!body.empty() && !(negated && in_class)) {
               add_class(body, negated, e);
               i = close;
@@ -179,47 +257,41 @@ std::string UnicodeRegex::escape(std::string_view literal) {
 }
 
 UnicodeRegex::UnicodeRegex(std::string_view pattern) : pattern_(pattern) {
-  const std::string translated = translate_oniguruma(pattern);
-  int error_code = 0;
-  PCRE2_SIZE error_offset = 0;
-  pcre2_compile_context* ccontext = pcre2_compile_context_create(nullptr);
-  pcre2_set_newline(ccontext, PCRE2_NEWLINE_LF);
-  pcre2_code* code =
-      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
-                    PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &error_code, &error_offset, ccontext);
-  pcre2_compile_context_free(ccontext);
-  if (code == nullptr) {
-    PCRE2_UCHAR message[256];
-    pcre2_get_error_message(error_code, message, sizeof(message));
-    fail("regex does not compile (", reinterpret_cast<const char*>(message), " at offset ",
-         error_offset, "): ", pattern);
-  }
-  // JIT is an optimisation: if the platform lacks it, pcre2_match interprets.
-  pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
-  code_ = code;
+  const std::string translated = translate_oniguruma(pattern, true);
+  code_ = compile(translated, pattern);
+  // Classes with the Unicode 15-16 additions match more slowly; text without such code points
+  // (nearly all text) gets the same matches from the pattern without them.
+  const std::string plain = translate_oniguruma(pattern, false);
+  if (plain != translated) plain_code_ = compile(plain, pattern);
 }
 
 UnicodeRegex::~UnicodeRegex() {
   pcre2_code_free(static_cast<pcre2_code*>(code_));
+  pcre2_code_free(static_cast<pcre2_code*>(plain_code_));
 }
 
 UnicodeRegex::UnicodeRegex(UnicodeRegex&& other) noexcept
-    : pattern_(std::move(other.pattern_)), code_(other.code_) {
+    : pattern_(std::move(other.pattern_)), code_(other.code_), plain_code_(other.plain_code_) {
   other.code_ = nullptr;
+  other.plain_code_ = nullptr;
 }
 
 UnicodeRegex& UnicodeRegex::operator=(UnicodeRegex&& other) noexcept {
   if (this != &other) {
     pcre2_code_free(static_cast<pcre2_code*>(code_));
+    pcre2_code_free(static_cast<pcre2_code*>(plain_code_));
     pattern_ = std::move(other.pattern_);
     code_ = other.code_;
+    plain_code_ = other.plain_code_;
     other.code_ = nullptr;
+    other.plain_code_ = nullptr;
   }
   return *this;
 }
 
 void UnicodeRegex::find_all(std::string_view text, std::vector<RegexMatch>& matches) const {
-  auto* code = static_cast<pcre2_code*>(code_);
+  auto* code = static_cast<pcre2_code*>(
+      plain_code_ != nullptr && !has_new_code_points(text) ? plain_code_ : code_);
   ThreadMatchState& state = thread_match_state();
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   const size_t n = text.size();

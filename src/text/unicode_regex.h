@@ -4,7 +4,7 @@
 //   plus \t-\r and U+0085, its \w is Alphabetic/marks/digits/connectors, its \h a hex digit;
 // - general categories (\p{L}, \p{N}, ...) are Unicode 16 in the Oniguruma that Hugging Face
 //   ships but Unicode 14 in Debian 12's PCRE2: the code points added since are appended to the
-//   class (unicode_regex_tables.cc; not for a negated category inside a class, which stays as
+//   class (unicode_tables.cc; not for a negated category inside a class, which stays as
 //   PCRE2 knows it);
 // - ^ and $ are line anchors (Ruby), so the pattern is compiled multiline;
 // - find_all walks matches like onig's find_iter: an empty match right where the previous match
@@ -45,12 +45,14 @@ class UnicodeRegex {
   // A regex that matches `literal` exactly (for Split / Replace patterns given as strings).
   static std::string escape(std::string_view literal);
 
-  // The Oniguruma -> PCRE2 rewrite described above (exposed for tests).
-  static std::string translate_oniguruma(std::string_view pattern);
+  // The Oniguruma -> PCRE2 rewrite described above (exposed for tests); with_new = false leaves
+  // out the Unicode 15-16 additions.
+  static std::string translate_oniguruma(std::string_view pattern, bool with_new = true);
 
  private:
   std::string pattern_;
-  void* code_ = nullptr;  // pcre2_code_8*
+  void* code_ = nullptr;        // pcre2_code_8*
+  void* plain_code_ = nullptr;  // the same without Unicode 15-16 additions, if they matter
 };
 
 }  // namespace m2fp4

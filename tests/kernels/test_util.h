@@ -2,8 +2,11 @@
 // summation-order error bound the fast kernels are held to.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -22,6 +25,24 @@ namespace m2fp4::test {
 // Unit roundoff of float32.
 inline constexpr double kF32Eps = 1.0 / (1 << 24);
 
+// Hand-written decode tables of the 4-bit formats (quant-formats.md §1.1 and §3.3), kept apart
+// from the kernels' own tables so the tests do not share a mistake with them.
+inline constexpr double kTestE2m1[16] = {0,  0.5,  1,  1.5,  2,  3,  4,  6,
+                                         -0, -0.5, -1, -1.5, -2, -3, -4, -6};
+inline constexpr double kTestIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                          1,    13,   25,  38,  53,  69,  89,  113};
+
+// E8M0 (§1.3): 2^(e - 127), 0xFF is NaN.
+inline double test_e8m0(uint8_t e) {
+  return e == 0xFF ? std::numeric_limits<double>::quiet_NaN() : std::ldexp(1.0, int{e} - 127);
+}
+
+// The 4-bit code of column c of row r, codes packed along the row, even column low (§2.4).
+inline int test_nibble(const std::vector<uint8_t>& packed, int64_t cols, int64_t r, int64_t c) {
+  const uint8_t byte = packed[static_cast<size_t>(r * (cols / 2) + c / 2)];
+  return (c % 2 == 0) ? (byte & 0xF) : (byte >> 4);
+}
+
 // A weight with its storage owned by the object.
 struct OwnedWeight {
   Weight w;
@@ -29,6 +50,36 @@ struct OwnedWeight {
   std::vector<uint16_t> u16;
   std::vector<uint8_t> u8;
   std::vector<float> scales;
+  std::vector<uint8_t> group_scales;  // 4-bit formats: E4M3 / E8M0 bytes or f16 pairs
+
+  // Points w at the owned buffers (after the vectors were filled or modified in size).
+  void bind() {
+    w.data = !f32.empty()   ? static_cast<const void*>(f32.data())
+             : !u16.empty() ? static_cast<const void*>(u16.data())
+                            : static_cast<const void*>(u8.data());
+    w.block_scale = scales.empty() ? nullptr : scales.data();
+    w.group_scale = group_scales.empty() ? nullptr : group_scales.data();
+  }
+
+  // The f32 multiplier of group g of row r, as the format defines it. NVFP4's dequantizing
+  // kernels round e4m3(S) * global_scale to f32 once, then multiply the element by it.
+  float group_multiplier(int64_t r, int64_t g) const {
+    const int64_t i = r * (w.cols / w.group_size) + g;
+    switch (w.format) {
+      case WeightFormat::kNvfp4:
+        return e4m3_to_f32(group_scales[i]) * w.global_scale;
+      case WeightFormat::kMxfp4:
+        return static_cast<float>(test_e8m0(group_scales[i]));
+      case WeightFormat::kIq4nl16: {
+        const uint16_t bits =
+            static_cast<uint16_t>(group_scales[2 * i] | (group_scales[2 * i + 1] << 8));
+        return f16_to_f32(bits);
+      }
+      default:
+        ADD_FAILURE() << "no group scales in " << weight_format_name(w.format);
+        return 0.0f;
+    }
+  }
 
   // Exact decoded value of element (r, c), computed independently of the kernels.
   double at(int64_t r, int64_t c) const {
@@ -42,6 +93,17 @@ struct OwnedWeight {
         return f16_to_f32(u16[i]);
       case WeightFormat::kFp8Block128:
         return double{e4m3_to_f32(u8[i])} * scales[(r / 128) * w.scale_cols + c / 128];
+      case WeightFormat::kNvfp4:
+      case WeightFormat::kMxfp4: {
+        // Element times the group multiplier, rounded to f32 like any f32 product.
+        const float m = group_multiplier(r, c / w.group_size);
+        return static_cast<float>(kTestE2m1[test_nibble(u8, w.cols, r, c)] * double{m});
+      }
+      case WeightFormat::kIq4nl16: {
+        // level (7 bits) times an f16 scale (11 bits) is exact in f32.
+        return kTestIq4nl[test_nibble(u8, w.cols, r, c)] *
+               double{group_multiplier(r, c / w.group_size)};
+      }
       default:
         ADD_FAILURE() << "no independent decoder for " << weight_format_name(w.format);
         return 0.0;
@@ -95,6 +157,56 @@ inline OwnedWeight random_weight(WeightFormat format, int64_t rows, int64_t cols
       for (auto& s : o.scales) s = std::exp2(octave(rng));
       o.w.data = o.u8.data();
       o.w.block_scale = o.scales.data();
+      break;
+    }
+    case WeightFormat::kNvfp4:
+    case WeightFormat::kMxfp4:
+    case WeightFormat::kIq4nl16: {
+      const int64_t group = format == WeightFormat::kMxfp4 ? 32 : 16;
+      if (cols % group != 0) {
+        ADD_FAILURE() << weight_format_name(format) << " needs cols divisible by " << group;
+        return o;
+      }
+      o.w.group_size = group;
+      std::uniform_int_distribution<int> byte(0, 255);
+      o.u8.resize(static_cast<size_t>(n / 2));
+      for (auto& v : o.u8) v = static_cast<uint8_t>(byte(rng));  // every code pair
+      const int64_t n_groups = rows * (cols / group);
+      std::uniform_int_distribution<int> rare(0, 63);
+      if (format == WeightFormat::kNvfp4) {
+        // Block scales as producers write them: positive E4M3 up to 448 (0x7E), mostly normal
+        // (>= 0x08), some subnormal and zero. Global scale = amax / 2688 for an amax ~ 1..8.
+        std::uniform_int_distribution<int> normal_code(0x08, 0x7E), small_code(0x00, 0x07);
+        for (int64_t g = 0; g < n_groups; ++g) {
+          o.group_scales.push_back(
+              static_cast<uint8_t>(rare(rng) == 0 ? small_code(rng) : normal_code(rng)));
+        }
+        std::uniform_real_distribution<float> amax(1.0f, 8.0f);
+        o.w.global_scale = amax(rng) / 2688.0f;
+      } else if (format == WeightFormat::kMxfp4) {
+        // E8M0 exponents around 127 (1.0), a few far out: 0 (2^-127, an f32 subnormal) and
+        // 2^100 (large, yet products and sums stay finite).
+        std::normal_distribution<float> spread(0.0f, 4.0f);
+        for (int64_t g = 0; g < n_groups; ++g) {
+          int e = 127 + static_cast<int>(std::lround(spread(rng)));
+          if (rare(rng) == 0) e = rare(rng) % 2 ? 0 : 227;
+          o.group_scales.push_back(static_cast<uint8_t>(std::clamp(e, 0, 254)));
+        }
+      } else {
+        // Signed f16 scales (a negative scale mirrors the grid), magnitudes 1e-4..1e-1, some
+        // f16 subnormals and zeros.
+        std::uniform_real_distribution<float> log10_mag(-4.0f, -1.0f);
+        for (int64_t g = 0; g < n_groups; ++g) {
+          float d = std::pow(10.0f, log10_mag(rng)) * (coin(rng) < 8 ? -1.0f : 1.0f);
+          const int kind = rare(rng);
+          if (kind == 0) d = 0.0f;
+          if (kind == 1) d *= 1e-3f;  // f16 subnormal
+          const uint16_t h = f32_to_f16(d);
+          o.group_scales.push_back(static_cast<uint8_t>(h & 0xFF));
+          o.group_scales.push_back(static_cast<uint8_t>(h >> 8));
+        }
+      }
+      o.bind();
       break;
     }
     default:

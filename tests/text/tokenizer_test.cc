@@ -50,9 +50,10 @@ nlohmann::json small_tokenizer(
           {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merge_list}}}};
 }
 
+// An added token without an "id": its id is assigned as Hugging Face assigns it (next free).
 nlohmann::json added(const std::string& content, bool special = true, bool normalized = false) {
-  return {{"id", 0},         {"content", content},       {"single_word", false}, {"lstrip", false},
-          {"rstrip", false}, {"normalized", normalized}, {"special", special}};
+  return {{"content", content}, {"single_word", false},     {"lstrip", false},
+          {"rstrip", false},    {"normalized", normalized}, {"special", special}};
 }
 
 Tokenizer load(const nlohmann::json& spec) {
@@ -320,6 +321,8 @@ TEST(RealTokenizer, Qwen3MatchesHuggingFaceIds) {
   EXPECT_EQ(t.config().eos_token.value_or(""), "<|im_end|>");
   EXPECT_EQ(t.config().eos_id, 151645);
   EXPECT_FALSE(t.config().bos_token.has_value());
+  ASSERT_TRUE(t.config().chat_template.has_value());
+  EXPECT_THAT(*t.config().chat_template, HasSubstr("<|im_start|>"));
   const std::string text = "\xE4\xBD\xA0\xE5\xA5\xBD world \xF0\x9F\x98\x80!";  // 你好 world 😀!
   EXPECT_EQ(t.decode(t.encode(text)), text);
 }

@@ -14,6 +14,9 @@
 //   the vector lanes, R rows are decoded into an f32 tile, and a register-blocked kernel
 //   broadcasts one weight and updates R x TV token vectors per column. Weights are decoded once
 //   per block of 64 tokens.
+// The 4-bit formats (NVFP4, MXFP4, IQ4_NL x16) take both paths with the chunked decoder of
+// matmul4-inl.cc, which yields columns in a permuted order: their GEMV input is permuted and their
+// GEMM input packed in that same order, once per call on the calling thread.
 
 #if defined(M2FP4_KERNELS_CPU_MATMUL_INL_CC_) == defined(HWY_TARGET_TOGGLE)
 #ifdef M2FP4_KERNELS_CPU_MATMUL_INL_CC_
@@ -34,6 +37,7 @@
 #include "base/thread_pool.h"
 #include "hwy/highway.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/matmul4-inl.cc"
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/weight_decode.h"
 #include "kernels/weight.h"
@@ -394,11 +398,14 @@ void gemm_tile_dispatch(int64_t tv, const float* wtile, int64_t width, const flo
   }
 }
 
-// Packs tokens [t0, t0 + nt) of x into xt[c][t - t0] with `stride` floats per column (padding
-// tokens are zero).
-void pack_tokens(const float* x, int64_t cols, int64_t t0, int64_t nt, int64_t stride, float* xt) {
-  for (int64_t c = 0; c < cols; ++c) {
-    float* o = xt + c * stride;
+// Packs tokens [t0, t0 + nt) of x into xt[p][t - t0] with `stride` floats per position p
+// (padding tokens are zero). Position p holds column p, or for the 4-bit formats
+// four_bit::permuted_column(p) (chunk > 0).
+void pack_tokens(const float* x, int64_t cols, int64_t t0, int64_t nt, int64_t stride,
+                 int64_t chunk, int64_t full, float* xt) {
+  for (int64_t p = 0; p < cols; ++p) {
+    const int64_t c = chunk > 0 ? four_bit::permuted_column(p, chunk, full) : p;
+    float* o = xt + p * stride;
     for (int64_t t = 0; t < nt; ++t) o[t] = x[(t0 + t) * cols + c];
     for (int64_t t = nt; t < stride; ++t) o[t] = 0.0f;
   }
@@ -410,14 +417,14 @@ constexpr int64_t kGemmPanelRows = 384;
 
 // Rows [row_begin, row_end) for all tokens: per block of tokens, per panel of rows, per column
 // chunk, per group of R rows: decode the R x chunk weight tile once, then run it against every
-// token vector of the block.
-template <class Format>
-void gemm_rows(const RowSource<Format>& src, int64_t row_begin, int64_t row_end,
+// token vector of the block. decode(r0, nr, c0, c1, out) writes the kGemmRows x (c1 - c0) tile
+// (rows past nr zero) in the column order the packed input uses.
+template <class DecodeTile>
+void gemm_rows(const DecodeTile& decode, int64_t cols, int64_t row_begin, int64_t row_end,
                const float* xt_all, int64_t n_tokens, int64_t block_tokens, int64_t n_rows_total,
                float* y) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-  const int64_t cols = src.cols;
   const int64_t yacc_floats = kGemmPanelRows * block_tokens;
   float* yacc = thread_scratch(1, yacc_floats + kGemmRows * kGemmCols);
   float* wtile = yacc + yacc_floats;
@@ -430,7 +437,7 @@ void gemm_rows(const RowSource<Format>& src, int64_t row_begin, int64_t row_end,
       for (int64_t c0 = 0; c0 < cols; c0 += kGemmCols) {
         const int64_t c1 = std::min(cols, c0 + kGemmCols);
         for (int64_t r0 = p0; r0 < p1; r0 += kGemmRows) {
-          decode_tile(src, r0, std::min<int64_t>(kGemmRows, p1 - r0), c0, c1, wtile);
+          decode(r0, std::min<int64_t>(kGemmRows, p1 - r0), c0, c1, wtile);
           float* ygroup = yacc + (r0 - p0) * block_tokens;
           for (int64_t j = 0; j < n_vectors; j += kGemmTokenVectors) {
             gemm_tile_dispatch(std::min<int64_t>(kGemmTokenVectors, n_vectors - j), wtile, c1 - c0,
@@ -470,7 +477,9 @@ bool fp8_scales_small(const Weight& w) {
 struct JobPlan {
   const MatmulJob* job;
   bool gemm;
+  bool four_bit;    // chunked 4-bit decoder (four_bit::Source)
   const float* xt;  // GEMM: packed input blocks
+  const float* xp;  // 4-bit GEMV: the input in four_bit's permuted column order
   int64_t block_tokens;
   int64_t unit;  // rows per scheduling unit (a register tile)
   int64_t n_units;
@@ -484,8 +493,11 @@ void run_rows(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
   const RowSource<Format> src{static_cast<const typename Format::Stored*>(w.data), w.cols,
                               w.block_scale, w.scale_cols};
   if (plan.gemm) {
-    gemm_rows<Format>(src, row_begin, row_end, plan.xt, plan.job->n_tokens, plan.block_tokens,
-                      w.rows, plan.job->y);
+    auto decode = [&](int64_t r0, int64_t nr, int64_t c0, int64_t c1, float* out) {
+      decode_tile(src, r0, nr, c0, c1, out);
+    };
+    gemm_rows(decode, w.cols, row_begin, row_end, plan.xt, plan.job->n_tokens, plan.block_tokens,
+              w.rows, plan.job->y);
   } else {
     gemv_rows<Format>(src, row_begin, row_end, plan.job->x, plan.job->n_tokens, w.rows,
                       plan.job->y);
@@ -497,8 +509,25 @@ bool is_four_bit(const Weight& w) {
          w.format == WeightFormat::kIq4nl16;
 }
 
-// The 4-bit formats: each row is decoded once into an f32 buffer (a 16-entry table per scale
-// group), then dotted with every token.
+// The 4-bit formats with the chunked decoder (matmul4-inl.cc): GEMV on the permuted input, or
+// GEMM on decoded tiles against the input packed in the same permuted order.
+void run_rows_four_bit(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
+  const Weight& w = *plan.job->w;
+  const four_bit::Source src = four_bit::make_source(w);
+  if (plan.gemm) {
+    auto decode = [&](int64_t r0, int64_t nr, int64_t c0, int64_t c1, float* out) {
+      four_bit::decode_tile(src, r0, nr, kGemmRows, c0, c1, out);
+    };
+    gemm_rows(decode, w.cols, row_begin, row_end, plan.xt, plan.job->n_tokens, plan.block_tokens,
+              w.rows, plan.job->y);
+  } else {
+    four_bit::gemv_rows(src, row_begin, row_end, plan.xp, plan.job->n_tokens, w.rows, plan.job->y);
+  }
+}
+
+// 4-bit weights the chunked decoder does not handle (group sizes that are not a multiple of 8
+// lining up with the chunks): each row is decoded once into an f32 buffer, then dotted with
+// every token.
 void run_rows_decoded(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
   const Weight& w = *plan.job->w;
   const DF df;
@@ -535,7 +564,7 @@ auto* runner_for(const Weight& w) {
     case WeightFormat::kNvfp4:
     case WeightFormat::kMxfp4:
     case WeightFormat::kIq4nl16:
-      return &run_rows_decoded;
+      return four_bit::supported(w) ? &run_rows_four_bit : &run_rows_decoded;
   }
   return &run_rows<FormatF32>;
 }
@@ -554,35 +583,53 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
   thread_local std::vector<JobPlan> caller_plans;
   std::vector<JobPlan>& plans = caller_plans;
   plans.resize(n_jobs);
-  int64_t xt_floats = 0;
+  int64_t scratch_floats = 0;
   double total_cost = 0;
   for (int64_t i = 0; i < n_jobs; ++i) {
     const Weight& w = *jobs[i].w;
     const int64_t n_tokens = jobs[i].n_tokens;
     JobPlan& p = plans[i];
     p.job = &jobs[i];
-    p.gemm = use_gemm(n_tokens) && !is_four_bit(w);
+    p.run = runner_for(w);
+    p.four_bit = p.run == &run_rows_four_bit;
+    p.gemm = use_gemm(n_tokens) && (!is_four_bit(w) || p.four_bit);
     p.block_tokens = block_tokens;
     p.unit = p.gemm ? kGemmRows : 4;
     p.n_units = (w.rows + p.unit - 1) / p.unit;
     // Bytes streamed plus the arithmetic in byte-equivalents (~8 multiply-adds per byte of
-    // bandwidth on one core), so jobs of different formats and token counts balance.
-    const double row_bytes = static_cast<double>(w.nbytes()) / static_cast<double>(w.rows);
+    // bandwidth on one core), so jobs of different formats and token counts balance. Decoding
+    // 4-bit codes costs about as much again as streaming them.
+    const double row_bytes = static_cast<double>(w.nbytes()) / static_cast<double>(w.rows) *
+                             (is_four_bit(w) ? 2.0 : 1.0);
     p.unit_cost =
         static_cast<double>(p.unit) * (row_bytes + 0.125 * static_cast<double>(w.cols * n_tokens));
-    p.run = runner_for(w);
     total_cost += p.unit_cost * static_cast<double>(p.n_units);
-    if (p.gemm) xt_floats += (n_tokens + block_tokens - 1) / block_tokens * w.cols * block_tokens;
+    if (p.gemm) {
+      scratch_floats += (n_tokens + block_tokens - 1) / block_tokens * w.cols * block_tokens;
+    } else if (p.four_bit) {
+      scratch_floats += n_tokens * w.cols;
+    }
   }
-  // Pack the inputs of the GEMM jobs (tokens along the lanes) once, on the calling thread.
-  float* xt = xt_floats ? thread_scratch(0, xt_floats) : nullptr;
+  // Pack the inputs of the GEMM jobs (tokens along the lanes) and permute those of the 4-bit
+  // GEMV jobs once, on the calling thread.
+  float* xt = scratch_floats ? thread_scratch(0, scratch_floats) : nullptr;
   for (JobPlan& p : plans) {
-    if (!p.gemm) continue;
     const int64_t cols = p.job->w->cols, n_tokens = p.job->n_tokens;
-    p.xt = xt;
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += block_tokens) {
-      pack_tokens(p.job->x, cols, t0, std::min(block_tokens, n_tokens - t0), block_tokens, xt);
-      xt += cols * block_tokens;
+    const int64_t chunk = p.four_bit ? 8 * lanes : 0;
+    const int64_t full = p.four_bit ? cols / chunk * chunk : 0;
+    if (p.gemm) {
+      p.xt = xt;
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += block_tokens) {
+        pack_tokens(p.job->x, cols, t0, std::min(block_tokens, n_tokens - t0), block_tokens, chunk,
+                    full, xt);
+        xt += cols * block_tokens;
+      }
+    } else if (p.four_bit) {
+      p.xp = xt;
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        four_bit::permute_token(p.job->x + t * cols, cols, chunk, full, xt);
+        xt += cols;
+      }
     }
   }
   // Thread k takes the units whose cumulative cost starts in [total * k / T, total * (k+1) / T):

@@ -13,9 +13,12 @@
 #include <cmath>
 #include <cstdint>
 
+#include <limits>
+
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "kernels/cpu/ops_check.h"
+#include "numerics/fp8_e4m3.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace m2fp4 {
@@ -118,17 +121,20 @@ constexpr int kValueVectors = 4;  // 32 registers: 6 heads x 4 accumulators
 constexpr int kHeadsPerPass = static_cast<int>(kAttentionHeadsPerPass);
 static_assert(kHeadsPerPass == 6, "AttentionHeadsImpl dispatches blocks of 1..6 heads");
 
-// out[h][d0, d0 + C * N) = inv_sum[h] * sum_j p[h][j] * v[j][d0, ...] for HB heads.
+// out[h][d0, d0 + C * N) = inv_sum[h] * sum_j p[h][j] * v[j][d0, ...] for HB heads. The sum
+// may run over several calls (blocks of positions, in order): `first` starts it from zero,
+// otherwise it continues from the partial sum in out; `last` applies inv_sum.
 template <int HB, int C>
 HWY_NOINLINE void weighted_values(const float* const* p, const float* v, int64_t n_ctx,
-                                  int64_t stride, const float* inv_sum, float* const* out) {
+                                  int64_t stride, const float* inv_sum, bool first, bool last,
+                                  float* const* out) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   VF acc[HB][C];
   HWY_UNROLL(8)
   for (int h = 0; h < HB; ++h) {
     HWY_UNROLL(8)
-    for (int c = 0; c < C; ++c) acc[h][c] = hn::Zero(df);
+    for (int c = 0; c < C; ++c) acc[h][c] = first ? hn::Zero(df) : hn::LoadU(df, out[h] + c * N);
   }
   for (int64_t j = 0; j < n_ctx; ++j) {
     VF vj[C];
@@ -145,31 +151,79 @@ HWY_NOINLINE void weighted_values(const float* const* p, const float* v, int64_t
   for (int h = 0; h < HB; ++h) {
     const VF scale = hn::Set(df, inv_sum[h]);
     HWY_UNROLL(8)
-    for (int c = 0; c < C; ++c) hn::StoreU(hn::Mul(acc[h][c], scale), df, out[h] + c * N);
+    for (int c = 0; c < C; ++c) {
+      hn::StoreU(last ? hn::Mul(acc[h][c], scale) : acc[h][c], df, out[h] + c * N);
+    }
   }
 }
 
 template <int HB>
 void weighted_values_all(const float* const* p, const float* v, int64_t n_ctx, int64_t stride,
-                         int64_t head_dim, const float* inv_sum, float* const* out) {
+                         int64_t head_dim, const float* inv_sum, bool first, bool last,
+                         float* const* out) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   float* o[HB];
   int64_t d = 0;
   for (; d + kValueVectors * N <= head_dim; d += kValueVectors * N) {
     for (int h = 0; h < HB; ++h) o[h] = out[h] + d;
-    weighted_values<HB, kValueVectors>(p, v + d, n_ctx, stride, inv_sum, o);
+    weighted_values<HB, kValueVectors>(p, v + d, n_ctx, stride, inv_sum, first, last, o);
   }
   for (; d + N <= head_dim; d += N) {
     for (int h = 0; h < HB; ++h) o[h] = out[h] + d;
-    weighted_values<HB, 1>(p, v + d, n_ctx, stride, inv_sum, o);
+    weighted_values<HB, 1>(p, v + d, n_ctx, stride, inv_sum, first, last, o);
   }
   for (; d < head_dim; ++d) {
     for (int h = 0; h < HB; ++h) {
-      float acc = 0.0f;
+      float acc = first ? 0.0f : out[h][d];
       for (int64_t j = 0; j < n_ctx; ++j) acc += p[h][j] * v[j * stride + d];
-      out[h][d] = acc * inv_sum[h];
+      out[h][d] = last ? acc * inv_sum[h] : acc;
     }
+  }
+}
+
+// weighted_values_all for a block of 1..kHeadsPerPass heads.
+void weighted_values_heads(int64_t n_heads, const float* const* p, const float* v, int64_t n_ctx,
+                           int64_t stride, int64_t head_dim, const float* inv_sum, bool first,
+                           bool last, float* const* out) {
+  switch (n_heads) {
+    case 1:
+      return weighted_values_all<1>(p, v, n_ctx, stride, head_dim, inv_sum, first, last, out);
+    case 2:
+      return weighted_values_all<2>(p, v, n_ctx, stride, head_dim, inv_sum, first, last, out);
+    case 3:
+      return weighted_values_all<3>(p, v, n_ctx, stride, head_dim, inv_sum, first, last, out);
+    case 4:
+      return weighted_values_all<4>(p, v, n_ctx, stride, head_dim, inv_sum, first, last, out);
+    case 5:
+      return weighted_values_all<5>(p, v, n_ctx, stride, head_dim, inv_sum, first, last, out);
+    default:
+      return weighted_values_all<6>(p, v, n_ctx, stride, head_dim, inv_sum, first, last, out);
+  }
+}
+
+// Softmax numerators in place over n_heads score rows of n_ctx (vectorised exp); inv_sum[i] =
+// 1 / the row's sum.
+void softmax_rows(float* scores, int64_t n_heads, int64_t n_ctx, const float* max_score,
+                  float* inv_sum) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t i = 0; i < n_heads; ++i) {
+    float* si = scores + i * n_ctx;
+    const VF vmax = hn::Set(df, max_score[i]);
+    VF vsum = hn::Zero(df);
+    int64_t j = 0;
+    for (; j + N <= n_ctx; j += N) {
+      const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, si + j), vmax));
+      hn::StoreU(e, df, si + j);
+      vsum = hn::Add(vsum, e);
+    }
+    float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
+    for (; j < n_ctx; ++j) {
+      si[j] = std::exp(si[j] - max_score[i]);
+      sum += si[j];
+    }
+    inv_sum[i] = 1.0f / sum;
   }
 }
 
@@ -178,8 +232,6 @@ void weighted_values_all(const float* const* p, const float* v, int64_t n_ctx, i
 void AttentionHeadsImpl(const float* q, const float* k, const float* v, int64_t n_ctx,
                         int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
                         int64_t head_dim, float* out, float* scores) {
-  const DF df;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const float* kg = k + g * head_dim;
   const float* vg = v + g * head_dim;
@@ -196,50 +248,117 @@ void AttentionHeadsImpl(const float* q, const float* k, const float* v, int64_t 
         max_score[i] = std::max(max_score[i], s);
       }
     }
-    // Softmax numerators in place, vectorised exp.
     float inv_sum[kHeadsPerPass];
     const float* p[kHeadsPerPass];
     float* o[kHeadsPerPass];
+    softmax_rows(scores, n_heads, n_ctx, max_score, inv_sum);
     for (int64_t i = 0; i < n_heads; ++i) {
-      float* si = scores + i * n_ctx;
-      const VF vmax = hn::Set(df, max_score[i]);
-      VF vsum = hn::Zero(df);
-      int64_t j = 0;
-      for (; j + N <= n_ctx; j += N) {
-        const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, si + j), vmax));
-        hn::StoreU(e, df, si + j);
-        vsum = hn::Add(vsum, e);
-      }
-      float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
-      for (; j < n_ctx; ++j) {
-        si[j] = std::exp(si[j] - max_score[i]);
-        sum += si[j];
-      }
-      inv_sum[i] = 1.0f / sum;
-      p[i] = si;
+      p[i] = scores + i * n_ctx;
       o[i] = out + (hb + i) * head_dim;
     }
-    switch (n_heads) {
-      case 1:
-        weighted_values_all<1>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
-        break;
-      case 2:
-        weighted_values_all<2>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
-        break;
-      case 3:
-        weighted_values_all<3>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
-        break;
-      case 4:
-        weighted_values_all<4>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
-        break;
-      case 5:
-        weighted_values_all<5>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
-        break;
-      default:
-        weighted_values_all<6>(p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, o);
-        break;
+    weighted_values_heads(n_heads, p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, true, true, o);
+  }
+}
+
+// ---- FP8 (E4M3) KV cache ----
+
+// E4M3 bytes to exact f32 values times `scale` (one rounding: f32(e4m3(b) * scale)), n of them.
+void decode_fp8(const uint8_t* b, int64_t n, float scale, float* out) {
+  const DF df;
+  const hn::Rebind<int8_t, DF> di8;
+  const hn::RebindToSigned<DF> di32;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  // Sign-extended code << 20 puts the sign in bit 31 and E4M3 in bits 20..26: read as f32 that
+  // is the value * 2^-120 (subnormal codes become f32 subnormals, also exact).
+  const VF two_to_120 = hn::Set(df, 1.329227995784916e36f);
+  const VF vscale = hn::Set(df, scale);
+  const VF nan = hn::Set(df, std::numeric_limits<float>::quiet_NaN());
+  const auto magnitude = hn::Set(di32, 0x07F00000);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto code = hn::PromoteTo(di32, hn::LoadU(di8, reinterpret_cast<const int8_t*>(b + i)));
+    const auto bits = hn::And(hn::ShiftLeft<20>(code), hn::Set(di32, int32_t(0x87F00000u)));
+    const auto is_nan = hn::RebindMask(df, hn::Eq(hn::And(bits, magnitude), magnitude));
+    const VF value = hn::IfThenElse(is_nan, nan, hn::Mul(hn::BitCast(df, bits), two_to_120));
+    hn::StoreU(hn::Mul(value, vscale), df, out + i);
+  }
+  for (; i < n; ++i) out[i] = e4m3_to_f32(b[i]) * scale;
+}
+
+// attention over an E4M3 cache, query heads [h_begin, h_end) of KV head g: blocks of tile_rows
+// positions of K (then V) are decoded into `tile` (tile_rows x head_dim floats) and run through
+// the f32 code above, so K and V are read once per block of heads. scores as for
+// AttentionHeadsImpl.
+void AttentionFp8HeadsImpl(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
+                           int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
+                           int64_t head_dim, float k_scale, float v_scale, float* out,
+                           float* scores, float* tile, int64_t tile_rows) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const uint8_t* kg = k + g * head_dim;
+  const uint8_t* vg = v + g * head_dim;
+  for (int64_t hb = h_begin; hb < h_end; hb += kHeadsPerPass) {
+    const int64_t n_heads = std::min<int64_t>(kHeadsPerPass, h_end - hb);
+    float max_score[kHeadsPerPass];
+    for (int64_t i = 0; i < n_heads; ++i) max_score[i] = -INFINITY;
+    for (int64_t j0 = 0; j0 < n_ctx; j0 += tile_rows) {
+      const int64_t nb = std::min(tile_rows, n_ctx - j0);
+      for (int64_t j = 0; j < nb; ++j) {
+        decode_fp8(kg + (j0 + j) * kv_row_stride, head_dim, k_scale, tile + j * head_dim);
+      }
+      for (int64_t j = 0; j < nb; ++j) {
+        for (int64_t i = 0; i < n_heads; ++i) {
+          const float s = dot(q + (hb + i) * head_dim, tile + j * head_dim, head_dim) * scale;
+          scores[i * n_ctx + j0 + j] = s;
+          max_score[i] = std::max(max_score[i], s);
+        }
+      }
+    }
+    float inv_sum[kHeadsPerPass];
+    const float* p[kHeadsPerPass];
+    float* o[kHeadsPerPass];
+    softmax_rows(scores, n_heads, n_ctx, max_score, inv_sum);
+    for (int64_t i = 0; i < n_heads; ++i) o[i] = out + (hb + i) * head_dim;
+    for (int64_t j0 = 0; j0 < n_ctx; j0 += tile_rows) {
+      const int64_t nb = std::min(tile_rows, n_ctx - j0);
+      for (int64_t j = 0; j < nb; ++j) {
+        decode_fp8(vg + (j0 + j) * kv_row_stride, head_dim, v_scale, tile + j * head_dim);
+      }
+      for (int64_t i = 0; i < n_heads; ++i) p[i] = scores + i * n_ctx + j0;
+      weighted_values_heads(n_heads, p, tile, nb, head_dim, head_dim, inv_sum, j0 == 0,
+                            j0 + nb == n_ctx, o);
     }
   }
+}
+
+// out[i] = e4m3_satfinite(x[i] / scale), RNE (the bit recipe of quant-formats.md §1.2).
+void KvStoreFp8Impl(const float* x, int64_t n, float scale, uint8_t* out) {
+  const DF df;
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::RebindToSigned<DF> di32;
+  const hn::Rebind<uint8_t, DF> du8;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const VF vscale = hn::Set(df, scale);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const VF f = hn::Div(hn::LoadU(df, x + i), vscale);
+    const auto bits = hn::BitCast(du32, f);
+    const auto sign = hn::ShiftRight<24>(hn::And(bits, hn::Set(du32, 0x80000000u)));
+    const auto a = hn::And(bits, hn::Set(du32, 0x7FFFFFFFu));
+    // Normal range: round the f32 mantissa to 3 bits, ties to even, then rebias (120 << 3).
+    const auto rounded = hn::ShiftRight<20>(hn::Add(
+        a, hn::Add(hn::Set(du32, 0x7FFFFu), hn::And(hn::ShiftRight<20>(a), hn::Set(du32, 1u)))));
+    auto code = hn::Sub(rounded, hn::Set(du32, 120u << 3));
+    // Below 2^-6: multiples of 2^-9, |f| * 512 rounded half to even (exact scaling).
+    const auto sub = hn::BitCast(
+        du32, hn::ConvertTo(di32, hn::Round(hn::Mul(hn::BitCast(df, a), hn::Set(df, 512.0f)))));
+    code = hn::IfThenElse(hn::Lt(a, hn::Set(du32, 0x3C800000u)), sub, code);
+    // Past 464 (448 + half a step; 464 itself rounds to 448) and +-inf saturate; NaN stays NaN.
+    code = hn::IfThenElse(hn::Gt(a, hn::Set(du32, 0x43E80000u)), hn::Set(du32, 0x7Eu), code);
+    code = hn::IfThenElse(hn::Gt(a, hn::Set(du32, 0x7F800000u)), hn::Set(du32, 0x7Fu), code);
+    const auto byte = hn::DemoteTo(du8, hn::BitCast(di32, hn::Or(code, sign)));
+    hn::StoreU(byte, du8, out + i);
+  }
+  for (; i < n; ++i) out[i] = f32_to_e4m3(x[i] / scale, Fp8Overflow::kSaturate);
 }
 
 void SiluMulImpl(const float* gate, const float* up, int64_t n, float* out) {

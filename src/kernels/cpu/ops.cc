@@ -23,6 +23,8 @@ HWY_EXPORT(RmsNormImpl);
 HWY_EXPORT(RopeImpl);
 HWY_EXPORT(AttentionHeadsImpl);
 HWY_EXPORT(SiluMulImpl);
+HWY_EXPORT(AttentionFp8HeadsImpl);
+HWY_EXPORT(KvStoreFp8Impl);
 
 void rms_norm(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps,
               float* out) {
@@ -99,6 +101,70 @@ void attention_parallel(const float* q, const float* k, const float* v, int64_t 
       const int64_t end = std::min(h1, (g + 1) * group);
       HWY_DYNAMIC_DISPATCH(AttentionHeadsImpl)
       (q, k, v, n_ctx, kv_row_stride, g, h, end, head_dim, out, scores);
+      h = end;
+    }
+  });
+}
+
+void kv_store_fp8(const float* x, int64_t n, float scale, uint8_t* out) {
+  M2_CHECK(n >= 0, "kv_store_fp8: negative length ", n);
+  check_fp8_scale(scale, "kv_store_fp8: scale");
+  HWY_DYNAMIC_DISPATCH(KvStoreFp8Impl)(x, n, scale, out);
+}
+
+namespace {
+void check_attention_fp8_args(int64_t n_ctx, int64_t kv_row_stride, int64_t n_heads,
+                              int64_t n_kv_heads, int64_t head_dim, float k_scale, float v_scale) {
+  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
+  check_fp8_scale(k_scale, "attention_fp8: k_scale");
+  check_fp8_scale(v_scale, "attention_fp8: v_scale");
+}
+
+// Positions of K or V decoded to f32 at a time: a 32 KiB tile (stays in L1 for the heads).
+int64_t fp8_tile_rows(int64_t head_dim) {
+  return std::max<int64_t>(1, 8192 / head_dim);
+}
+
+// This thread's score rows (heads of one pass x n_ctx) followed by its decoded K/V tile.
+float* fp8_attention_scratch(int64_t group, int64_t n_ctx, int64_t head_dim, float** tile) {
+  const int64_t score_floats = std::min(group, kAttentionHeadsPerPass) * n_ctx;
+  float* scratch = thread_scratch(2, score_floats + fp8_tile_rows(head_dim) * head_dim);
+  *tile = scratch + score_floats;
+  return scratch;
+}
+}  // namespace
+
+void attention_fp8(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
+                   int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                   float k_scale, float v_scale, float* out, float* scratch) {
+  check_attention_fp8_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim, k_scale, v_scale);
+  (void)scratch;  // the score rows and the decoded tile live in the thread's own scratch
+  const int64_t group = n_heads / n_kv_heads;
+  float* tile = nullptr;
+  float* scores = fp8_attention_scratch(group, n_ctx, head_dim, &tile);
+  for (int64_t g = 0; g < n_kv_heads; ++g) {
+    HWY_DYNAMIC_DISPATCH(AttentionFp8HeadsImpl)
+    (q, k, v, n_ctx, kv_row_stride, g, g * group, (g + 1) * group, head_dim, k_scale, v_scale, out,
+     scores, tile, fp8_tile_rows(head_dim));
+  }
+}
+
+void attention_fp8_parallel(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
+                            int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                            int64_t head_dim, float k_scale, float v_scale, float* out,
+                            ThreadPool& pool) {
+  check_attention_fp8_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim, k_scale, v_scale);
+  const int64_t group = n_heads / n_kv_heads;
+  const int64_t grain = std::max<int64_t>(1, 16384 / (n_ctx * head_dim));
+  pool.parallel_for(n_heads, grain, [&](int64_t h0, int64_t h1, int) {
+    float* tile = nullptr;
+    float* scores = fp8_attention_scratch(group, n_ctx, head_dim, &tile);
+    for (int64_t h = h0; h < h1;) {
+      const int64_t g = h / group;
+      const int64_t end = std::min(h1, (g + 1) * group);
+      HWY_DYNAMIC_DISPATCH(AttentionFp8HeadsImpl)
+      (q, k, v, n_ctx, kv_row_stride, g, h, end, head_dim, k_scale, v_scale, out, scores, tile,
+       fp8_tile_rows(head_dim));
       h = end;
     }
   });

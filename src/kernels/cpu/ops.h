@@ -34,6 +34,23 @@ void attention_parallel(const float* q, const float* k, const float* v, int64_t 
                         int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
                         int64_t head_dim, float* out, ThreadPool& pool);
 
+// FP8 (E4M3) KV cache, quant-formats.md §4.1: one scale per layer for K and one for V.
+// out[i] = e4m3_satfinite(f32(x[i] / scale)) (RNE; overflow and +-inf -> +-448, NaN -> NaN).
+void kv_store_fp8(const float* x, int64_t n, float scale, uint8_t* out);
+
+// attention() over an E4M3 cache: k, v are n_ctx rows of kv_row_stride bytes, decoded as
+// K = f32(e4m3(k) * k_scale), V = f32(e4m3(v) * v_scale) (exactly as f32 values, then the same
+// arithmetic as attention() on those). Scales finite and > 0. scratch: at least n_ctx floats.
+void attention_fp8(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
+                   int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                   float k_scale, float v_scale, float* out, float* scratch);
+
+// attention_fp8() with the heads split across the pool's threads, as attention_parallel().
+void attention_fp8_parallel(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
+                            int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                            int64_t head_dim, float k_scale, float v_scale, float* out,
+                            ThreadPool& pool);
+
 // MiniMax-M2 router for one token: score = sigmoid(logit); experts chosen by the top_k largest
 // score + bias (bias may be null); weights = chosen scores renormalised to sum 1.
 // expert_ids/expert_weights: top_k entries, in descending order of score + bias.
@@ -50,6 +67,10 @@ void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t rotary_dim, 
                double theta);
 void attention(const float* q, const float* k, const float* v, int64_t n_ctx, int64_t kv_row_stride,
                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* out, float* scratch);
+void kv_store_fp8(const float* x, int64_t n, float scale, uint8_t* out);
+void attention_fp8(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
+                   int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                   float k_scale, float v_scale, float* out, float* scratch);
 void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
                         int32_t* expert_ids, float* expert_weights);
 void silu_mul(const float* gate, const float* up, int64_t n, float* out);

@@ -1,6 +1,7 @@
 // Argument validation shared by the scalar and fast ops (bad shapes fail with a clear message).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "base/error.h"
@@ -27,6 +28,10 @@ inline void check_attention_args(int64_t n_ctx, int64_t kv_row_stride, int64_t n
   M2_CHECK(head_dim >= 1, "attention: head_dim must be positive, got ", head_dim);
   M2_CHECK(kv_row_stride >= n_kv_heads * head_dim, "attention: kv_row_stride ", kv_row_stride,
            " is smaller than n_kv_heads * head_dim = ", n_kv_heads * head_dim);
+}
+
+inline void check_fp8_scale(float scale, const char* what) {
+  M2_CHECK(std::isfinite(scale) && scale > 0.0f, what, " must be finite and > 0, got ", scale);
 }
 
 inline void check_route_args(int64_t n_experts, int64_t top_k) {

@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/ops_check.h"
+#include "numerics/fp8_e4m3.h"
 
 namespace m2fp4::scalar {
 
@@ -71,6 +72,47 @@ void attention(const float* q, const float* k, const float* v, int64_t n_ctx, in
       float acc = 0.0f;
       for (int64_t j = 0; j < n_ctx; ++j)
         acc += scratch[j] * v[j * kv_row_stride + g * head_dim + d];
+      oh[d] = acc / sum;
+    }
+  }
+}
+
+void kv_store_fp8(const float* x, int64_t n, float scale, uint8_t* out) {
+  M2_CHECK(n >= 0, "kv_store_fp8: negative length ", n);
+  check_fp8_scale(scale, "kv_store_fp8: scale");
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_e4m3(x[i] / scale, Fp8Overflow::kSaturate);
+}
+
+void attention_fp8(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
+                   int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                   float k_scale, float v_scale, float* out, float* scratch) {
+  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
+  check_fp8_scale(k_scale, "attention_fp8: k_scale");
+  check_fp8_scale(v_scale, "attention_fp8: v_scale");
+  const int64_t group = n_heads / n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  for (int64_t h = 0; h < n_heads; ++h) {
+    const int64_t g = h / group;
+    const float* qh = q + h * head_dim;
+    float max_score = -INFINITY;
+    for (int64_t j = 0; j < n_ctx; ++j) {
+      const uint8_t* kj = k + j * kv_row_stride + g * head_dim;
+      float dot = 0.0f;
+      for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * (e4m3_to_f32(kj[d]) * k_scale);
+      scratch[j] = dot * scale;
+      max_score = std::max(max_score, scratch[j]);
+    }
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n_ctx; ++j) {
+      scratch[j] = std::exp(scratch[j] - max_score);
+      sum += scratch[j];
+    }
+    float* oh = out + h * head_dim;
+    for (int64_t d = 0; d < head_dim; ++d) {
+      float acc = 0.0f;
+      for (int64_t j = 0; j < n_ctx; ++j) {
+        acc += scratch[j] * (e4m3_to_f32(v[j * kv_row_stride + g * head_dim + d]) * v_scale);
+      }
       oh[d] = acc / sum;
     }
   }

@@ -1,6 +1,6 @@
 // Unicode data that lets PCRE2 (Unicode 14 in Debian 12's 10.42) and ICU 72 (Unicode 15) behave
 // like the Unicode versions inside Hugging Face tokenizers 0.23 (Oniguruma: Unicode 16; Rust
-// std: 16; unicode-normalization-alignments: 9.0). Generated: see unicode_regex_tables.cc.
+// std: 16; unicode-normalization-alignments: 9.0). Generated: see unicode_tables.cc.
 #pragma once
 
 #include <string_view>
