@@ -76,7 +76,8 @@ DivergenceStats evaluate_divergence(MiniMaxM2& model, MiniMaxM2& reference,
   M2_CHECK(tokens.size() >= 2, "eval needs at least 2 tokens of text");
   const int64_t vocab = mc.vocab_size;
   DivergenceStats stats;
-  KvCache model_cache(mc, options.context), reference_cache(rc, options.context);
+  KvCache model_cache(mc, options.context, 0, options.model_kv_dtype);
+  KvCache reference_cache(rc, options.context);
   std::vector<float> model_logits, reference_logits;
   int64_t chunks = 0;
   for (size_t start = 0; start + 1 < tokens.size(); start += static_cast<size_t>(options.context)) {

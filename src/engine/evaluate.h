@@ -40,6 +40,7 @@ struct EvalOptions {
   int64_t context = 512;      // tokens per chunk; each chunk starts a fresh sequence
   int64_t max_chunks = 0;     // 0: all
   int64_t logits_batch = 64;  // positions whose logits are held at once (bounds memory)
+  KvCacheDtype model_kv_dtype = KvCacheDtype::kF32;  // the evaluated model's cache (FP8 KV)
 };
 
 // Runs both models over `tokens` in chunks and accumulates the statistics.

@@ -6,10 +6,18 @@
 
 namespace m2fp4 {
 
-KvCache::KvCache(const ModelConfig& config, int64_t max_context, int64_t n_layers)
+KvCacheDtype parse_kv_cache_dtype(const std::string& name) {
+  if (name == "auto" || name == "f32" || name == "float32") return KvCacheDtype::kF32;
+  if (name == "fp8" || name == "fp8_e4m3") return KvCacheDtype::kFp8E4M3;
+  fail("unknown KV cache dtype '", name, "' (expected auto, fp8 or fp8_e4m3)");
+}
+
+KvCache::KvCache(const ModelConfig& config, int64_t max_context, int64_t n_layers,
+                 KvCacheDtype dtype)
     : n_layers_(n_layers > 0 ? n_layers : config.num_hidden_layers),
       kv_width_(config.kv_width()),
-      max_context_(max_context) {
+      max_context_(max_context),
+      dtype_(dtype) {
   M2_CHECK(max_context > 0, "KV cache context must be positive, got ", max_context);
 }
 
@@ -30,11 +38,21 @@ void KvCache::resize(int32_t seq, int64_t new_length) {
   SequenceKv& s = seqs_[seq];
   if (new_length > s.capacity) {
     const int64_t cap = std::min(max_context_, std::max<int64_t>(new_length, s.capacity * 2));
-    s.k.resize(static_cast<size_t>(n_layers_));
-    s.v.resize(static_cast<size_t>(n_layers_));
-    for (int64_t l = 0; l < n_layers_; ++l) {
-      s.k[l].resize(static_cast<size_t>(cap * kv_width_));
-      s.v[l].resize(static_cast<size_t>(cap * kv_width_));
+    const size_t n = static_cast<size_t>(cap * kv_width_);
+    if (dtype_ == KvCacheDtype::kF32) {
+      s.k.resize(static_cast<size_t>(n_layers_));
+      s.v.resize(static_cast<size_t>(n_layers_));
+      for (int64_t l = 0; l < n_layers_; ++l) {
+        s.k[l].resize(n);
+        s.v[l].resize(n);
+      }
+    } else {
+      s.k8.resize(static_cast<size_t>(n_layers_));
+      s.v8.resize(static_cast<size_t>(n_layers_));
+      for (int64_t l = 0; l < n_layers_; ++l) {
+        s.k8[l].resize(n);
+        s.v8[l].resize(n);
+      }
     }
     s.capacity = cap;
   }
@@ -51,6 +69,14 @@ float* KvCache::keys(int32_t seq, int64_t layer, int64_t position) {
 
 float* KvCache::values(int32_t seq, int64_t layer, int64_t position) {
   return get(seq).v[slot(layer)].data() + position * kv_width_;
+}
+
+uint8_t* KvCache::keys8(int32_t seq, int64_t layer, int64_t position) {
+  return get(seq).k8[slot(layer)].data() + position * kv_width_;
+}
+
+uint8_t* KvCache::values8(int32_t seq, int64_t layer, int64_t position) {
+  return get(seq).v8[slot(layer)].data() + position * kv_width_;
 }
 
 }  // namespace m2fp4

@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <map>
+#include <mutex>
 
 #include "base/error.h"
+#include "base/log.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/nvfp4_activation.h"
 #include "kernels/cpu/ops.h"
 
 namespace m2fp4 {
@@ -41,10 +45,54 @@ struct MiniMaxM2::Scratch {
   std::vector<float> expert_w;      // [n, top_k]
   std::vector<float> expert_in, gate, up, down;  // per-expert gathered rows
   std::vector<std::vector<float>> attn_scratch;  // per thread, [max n_ctx]
+  std::deque<std::vector<float>> w4a4;           // NVFP4-quantized copies of linear inputs
 };
 
-MiniMaxM2::MiniMaxM2(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool)
-    : config_(config), weights_(weights), pool_(pool), s_(std::make_unique<Scratch>()) {}
+MiniMaxM2::MiniMaxM2(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool,
+                     ModelOptions options)
+    : config_(config),
+      weights_(weights),
+      pool_(pool),
+      options_(options),
+      s_(std::make_unique<Scratch>()) {}
+
+std::pair<float, float> MiniMaxM2::kv_scales(const LayerWeights& L) const {
+  if (L.k_scale > 0.0f && L.v_scale > 0.0f) return {L.k_scale, L.v_scale};
+  if (L.k_scale <= 0.0f && L.v_scale <= 0.0f) {
+    static std::once_flag warned;
+    std::call_once(
+        warned, [] { log_warn("FP8 KV cache: the checkpoint has no k_scale/v_scale, using 1.0"); });
+    return {1.0f, 1.0f};
+  }
+  const float both = std::max(L.k_scale, L.v_scale);
+  return {both, both};
+}
+
+void MiniMaxM2::run_linear(std::vector<MatmulJob>& jobs) {
+  if (options_.nvfp4_w4a4) {
+    // Each distinct (input, scale) pair is quantized once; the buffers live until the matmuls end.
+    std::vector<std::pair<std::pair<const float*, float>, const float*>> done;
+    s_->w4a4.clear();
+    for (MatmulJob& job : jobs) {
+      const Weight& w = *job.w;
+      if (w.format != WeightFormat::kNvfp4 || w.input_scale <= 0.0f) continue;
+      const auto key = std::make_pair(job.x, w.input_scale);
+      const float* quantized = nullptr;
+      for (const auto& [k, q] : done) {
+        if (k == key) quantized = q;
+      }
+      if (quantized == nullptr) {
+        s_->w4a4.emplace_back(static_cast<size_t>(job.n_tokens * w.cols));
+        nvfp4_quantize_activations(job.x, job.n_tokens, w.cols, w.input_scale,
+                                   s_->w4a4.back().data());
+        quantized = s_->w4a4.back().data();
+        done.emplace_back(key, quantized);
+      }
+      job.x = quantized;
+    }
+  }
+  matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), pool_);
+}
 
 MiniMaxM2::~MiniMaxM2() = default;
 
@@ -133,7 +181,8 @@ void MiniMaxM2::final_logits(const Batch& batch, const std::vector<float>& x,
   if (n_out == 0) return;
   rms_norm(rows.data(), weights_.final_norm.data(), n_out, H, c.rms_norm_eps, rows.data());
   logits.resize(static_cast<size_t>(n_out * c.vocab_size));
-  matmul(weights_.lm_head, rows.data(), n_out, logits.data(), pool_);
+  std::vector<MatmulJob> head = {{&weights_.lm_head, rows.data(), n_out, logits.data()}};
+  run_linear(head);
 }
 
 void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& batch,
@@ -148,30 +197,50 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
   s.k.resize(static_cast<size_t>(n * KW));
   s.v.resize(static_cast<size_t>(n * KW));
   // q, k and v in one parallel region (one synchronisation, as vLLM's fused qkv_proj).
-  const MatmulJob qkv[3] = {{&L.q_proj, s.h.data(), n, s.q.data()},
-                            {&L.k_proj, s.h.data(), n, s.k.data()},
-                            {&L.v_proj, s.h.data(), n, s.v.data()}};
-  matmul_batch(qkv, 3, pool_);
+  std::vector<MatmulJob> qkv = {{&L.q_proj, s.h.data(), n, s.q.data()},
+                                {&L.k_proj, s.h.data(), n, s.k.data()},
+                                {&L.v_proj, s.h.data(), n, s.v.data()}};
+  run_linear(qkv);
 
   // QK-norm over the whole projection of each token (one statistic for all heads), before RoPE.
   if (c.use_qk_norm) {
     rms_norm(s.q.data(), L.q_norm.data(), n, QW, c.rms_norm_eps, s.q.data());
     rms_norm(s.k.data(), L.k_norm.data(), n, KW, c.rms_norm_eps, s.k.data());
   }
+  const bool fp8_cache = cache.dtype() == KvCacheDtype::kFp8E4M3;
+  const auto [k_scale, v_scale] = fp8_cache ? kv_scales(L) : std::pair<float, float>{1.0f, 1.0f};
   for (int64_t i = 0; i < n; ++i) {
     const int64_t pos = batch.positions[i];
     rope_neox(s.q.data() + i * QW, c.num_attention_heads, c.head_dim, c.rotary_dim, pos,
               c.rope_theta);
     rope_neox(s.k.data() + i * KW, c.num_key_value_heads, c.head_dim, c.rotary_dim, pos,
               c.rope_theta);
-    std::copy_n(s.k.data() + i * KW, KW, cache.keys(batch.seq_ids[i], l, pos));
-    std::copy_n(s.v.data() + i * KW, KW, cache.values(batch.seq_ids[i], l, pos));
+    if (fp8_cache) {
+      kv_store_fp8(s.k.data() + i * KW, KW, k_scale, cache.keys8(batch.seq_ids[i], l, pos));
+      kv_store_fp8(s.v.data() + i * KW, KW, v_scale, cache.values8(batch.seq_ids[i], l, pos));
+    } else {
+      std::copy_n(s.k.data() + i * KW, KW, cache.keys(batch.seq_ids[i], l, pos));
+      std::copy_n(s.v.data() + i * KW, KW, cache.values(batch.seq_ids[i], l, pos));
+    }
   }
   if (observer) observer->on_kv(l, s.k.data(), s.v.data(), n, KW);
 
   // Causal attention: token i sees its sequence's positions 0..pos (all keys are in the cache).
   s.attn.resize(static_cast<size_t>(n * QW));
-  if (n == 1) {  // decode: split the heads across threads
+  if (fp8_cache && n == 1) {
+    attention_fp8_parallel(s.q.data(), cache.keys8(batch.seq_ids[0], l, 0),
+                           cache.values8(batch.seq_ids[0], l, 0), batch.positions[0] + 1, KW,
+                           c.num_attention_heads, c.num_key_value_heads, c.head_dim, k_scale,
+                           v_scale, s.attn.data(), pool_);
+  } else if (fp8_cache) {
+    pool_.run(n, [&](int64_t i, int thread) {
+      const int32_t seq = batch.seq_ids[i];
+      attention_fp8(s.q.data() + i * QW, cache.keys8(seq, l, 0), cache.values8(seq, l, 0),
+                    batch.positions[i] + 1, KW, c.num_attention_heads, c.num_key_value_heads,
+                    c.head_dim, k_scale, v_scale, s.attn.data() + i * QW,
+                    s.attn_scratch[thread].data());
+    });
+  } else if (n == 1) {  // decode: split the heads across threads
     attention_parallel(s.q.data(), cache.keys(batch.seq_ids[0], l, 0),
                        cache.values(batch.seq_ids[0], l, 0), batch.positions[0] + 1, KW,
                        c.num_attention_heads, c.num_key_value_heads, c.head_dim, s.attn.data(),
@@ -188,7 +257,8 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
 
   if (observer) observer->on_linear_input(l, LinearSite::kO, -1, s.attn.data(), n, QW);
   s.proj.resize(static_cast<size_t>(n * H));
-  matmul(L.o_proj, s.attn.data(), n, s.proj.data(), pool_);
+  std::vector<MatmulJob> o = {{&L.o_proj, s.attn.data(), n, s.proj.data()}};
+  run_linear(o);
   for (int64_t i = 0; i < n * H; ++i) s.x[i] += s.proj[i];
 }
 
@@ -203,7 +273,8 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
 
   // Router in f32: sigmoid scores, bias only to choose, chosen scores renormalised.
   s.router.resize(static_cast<size_t>(n * E));
-  matmul(L.router_gate, s.h.data(), n, s.router.data(), pool_);
+  std::vector<MatmulJob> router = {{&L.router_gate, s.h.data(), n, s.router.data()}};
+  run_linear(router);
   s.expert_ids.resize(static_cast<size_t>(n * K));
   s.expert_w.resize(static_cast<size_t>(n * K));
   const float* bias = L.router_bias.empty() ? nullptr : L.router_bias.data();
@@ -260,7 +331,7 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
     jobs.push_back({&L.experts[e].w1, in, m, s.gate.data() + offset[e] * I});
     jobs.push_back({&L.experts[e].w3, in, m, s.up.data() + offset[e] * I});
   }
-  matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), pool_);
+  run_linear(jobs);
   silu_mul(s.gate.data(), s.up.data(), total * I, s.gate.data());
   jobs.clear();
   for (int64_t e = 0; e < E; ++e) {
@@ -270,7 +341,7 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
     if (observer) observer->on_linear_input(l, LinearSite::kExpertW2, e, act, m, I);
     jobs.push_back({&L.experts[e].w2, act, m, s.down.data() + offset[e] * H});
   }
-  matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), pool_);
+  run_linear(jobs);
 
   // x += sum over chosen experts of weight * expert output.
   for (int64_t e = 0; e < E; ++e) {

@@ -10,6 +10,7 @@
 #include "base/file.h"
 #include "base/thread_pool.h"
 #include "io/checkpoint.h"
+#include "kernels/cpu/matmul.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
 #include "model/observer.h"
@@ -42,9 +43,17 @@ struct LoadedModel {
   static std::unique_ptr<LoadedModel> open(const std::string& dir, LoadMode mode = LoadMode::kRead);
 };
 
+struct ModelOptions {
+  // NVFP4 W4A4 emulation: the input of every NVFP4 linear with a calibrated input scale is
+  // quantized to NVFP4 (per token and 16 channels) before the matmul, reproducing the numerics
+  // the checkpoint was made for on FP4 tensor cores. Off: weight-only (W4A16, as Marlin).
+  bool nvfp4_w4a4 = false;
+};
+
 class MiniMaxM2 {
  public:
-  MiniMaxM2(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool);
+  MiniMaxM2(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool,
+            ModelOptions options = {});
   ~MiniMaxM2();
 
   // Runs the batch through every layer, appending its keys/values to `cache`, and writes the
@@ -65,9 +74,14 @@ class MiniMaxM2 {
   void final_logits(const Batch& batch, const std::vector<float>& x, std::vector<float>& logits);
 
   const ModelConfig& config() const { return config_; }
+  // The FP8 KV-cache scales used for a layer (quant-formats.md §4.3: the checkpoint's, 1.0 when
+  // both are absent, the larger when one is).
+  std::pair<float, float> kv_scales(const LayerWeights& layer) const;
 
  private:
   struct Scratch;
+  // matmul_batch with W4A4 emulation applied to the jobs' inputs where it is enabled.
+  void run_linear(std::vector<MatmulJob>& jobs);
   void attention_block(int64_t layer, const LayerWeights& L, const Batch& batch, KvCache& cache,
                        ForwardObserver* observer);
   void moe_block(int64_t layer, const LayerWeights& L, ForwardObserver* observer);
@@ -75,6 +89,7 @@ class MiniMaxM2 {
   const ModelConfig& config_;
   const ModelWeights& weights_;
   ThreadPool& pool_;
+  ModelOptions options_;
   std::unique_ptr<Scratch> s_;
 };
 
