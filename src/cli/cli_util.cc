@@ -24,6 +24,14 @@ int parse_args(CLI::App& app, int argc, char** argv) {
   return -1;
 }
 
+void add_runtime_flags(CLI::App& app, RuntimeFlags& flags) {
+  app.add_option("--kv-cache-dtype", flags.kv_cache_dtype,
+                 "auto (f32) | fp8 | fp8_e4m3: E4M3 cache with the checkpoint's k/v scales")
+      ->check(CLI::IsMember({"auto", "fp8", "fp8_e4m3"}));
+  app.add_flag("--w4a4", flags.w4a4,
+               "NVFP4 W4A4 emulation: quantize activations with the calibrated input scales");
+}
+
 int run_guarded(const std::string& command, const std::function<int()>& body) {
   try {
     return body();

@@ -13,6 +13,14 @@ namespace m2fp4::cli {
 // --help, kUsageError after printing "m2fp4 NAME: error: ..." for a bad argument).
 int parse_args(CLI::App& app, int argc, char** argv);
 
+// The options that shape how a model runs, shared by run, eval and serve: --kv-cache-dtype
+// (vLLM's names) and --w4a4.
+struct RuntimeFlags {
+  std::string kv_cache_dtype = "auto";
+  bool w4a4 = false;
+};
+void add_runtime_flags(CLI::App& app, RuntimeFlags& flags);
+
 // Runs body(); an m2fp4::Error (bad input file, bad value) or std::exception becomes one line on
 // stderr and exit code 1 (2 for errors the body marks as usage errors).
 int run_guarded(const std::string& command, const std::function<int()>& body);

@@ -64,13 +64,8 @@ int cmd_eval(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--threads", threads, "worker threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
-  std::string kv_cache_dtype = "auto";
-  ModelOptions model_options;
-  app.add_option("--kv-cache-dtype", kv_cache_dtype,
-                 "auto (f32) | fp8 | fp8_e4m3: E4M3 cache with the checkpoint's k/v scales")
-      ->check(CLI::IsMember({"auto", "fp8", "fp8_e4m3"}));
-  app.add_flag("--w4a4", model_options.nvfp4_w4a4,
-               "NVFP4 W4A4 emulation: quantize activations with the calibrated input scales");
+  RuntimeFlags runtime;
+  add_runtime_flags(app, runtime);
   app.add_option("--load-mode", load_mode, "read | mmap")->check(CLI::IsMember({"read", "mmap"}));
   app.add_flag("--json", json_out, "print one JSON object instead of a table");
   if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
@@ -98,8 +93,8 @@ int cmd_eval(int argc, char** argv) {
     auto model = LoadedModel::open(model_dir, mode);
     auto reference = LoadedModel::open(reference_dir, mode);
     ThreadPool pool(threads);
-    MiniMaxM2 model_net(model->config, model->weights, pool, model_options);
-    options.model_kv_dtype = parse_kv_cache_dtype(kv_cache_dtype);
+    MiniMaxM2 model_net(model->config, model->weights, pool, ModelOptions{runtime.w4a4});
+    options.model_kv_dtype = parse_kv_cache_dtype(runtime.kv_cache_dtype);
     MiniMaxM2 reference_net(reference->config, reference->weights, pool);
     Timer timer;
     const DivergenceStats s = evaluate_divergence(model_net, reference_net, tokens, options);

@@ -111,13 +111,8 @@ int cmd_run(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--ctx-size", ctx_size, "context length (0: max_position_embeddings)")
       ->check(CLI::NonNegativeNumber);
-  std::string kv_cache_dtype = "auto";
-  ModelOptions model_options;
-  app.add_option("--kv-cache-dtype", kv_cache_dtype,
-                 "auto (f32) | fp8 | fp8_e4m3: E4M3 cache with the checkpoint's k/v scales")
-      ->check(CLI::IsMember({"auto", "fp8", "fp8_e4m3"}));
-  app.add_flag("--w4a4", model_options.nvfp4_w4a4,
-               "NVFP4 W4A4 emulation: quantize activations with the calibrated input scales");
+  RuntimeFlags runtime;
+  add_runtime_flags(app, runtime);
   app.add_option("--load-mode", load_mode, "read (weights in memory) | mmap")
       ->check(CLI::IsMember({"read", "mmap"}));
   app.add_option("--reasoning-parser", reasoning_parser,
@@ -162,8 +157,8 @@ int cmd_run(int argc, char** argv) {
              " tokens but the context is ", context);
 
     ThreadPool pool(threads);
-    MiniMaxM2 net(c, model->weights, pool, model_options);
-    KvCache cache(c, context, 0, parse_kv_cache_dtype(kv_cache_dtype));
+    MiniMaxM2 net(c, model->weights, pool, ModelOptions{runtime.w4a4});
+    KvCache cache(c, context, 0, parse_kv_cache_dtype(runtime.kv_cache_dtype));
     Sampler sampler(SamplingParams{temperature, top_k, top_p, seed});
 
     // Prefill: the whole prompt in one batch.

@@ -11,7 +11,7 @@
 #include "base/file.h"
 #include "io/checkpoint.h"
 #include "numerics/bf16.h"
-#include "numerics/fp8_e4m3.h"
+#include "quant/fp8.h"
 
 namespace m2fp4 {
 namespace {
@@ -119,27 +119,6 @@ std::span<const std::byte> as_bytes(const std::vector<T>& v) {
   return std::as_bytes(std::span<const T>(v));
 }
 
-// DeepSeek / MiniMax FP8 block quantization: s = amax(block) / 448, q = e4m3(w / s), stored s.
-void quantize_fp8_blocks(const std::vector<float>& w, int64_t rows, int64_t cols,
-                         std::vector<uint8_t>& codes, std::vector<float>& scales) {
-  const int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
-  codes.resize(static_cast<size_t>(rows * cols));
-  scales.assign(static_cast<size_t>(sr * sc), 0.0f);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t col = 0; col < cols; ++col) {
-      float& s = scales[(r / 128) * sc + col / 128];
-      s = std::max(s, std::fabs(w[r * cols + col]));
-    }
-  }
-  for (float& s : scales) s = s > 0.0f ? s / 448.0f : 1.0f;
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t col = 0; col < cols; ++col) {
-      const float s = scales[(r / 128) * sc + col / 128];
-      codes[r * cols + col] = f32_to_e4m3(w[r * cols + col] / s, Fp8Overflow::kSaturate);
-    }
-  }
-}
-
 }  // namespace
 
 CheckpointDType parse_checkpoint_dtype(const std::string& name) {
@@ -218,17 +197,18 @@ void write_random_checkpoint(const std::string& dir, const ModelConfig& config_i
   Rng rng(seed);
   std::vector<float> values;
   std::vector<uint16_t> bf16;
-  std::vector<uint8_t> codes;
-  std::vector<float> scales;
   for (const RandomTensor& t : plan) {
     values.resize(static_cast<size_t>(numel(t.shape)));
     for (float& v : values) v = t.mean + t.stddev * rng.normal();
     if (t.keep_f32 || dtype == CheckpointDType::kF32) {
       writer.write(t.name, as_bytes(values));
     } else if (dtype == CheckpointDType::kFp8 && t.matrix_quantizable) {
-      quantize_fp8_blocks(values, t.shape[0], t.shape[1], codes, scales);
-      writer.write(t.name, as_bytes(codes));
-      writer.write(t.name + "_scale_inv", as_bytes(scales));
+      // The official release's convention (quant-formats.md §5): s = amax / 448 per 128x128
+      // block, stored as weight_scale_inv (a multiplier despite the name).
+      const Fp8Tensor fp8 =
+          fp8_quantize(ConstMatrix::f32(values, t.shape[0], t.shape[1]), Fp8Options{});
+      writer.write(t.name, as_bytes(fp8.codes));
+      writer.write(t.name + "_scale_inv", as_bytes(fp8.scales));
     } else {
       bf16.resize(values.size());
       for (size_t i = 0; i < values.size(); ++i) bf16[i] = f32_to_bf16(values[i]);
