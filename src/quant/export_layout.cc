@@ -58,8 +58,6 @@ std::vector<TensorSpec> quantized_linear_specs(const std::string& module, int64_
       specs.push_back({module + ".weight_scale", DType::kU8, {rows, cols / 32}});
       break;
     case WeightScheme::kIq4nl16:
-      M2_CHECK(layout == ExportLayout::kCompressedTensors, module,
-               ": the IQ4_NL x16 format has no modelopt layout");
       specs.push_back({module + ".weight_scale", DType::kF16, {rows, cols / 16}});
       break;
     case WeightScheme::kNone:

@@ -140,9 +140,10 @@ nlohmann::ordered_json hf_quant_config_json(const QuantConfigInputs& in) {
   ojson quantization;
   const bool nvfp4 =
       in.recipe == QuantRecipe::kNvfp4 || in.recipe == QuantRecipe::kNvfp4ExpertsFp8Kv;
-  quantization["quant_algo"] = nvfp4 ? "NVFP4" : "mxfp4";
+  const bool iq4nl16 = in.recipe == QuantRecipe::kMxfp4x16;
+  quantization["quant_algo"] = nvfp4 ? "NVFP4" : (iq4nl16 ? "MXFP4_16" : "mxfp4");
   quantization["kv_cache_quant_algo"] = rules.fp8_kv_scales ? ojson("FP8") : ojson(nullptr);
-  if (nvfp4) quantization["group_size"] = 16;
+  if (nvfp4 || iq4nl16) quantization["group_size"] = 16;
   quantization["exclude_modules"] =
       prefix_wildcard_summary(in.unquantized_modules, in.quantized_modules);
   ojson out;
@@ -163,6 +164,12 @@ nlohmann::ordered_json quantization_config_json(const QuantConfigInputs& in) {
     ojson group;
     group["input_activations"] = {
         {"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", 16}};
+    group["weights"] = {{"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", 16}};
+    group["targets"] = ojson::array({"Linear"});
+    q["config_groups"] = ojson{{"group_0", std::move(group)}};
+  } else if (details["quant_algo"] == "MXFP4_16") {
+    // Weight-only: IQ4_NL levels with a signed fp16 scale per 16.
+    ojson group;
     group["weights"] = {{"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", 16}};
     group["targets"] = ojson::array({"Linear"});
     q["config_groups"] = ojson{{"group_0", std::move(group)}};

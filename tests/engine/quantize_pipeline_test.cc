@@ -284,9 +284,12 @@ TEST(ExportPlan, TinyModelItemsFusedGroupsAndIgnore) {
   EXPECT_THROW(plan_export(ckpt, config, QuantRecipe::kNvfp4, ExportLayout::kModelopt,
                            IgnorePatterns({"*.experts.0.w3"})),
                Error);  // w1/w3 split
-  EXPECT_THROW(
-      plan_export(ckpt, config, QuantRecipe::kMxfp4x16, ExportLayout::kModelopt, IgnorePatterns()),
-      Error);
+  // mxfp4-16 has a modelopt layout too: every linear but lm_head and the routers, as in CT.
+  const ExportPlan mx =
+      plan_export(ckpt, config, QuantRecipe::kMxfp4x16, ExportLayout::kModelopt, IgnorePatterns());
+  EXPECT_EQ(mx.quantized_count(), plan_export(ckpt, config, QuantRecipe::kMxfp4x16,
+                                              ExportLayout::kCompressedTensors, IgnorePatterns())
+                                      .quantized_count());
 }
 
 }  // namespace

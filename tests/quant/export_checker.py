@@ -377,7 +377,6 @@ class Checker:
                    name, "E8M0 scales differ from the reference")
             expect(np.array_equal(ref["packed"], packed), name, "MXFP4 codes differ")
         else:
-            expect(not mo, "IQ4_NL x16 has no modelopt layout")
             self.want(name + ".weight_scale", "F16", (rows, cols // 16))
             ref = qr.iq4nl16(w)
             got = self.out.array(name + ".weight_scale").view(np.uint16)
@@ -449,10 +448,12 @@ class Checker:
             with open(os.path.join(self.out_dir, "hf_quant_config.json")) as f:
                 hf = json.load(f)
             q = hf["quantization"]
-            expect(q["quant_algo"] == ("NVFP4" if nv else "mxfp4"), "quant_algo", q["quant_algo"])
+            iq = self.rules["experts"] == "iq4nl16"
+            want_algo = "NVFP4" if nv else ("MXFP4_16" if iq else "mxfp4")
+            expect(q["quant_algo"] == want_algo, "quant_algo", q["quant_algo"])
             expect(q["kv_cache_quant_algo"] == ("FP8" if self.rules["kv"] else None),
                    "kv_cache_quant_algo", q["kv_cache_quant_algo"])
-            expect(not nv or q["group_size"] == 16, "group_size must be 16")
+            expect(not (nv or iq) or q["group_size"] == 16, "group_size must be 16")
             excl = q["exclude_modules"]
             expect(excl == sorted(excl), "exclude_modules not sorted")
             matched = {n for n in linear if any(modelopt_exclude_match(e, n) for e in excl)}
@@ -471,6 +472,11 @@ class Checker:
                 spec = {"dynamic": False, "num_bits": 4, "type": "float", "group_size": 16}
                 expect(grp["weights"] == spec and grp["input_activations"] == spec
                        and grp["targets"] == ["Linear"], "config_groups differ from §6.1")
+            elif iq:  # weight-only, fp16 scale per 16
+                grp = qc["config_groups"]["group_0"]
+                spec = {"dynamic": False, "num_bits": 4, "type": "float", "group_size": 16}
+                expect(grp["weights"] == spec and "input_activations" not in grp
+                       and grp["targets"] == ["Linear"], "config_groups", grp)
             kv = {"dynamic": False, "num_bits": 8, "type": "float"} if self.rules["kv"] else None
             expect(qc.get("kv_cache_scheme") == kv, "kv_cache_scheme", qc.get("kv_cache_scheme"))
         else:

@@ -78,12 +78,19 @@ TEST(ExportLayout, RefusesWhatNoLayoutHolds) {
   EXPECT_THROW(
       quantized_linear_specs("m", 4, 24, WeightScheme::kNvfp4, ExportLayout::kModelopt, false),
       Error);
-  EXPECT_THROW(
-      quantized_linear_specs("m", 4, 32, WeightScheme::kIq4nl16, ExportLayout::kModelopt, false),
-      Error);
   EXPECT_THROW(quantized_linear_specs("m", 4, 32, WeightScheme::kMxfp4,
                                       ExportLayout::kCompressedTensors, true),
                Error);  // input scales are NVFP4 only
+  // IQ4_NL x16 in the modelopt layout: modelopt's names, an fp16 scale per 16.
+  const auto iq =
+      quantized_linear_specs("m", 4, 32, WeightScheme::kIq4nl16, ExportLayout::kModelopt, false);
+  ASSERT_EQ(iq.size(), 2u);
+  EXPECT_EQ(iq[0].name, "m.weight");
+  EXPECT_EQ(iq[0].dtype, DType::kU8);
+  EXPECT_EQ(iq[0].shape, (std::vector<int64_t>{4, 16}));
+  EXPECT_EQ(iq[1].name, "m.weight_scale");
+  EXPECT_EQ(iq[1].dtype, DType::kF16);
+  EXPECT_EQ(iq[1].shape, (std::vector<int64_t>{4, 2}));
   EXPECT_THROW(quantized_linear_specs("m", 4, 32, WeightScheme::kNone,
                                       ExportLayout::kCompressedTensors, false),
                Error);

@@ -139,7 +139,12 @@ TEST(QuantizationConfig, CompressedTensorsMxfp4AndMxfp4x16) {
   EXPECT_EQ(c["kv_cache_scheme"]["strategy"], "tensor");
   EXPECT_EQ(c["kv_cache_scheme"]["dynamic"], false);
   in.layout = ExportLayout::kModelopt;
-  EXPECT_THROW(quantization_config_json(in), Error);
+  const auto m = quantization_config_json(in);
+  EXPECT_EQ(m["quant_method"], "modelopt");
+  EXPECT_EQ(m["quant_algo"], "MXFP4_16");
+  EXPECT_EQ(m["config_groups"]["group_0"]["weights"]["group_size"], 16);
+  EXPECT_EQ(hf_quant_config_json(in)["quantization"]["group_size"], 16);
+  EXPECT_EQ(hf_quant_config_json(in)["quantization"]["kv_cache_quant_algo"], "FP8");
 }
 
 }  // namespace

@@ -28,8 +28,7 @@ CALIB_TEXTS = [
     "Paris is the capital of France. Berlin is the capital of Germany.",
     "User: hello?\nAssistant: Hi! How can I help you today?",
 ]
-PAIRS = [(r, f) for r in ec.RECIPES for f in ("compressed-tensors", "modelopt")
-         if not (r == "mxfp4-16" and f == "modelopt")]
+PAIRS = [(r, f) for r in ec.RECIPES for f in ("compressed-tensors", "modelopt")]
 
 
 def run(*args, check=True):
@@ -161,14 +160,14 @@ def test_builtin_calibration_is_reported(work, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["jsonl", "recipe", "resume", "not-minimax", "quantized",
-                                  "mxfp4-16-modelopt", "fused-split", "starved", "not-empty"])
+                                  "fused-split", "starved", "not-empty"])
 def test_bad_input_is_one_clear_line(work, tmp_path, case):
     root, calib, models = work
     src, out = models["bf16"], tmp_path / "out"
     args = ["--model", str(src), "--out", str(out), "--recipe", "nvfp4", "--quiet"]
     expected = {"jsonl": "bad.jsonl:2:", "recipe": "unknown recipe", "resume": "--resume",
                 "not-minimax": "not a MiniMax-M2", "quantized": "already quantized",
-                "mxfp4-16-modelopt": "no modelopt layout", "fused-split": "fused group",
+                "fused-split": "fused group",
                 "starved": "--starved-abort", "not-empty": "not empty"}[case]
     if case == "jsonl":
         bad = tmp_path / "bad.jsonl"
@@ -187,9 +186,6 @@ def test_bad_input_is_one_clear_line(work, tmp_path, case):
     elif case == "quantized":
         quantize(src, tmp_path / "q", "nvfp4", "modelopt", "--calib-samples", "2")
         args[1] = str(tmp_path / "q")
-    elif case == "mxfp4-16-modelopt":
-        args[args.index("nvfp4")] = "mxfp4-16"
-        args += ["--format", "modelopt"]
     elif case == "fused-split":
         args += ["--ignore", "model.layers.0.self_attn.k_proj"]
     elif case == "starved":

@@ -319,6 +319,8 @@ constexpr int kGemmTokenVectors = kManyRegisters ? 4 : 2;  // TV: token vectors 
 // Columns per pass: the packed input chunk (kGemmCols x 64 tokens, 64 KiB) stays in L2 and the
 // decoded weight tile (R x kGemmCols) in L1. A multiple of 128, so FP8 scale blocks align.
 constexpr int64_t kGemmCols = 256;
+// The 4-bit tile decoder takes column chunks that start on its 8-lane chunks (<= 256 columns).
+static_assert(kGemmCols <= four_bit::kMaxTileColumns, "4-bit decode_tile buffer too small");
 
 // Tokens per block: a multiple of the lanes, about 64.
 int64_t gemm_block_tokens(int64_t lanes) {

@@ -40,7 +40,9 @@ void kv_store_fp8(const float* x, int64_t n, float scale, uint8_t* out);
 
 // attention() over an E4M3 cache: k, v are n_ctx rows of kv_row_stride bytes, decoded as
 // K = f32(e4m3(k) * k_scale), V = f32(e4m3(v) * v_scale) (exactly as f32 values, then the same
-// arithmetic as attention() on those). Scales finite and > 0. scratch: at least n_ctx floats.
+// arithmetic as attention() on those). Scales finite and > 0. K and V are decoded a block of
+// positions at a time into per-thread scratch; `scratch` (n_ctx floats, as for attention()) is
+// accepted for symmetry and not used.
 void attention_fp8(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
                    int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                    float k_scale, float v_scale, float* out, float* scratch);
