@@ -14,8 +14,10 @@ mkdir -p "$work"
 src="$work/bf16"
 [ -f "$src/config.json" ] || "$exe" make-tiny --out "$src" --preset bench --seed 1 >/dev/null
 
-recipes=("nvfp4:compressed-tensors" "nvfp4:modelopt" "nvfp4-experts-fp8kv:modelopt"
-         "mxfp4:compressed-tensors" "mxfp4-16:compressed-tensors")
+recipes=("nvfp4:compressed-tensors" "nvfp4:modelopt"
+         "nvfp4-experts-fp8kv:modelopt" "nvfp4-experts-fp8kv:compressed-tensors"
+         "mxfp4:compressed-tensors" "mxfp4:modelopt"
+         "mxfp4-16:compressed-tensors" "mxfp4-16:modelopt")
 models=("$src")
 printf "%-34s %9s %10s %10s %10s %8s %9s %9s\n" recipe:layout "size MB" "PPL" "KLD mean" "KLD max" \
   "top-1" "quant GB/s" "peak RSS"
