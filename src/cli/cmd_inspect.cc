@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "io/checkpoint.h"
 #include "model/config.h"
+#include "model/minimax_m2.h"
 
 namespace m2fp4::cli {
 namespace {
@@ -45,6 +46,49 @@ std::string human_bytes(double b) {
   char buf[32];
   std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
   return buf;
+}
+
+// How each linear layer is stored, as the model loads it (4-bit layouts are recognised per
+// module), and the bytes saved against BF16.
+void print_linear_formats(const std::string& model_dir) {
+  const auto model = LoadedModel::open(model_dir, LoadMode::kMmap);
+  struct Totals {
+    int64_t matrices = 0, params = 0, bytes = 0;
+  };
+  std::map<std::tuple<std::string, std::string>, Totals> groups;
+  auto add = [&](const char* role, const Weight& w) {
+    Totals& t = groups[{role, weight_format_name(w.format)}];
+    t.matrices += 1;
+    t.params += w.rows * w.cols;
+    t.bytes += w.nbytes();
+  };
+  add("embedding", model->weights.embed_tokens);
+  add("lm_head", model->weights.lm_head);
+  for (const LayerWeights& L : model->weights.layers) {
+    for (const Weight* w : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj}) add("attention", *w);
+    add("router", L.router_gate);
+    for (const ExpertWeights& e : L.experts) {
+      for (const Weight* w : {&e.w1, &e.w3, &e.w2}) add("experts", *w);
+    }
+  }
+  std::printf("\n%-12s %-13s %9s %15s %12s %8s %12s\n", "matrices", "format", "count", "params",
+              "bytes", "bits/w", "saved vs bf16");
+  int64_t bytes = 0, params = 0;
+  for (const auto& [key, t] : groups) {
+    std::printf("%-12s %-13s %9lld %15lld %12s %8.2f %12s\n", std::get<0>(key).c_str(),
+                std::get<1>(key).c_str(), (long long)t.matrices, (long long)t.params,
+                human_bytes(static_cast<double>(t.bytes)).c_str(),
+                8.0 * static_cast<double>(t.bytes) / static_cast<double>(t.params),
+                human_bytes(static_cast<double>(2 * t.params - t.bytes)).c_str());
+    bytes += t.bytes;
+    params += t.params;
+  }
+  std::printf("%-12s %-13s %9s %15lld %12s %8.2f %12s\n", "total", "", "", (long long)params,
+              human_bytes(static_cast<double>(bytes)).c_str(),
+              8.0 * static_cast<double>(bytes) / static_cast<double>(params),
+              human_bytes(static_cast<double>(2 * params - bytes)).c_str());
+  const int64_t active = model->weights.active_bytes_per_token(model->config);
+  std::printf("read per decode token: %s\n", human_bytes(static_cast<double>(active)).c_str());
 }
 
 }  // namespace
@@ -101,6 +145,7 @@ int cmd_inspect(int argc, char** argv) {
     }
     std::printf("%-16s %-8s %9lld %15lld %12s\n", "total", "", (long long)all.tensors,
                 (long long)all.elements, human_bytes(static_cast<double>(all.bytes)).c_str());
+    if (ckpt.has_config()) print_linear_formats(model_dir);
     return 0;
   });
 }

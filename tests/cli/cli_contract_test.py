@@ -128,6 +128,12 @@ def test_make_tiny_then_inspect_and_run(tmp_path):
     p = m2fp4("inspect", "--model", out)
     assert p.returncode == 0, p.stderr
     assert "F8_E4M3" in p.stdout and "experts" in p.stdout
+    # Linear layers by the format the model loads them in, with bits per weight: E4M3 codes plus
+    # one f32 scale per 128x128 block (a 64x32 expert matrix has one block: 8 + 32/2048 bits).
+    rows = {tuple(l.split()[:2]): l.split() for l in p.stdout.splitlines() if l.split()[:1] in
+            (["experts"], ["attention"], ["router"])}
+    assert rows[("experts", "fp8-block128")][-3] == "8.02"
+    assert rows[("router", "f32")][-3] == "32.00"
     p = m2fp4("run", "--model", out, "--tokens", "1,2,3", "--max-tokens", "5")
     assert p.returncode == 0, p.stderr
     ids = [int(x) for x in p.stdout.strip().splitlines()[-1].split(",")]
