@@ -8,7 +8,7 @@
 set -euo pipefail
 build=${1:-build}
 work=${2:-/tmp/m2fp4-quant-table}
-text=${3:-$(dirname "$0")/../README.md}
+text=${3:-$(dirname "$0")/../../shared/specs/minimax-m2-architecture.md}
 exe="$build/m2fp4"
 mkdir -p "$work"
 src="$work/bf16"
