@@ -46,19 +46,23 @@ void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t rotary_dim, 
   }
 }
 
-void attention(const float* q, const float* k, const float* v, int64_t n_ctx, int64_t kv_row_stride,
-               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* out, float* scratch) {
-  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
+namespace {
+
+// Causal GQA attention of one query over n_ctx cached rows; key(j, i) / value(j, i) give element i
+// of cached row j (for the head's KV group), decoded to f32.
+template <class Key, class Value>
+void attention_rows(const float* q, int64_t n_ctx, int64_t kv_row_stride, int64_t n_heads,
+                    int64_t n_kv_heads, int64_t head_dim, float* out, float* scratch, Key key,
+                    Value value) {
   const int64_t group = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (int64_t h = 0; h < n_heads; ++h) {
-    const int64_t g = h / group;
+    const int64_t base = (h / group) * head_dim;
     const float* qh = q + h * head_dim;
     float max_score = -INFINITY;
     for (int64_t j = 0; j < n_ctx; ++j) {
-      const float* kj = k + j * kv_row_stride + g * head_dim;
       float dot = 0.0f;
-      for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * kj[d];
+      for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * key(j * kv_row_stride + base + d);
       scratch[j] = dot * scale;
       max_score = std::max(max_score, scratch[j]);
     }
@@ -70,11 +74,20 @@ void attention(const float* q, const float* k, const float* v, int64_t n_ctx, in
     float* oh = out + h * head_dim;
     for (int64_t d = 0; d < head_dim; ++d) {
       float acc = 0.0f;
-      for (int64_t j = 0; j < n_ctx; ++j)
-        acc += scratch[j] * v[j * kv_row_stride + g * head_dim + d];
+      for (int64_t j = 0; j < n_ctx; ++j) acc += scratch[j] * value(j * kv_row_stride + base + d);
       oh[d] = acc / sum;
     }
   }
+}
+
+}  // namespace
+
+void attention(const float* q, const float* k, const float* v, int64_t n_ctx, int64_t kv_row_stride,
+               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* out, float* scratch) {
+  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
+  attention_rows(
+      q, n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim, out, scratch,
+      [k](int64_t i) { return k[i]; }, [v](int64_t i) { return v[i]; });
 }
 
 void kv_store_fp8(const float* x, int64_t n, float scale, uint8_t* out) {
@@ -89,33 +102,10 @@ void attention_fp8(const float* q, const uint8_t* k, const uint8_t* v, int64_t n
   check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
   check_fp8_scale(k_scale, "attention_fp8: k_scale");
   check_fp8_scale(v_scale, "attention_fp8: v_scale");
-  const int64_t group = n_heads / n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  for (int64_t h = 0; h < n_heads; ++h) {
-    const int64_t g = h / group;
-    const float* qh = q + h * head_dim;
-    float max_score = -INFINITY;
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      const uint8_t* kj = k + j * kv_row_stride + g * head_dim;
-      float dot = 0.0f;
-      for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * (e4m3_to_f32(kj[d]) * k_scale);
-      scratch[j] = dot * scale;
-      max_score = std::max(max_score, scratch[j]);
-    }
-    float sum = 0.0f;
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      scratch[j] = std::exp(scratch[j] - max_score);
-      sum += scratch[j];
-    }
-    float* oh = out + h * head_dim;
-    for (int64_t d = 0; d < head_dim; ++d) {
-      float acc = 0.0f;
-      for (int64_t j = 0; j < n_ctx; ++j) {
-        acc += scratch[j] * (e4m3_to_f32(v[j * kv_row_stride + g * head_dim + d]) * v_scale);
-      }
-      oh[d] = acc / sum;
-    }
-  }
+  attention_rows(
+      q, n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim, out, scratch,
+      [k, k_scale](int64_t i) { return e4m3_to_f32(k[i]) * k_scale; },
+      [v, v_scale](int64_t i) { return e4m3_to_f32(v[i]) * v_scale; });
 }
 
 void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
