@@ -127,23 +127,7 @@ TEST(Matmul4Scalar, DecoderMatchesIndependentDecoder) {
 
 TEST(Matmul4Scalar, MatchesDoubleSumWithinF32Bound) {
   for (WeightFormat format : kFourBitFormats) {
-    const int64_t rows = 9, cols = 10 * group_of(format), n_tokens = 3;
-    OwnedWeight o = random_weight(format, rows, cols, 11);
-    std::vector<float> x = random_floats(n_tokens * cols, 12);
-    std::vector<float> y(n_tokens * rows);
-    scalar::matmul(o.w, x.data(), n_tokens, y.data());
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      for (int64_t r = 0; r < rows; ++r) {
-        double sum = 0, sum_abs = 0;
-        for (int64_t c = 0; c < cols; ++c) {
-          const double term = o.at(r, c) * x[t * cols + c];
-          sum += term;
-          sum_abs += std::abs(term);
-        }
-        EXPECT_NEAR(y[t * rows + r], sum, (cols + 1) * kF32Eps * sum_abs)
-            << weight_format_name(format) << " t=" << t << " r=" << r;
-      }
-    }
+    test::expect_scalar_matches_double_sum(format, 9, 10 * group_of(format), 3);
   }
 }
 

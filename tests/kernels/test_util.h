@@ -15,6 +15,7 @@
 #include "hwy/targets.h"
 #include "kernels/cpu/simd_target.h"
 
+#include "kernels/cpu/matmul.h"
 #include "kernels/weight.h"
 #include "numerics/bf16.h"
 #include "numerics/f16.h"
@@ -234,6 +235,28 @@ inline std::vector<float> random_floats(int64_t n, uint32_t seed, float stddev =
   std::vector<float> v(n);
   for (auto& x : v) x = normal(rng);
   return v;
+}
+
+// Checks scalar::matmul of a random weight against a double-precision sum of the independently
+// decoded terms: sequential f32 summation of n products errs by at most (n + 1) u sum|terms|.
+inline void expect_scalar_matches_double_sum(WeightFormat format, int64_t rows, int64_t cols,
+                                             int64_t n_tokens) {
+  OwnedWeight o = random_weight(format, rows, cols, 11);
+  std::vector<float> x = random_floats(n_tokens * cols, 12);
+  std::vector<float> y(n_tokens * rows);
+  scalar::matmul(o.w, x.data(), n_tokens, y.data());
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      double sum = 0, sum_abs = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const double term = o.at(r, c) * x[t * cols + c];
+        sum += term;
+        sum_abs += std::abs(term);
+      }
+      EXPECT_NEAR(y[t * rows + r], sum, (cols + 1) * kF32Eps * sum_abs)
+          << weight_format_name(format) << " t=" << t << " r=" << r;
+    }
+  }
 }
 
 }  // namespace m2fp4::test

@@ -8,6 +8,7 @@
 #include "kernels/weight.h"
 #include "numerics/bf16.h"
 #include "numerics/e2m1.h"
+#include "numerics/e8m0.h"
 #include "numerics/f16.h"
 #include "numerics/fp8_e4m3.h"
 #include "numerics/iq4nl.h"
@@ -19,16 +20,6 @@ inline uint8_t packed_nibble(const uint8_t* row, int64_t c) {
   return static_cast<uint8_t>((row[c >> 1] >> ((c & 1) * 4)) & 0xF);
 }
 
-// 2^(e - 127) for an E8M0 byte (0xFF is NaN).
-inline float e8m0_scale(uint8_t e) {
-  if (e == 0xFF) return __builtin_nanf("");
-  if (e == 0) return 0x1p-127f;
-  uint32_t bits = static_cast<uint32_t>(e) << 23;
-  float v;
-  std::memcpy(&v, &bits, 4);
-  return v;
-}
-
 // The f32 multiplier of group g of row r (4-bit formats).
 inline float group_scale_value(const Weight& w, int64_t r, int64_t g) {
   const int64_t groups = w.cols / w.group_size;
@@ -36,7 +27,7 @@ inline float group_scale_value(const Weight& w, int64_t r, int64_t g) {
     case WeightFormat::kNvfp4:
       return e4m3_to_f32(w.group_scale[r * groups + g]) * w.global_scale;
     case WeightFormat::kMxfp4:
-      return e8m0_scale(w.group_scale[r * groups + g]);
+      return e8m0_to_f32(w.group_scale[r * groups + g]);
     case WeightFormat::kIq4nl16: {
       uint16_t bits;
       std::memcpy(&bits, w.group_scale + 2 * (r * groups + g), 2);
