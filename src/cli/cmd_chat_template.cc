@@ -18,7 +18,7 @@
 #include "base/file.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "text/chat_template.h"
+#include "text/chat/chat_template.h"
 
 namespace m2fp4::cli {
 namespace {

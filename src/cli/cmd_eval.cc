@@ -12,7 +12,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "engine/evaluate.h"
-#include "text/tokenizer.h"
+#include "text/tokenizer/tokenizer.h"
 
 namespace m2fp4::cli {
 namespace {

@@ -8,9 +8,9 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "model/random_checkpoint.h"
-#include "text/bpe_trainer.h"
-#include "text/minimax_m2_template.h"
-#include "text/tokenizer.h"
+#include "text/chat/minimax_m2_template.h"
+#include "text/tokenizer/bpe_trainer.h"
+#include "text/tokenizer/tokenizer.h"
 
 namespace m2fp4::cli {
 

@@ -14,7 +14,7 @@
 #include "base/error.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "text/output_parser.h"
+#include "text/parsers/output_parser.h"
 
 namespace m2fp4::cli {
 namespace {

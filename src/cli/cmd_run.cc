@@ -17,9 +17,9 @@
 #include "cli/commands.h"
 #include "engine/sampler.h"
 #include "model/minimax_m2.h"
-#include "text/chat_template.h"
-#include "text/output_parser.h"
-#include "text/tokenizer.h"
+#include "text/chat/chat_template.h"
+#include "text/parsers/output_parser.h"
+#include "text/tokenizer/tokenizer.h"
 
 namespace m2fp4::cli {
 namespace {

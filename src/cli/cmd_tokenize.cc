@@ -18,9 +18,9 @@
 #include "base/timer.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "text/bpe_trainer.h"
-#include "text/tokenizer.h"
-#include "text/unicode.h"
+#include "text/tokenizer/bpe_trainer.h"
+#include "text/tokenizer/tokenizer.h"
+#include "text/tokenizer/unicode.h"
 
 namespace m2fp4::cli {
 namespace {

@@ -1,0 +1,756 @@
+// jinja2's built-in filters and tests (jinja2/filters.py, jinja2/tests.py), with transformers'
+// tojson (json.dumps with ensure_ascii=False, no HTML escaping). Filters that return iterators
+// in jinja2 (map, select*, reject*, unique, items, reverse of a sequence) return one-shot
+// generators here too, so they behave the same when printed, iterated twice or measured.
+#include <unicode/uchar.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <unordered_map>
+
+#include "text/jinja/jinja_builtins.h"
+#include "text/jinja/jinja_eval.h"
+
+namespace m2fp4::jinja {
+namespace {
+
+using Filter = Value (*)(Interpreter&, const Value&, const CallArgs&);
+
+[[noreturn]] void fail_undefined(const Value& v) {
+  eval_fail(v.undefined_hint());
+}
+
+bool opt_bool(const std::optional<Value>& v, bool fallback) {
+  return v ? truthy(*v) : fallback;
+}
+
+Value lower_if_string(const Value& v) {
+  return v.is_string() ? Value::string(py_lower(v.as_string())) : v;
+}
+
+// make_attrgetter: "a.b.0" looks up a, then b, then index 0 (environment.getitem each step).
+Value attribute_path(const Value& item, const Value& attribute, const Value* default_value) {
+  if (attribute.is_none() || attribute.is_undefined()) return item;
+  std::vector<Value> parts;
+  if (attribute.is_int()) {
+    parts.push_back(attribute);
+  } else {
+    const std::string path = to_str(attribute);
+    size_t start = 0;
+    while (true) {
+      const size_t dot = path.find('.', start);
+      const std::string part = path.substr(start, dot == std::string::npos ? dot : dot - start);
+      const bool digits = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
+      parts.push_back(digits ? Value::integer(std::stoll(part)) : Value::string(part));
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+  }
+  Value v = item;
+  for (const Value& part : parts) {
+    v = get_item(v, part);
+    if (default_value && v.is_undefined()) v = *default_value;
+  }
+  return v;
+}
+
+// select/reject/selectattr/rejectattr.
+Value select_or_reject(Interpreter& interp, const Value& seq, const CallArgs& args,
+                       bool lookup_attr, bool keep_when) {
+  size_t off = 0;
+  Value attr;
+  if (lookup_attr) {
+    if (args.positional.empty()) eval_fail("Missing parameter for attribute name");
+    attr = args.positional[0];
+    off = 1;
+  }
+  std::optional<std::string> test;
+  CallArgs test_args;
+  if (args.positional.size() > off) {
+    test = to_str(args.positional[off]);
+    test_args.positional.assign(args.positional.begin() + long(off) + 1, args.positional.end());
+    test_args.keyword = args.keyword;
+  }
+  std::vector<Value> out;
+  for (const Value& item : iterate(seq)) {
+    const Value subject = lookup_attr ? attribute_path(item, attr, nullptr) : item;
+    const bool ok = test ? apply_test(interp, *test, subject, test_args) : truthy(subject);
+    if (ok == keep_when) out.push_back(item);
+  }
+  return Value::generator(std::move(out));
+}
+
+Value filter_map(Interpreter& interp, const Value& seq, const CallArgs& args) {
+  std::vector<Value> out;
+  const Value* attribute = nullptr;
+  const Value* default_value = nullptr;
+  for (const auto& [k, v] : args.keyword) {
+    if (k == "attribute") attribute = &v;
+    if (k == "default") default_value = &v;
+  }
+  if (args.positional.empty() && attribute) {
+    for (const auto& [k, v] : args.keyword) {
+      if (k != "attribute" && k != "default") eval_fail("Unexpected keyword argument '", k, "'");
+    }
+    const Value* dflt = default_value && !default_value->is_none() ? default_value : nullptr;
+    for (const Value& item : iterate(seq)) out.push_back(attribute_path(item, *attribute, dflt));
+    return Value::generator(std::move(out));
+  }
+  if (args.positional.empty()) eval_fail("map requires a filter argument");
+  const std::string name = to_str(args.positional[0]);
+  CallArgs rest;
+  rest.positional.assign(args.positional.begin() + 1, args.positional.end());
+  rest.keyword = args.keyword;
+  for (const Value& item : iterate(seq)) out.push_back(apply_filter(interp, name, item, rest));
+  return Value::generator(std::move(out));
+}
+
+Value filter_tojson(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b =
+      bind_args("tojson", args, {"ensure_ascii", "indent", "separators", "sort_keys"}, 0);
+  JsonOptions o;
+  o.ensure_ascii = opt_bool(b[0], false);
+  if (b[1] && !b[1]->is_none()) {
+    if (b[1]->is_string()) {
+      o.indent = b[1]->as_string();
+    } else if (b[1]->is_int()) {
+      o.indent = std::string(size_t(std::max<int64_t>(0, b[1]->as_int())), ' ');
+    } else {
+      eval_fail("tojson indent must be an int or a string");
+    }
+  }
+  if (b[2] && !b[2]->is_none()) {
+    const std::vector<Value> seps = iterate(*b[2]);
+    if (seps.size() != 2 || !seps[0].is_string() || !seps[1].is_string()) {
+      eval_fail("tojson separators must be a pair of strings");
+    }
+    o.separators = std::make_pair(seps[0].as_string(), seps[1].as_string());
+  }
+  o.sort_keys = opt_bool(b[3], false);
+  return Value::string(to_json(v, o));
+}
+
+Value filter_default(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("default", args, {"default_value", "boolean"}, 0);
+  const bool use_default = v.is_undefined() || (opt_bool(b[1], false) && !truthy(v));
+  if (!use_default) return v;
+  return b[0] ? *b[0] : Value::string("");
+}
+
+Value filter_length(Interpreter&, const Value& v, const CallArgs& args) {
+  bind_args("length", args, {}, 0);
+  return Value::integer(length(v));
+}
+
+Value filter_string(Interpreter&, const Value& v, const CallArgs&) {
+  return Value::string(to_str(v));
+}
+
+Value filter_list(Interpreter&, const Value& v, const CallArgs&) {
+  return Value::list(iterate(v));
+}
+
+Value filter_first(Interpreter&, const Value& v, const CallArgs&) {
+  std::vector<Value> items = iterate(v);
+  if (items.empty()) return Value::undefined("No first item, sequence was empty.");
+  return items.front();
+}
+
+Value filter_last(Interpreter&, const Value& v, const CallArgs&) {
+  if (v.is_generator()) eval_fail("'generator' object is not reversible");
+  std::vector<Value> items = iterate(v);
+  if (items.empty()) return Value::undefined("No last item, sequence was empty.");
+  return items.back();
+}
+
+Value filter_join(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("join", args, {"d", "attribute"}, 0);
+  const std::string sep = b[0] ? to_str(*b[0]) : "";
+  std::string out;
+  bool first = true;
+  for (const Value& item : iterate(v)) {
+    if (!first) out += sep;
+    first = false;
+    out += to_str(b[1] ? attribute_path(item, *b[1], nullptr) : item);
+  }
+  return Value::string(std::move(out));
+}
+
+Value filter_trim(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("trim", args, {"chars"}, 0);
+  std::optional<std::string> chars;
+  if (b[0] && !b[0]->is_none()) chars = to_str(*b[0]);
+  return Value::string(py_strip(to_str(v), chars, true, true));
+}
+
+Value filter_upper(Interpreter&, const Value& v, const CallArgs&) {
+  return Value::string(py_upper(to_str(v)));
+}
+Value filter_lower(Interpreter&, const Value& v, const CallArgs&) {
+  return Value::string(py_lower(to_str(v)));
+}
+Value filter_capitalize(Interpreter&, const Value& v, const CallArgs&) {
+  return Value::string(py_capitalize(to_str(v)));
+}
+
+Value filter_title(Interpreter&, const Value& v, const CallArgs&) {
+  // Words start after runs of '-', whitespace, '(', '{', '[', '<'; each word gets its first
+  // character upper-cased and the rest lower-cased.
+  const std::u32string s = utf8_decode(to_str(v));
+  auto is_sep = [](char32_t c) {
+    return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || is_python_space(c);
+  };
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t j = i;
+    const bool sep = is_sep(s[i]);
+    while (j < s.size() && is_sep(s[j]) == sep) ++j;
+    const std::string piece = utf8_encode(s.substr(i, j - i));
+    if (sep) {
+      out += piece;
+    } else {
+      out +=
+          py_upper(utf8_encode(s.substr(i, 1))) + py_lower(utf8_encode(s.substr(i + 1, j - i - 1)));
+    }
+    i = j;
+  }
+  return Value::string(std::move(out));
+}
+
+Value filter_replace(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("replace", args, {"old", "new", "count"}, 2);
+  const int64_t count = b[2] && !b[2]->is_none() ? b[2]->as_int() : -1;
+  return Value::string(py_replace(to_str(v), to_str(*b[0]), to_str(*b[1]), count));
+}
+
+Value filter_indent(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("indent", args, {"width", "first", "blank"}, 0);
+  if (!v.is_string()) eval_fail("indent expects a string, got ", type_name(v));
+  std::string indention = "    ";
+  if (b[0])
+    indention = b[0]->is_string() ? b[0]->as_string() : std::string(size_t(b[0]->as_int()), ' ');
+  const std::vector<std::string> lines = py_splitlines(v.as_string() + "\n");
+  std::string rv;
+  if (opt_bool(b[2], false)) {
+    for (size_t i = 0; i < lines.size(); ++i) rv += (i ? "\n" + indention : "") + lines[i];
+  } else {
+    rv = lines.empty() ? "" : lines[0];
+    for (size_t i = 1; i < lines.size(); ++i) {
+      rv += "\n" + (lines[i].empty() ? lines[i] : indention + lines[i]);
+    }
+  }
+  if (opt_bool(b[1], false)) rv = indention + rv;
+  return Value::string(std::move(rv));
+}
+
+// Python float(str): optional whitespace, sign, digits with underscores, inf/nan.
+std::optional<double> parse_python_float(const std::string& text) {
+  std::string t = py_strip(text, std::nullopt, true, true);
+  if (t.empty() || t.find("__") != std::string::npos || t.front() == '_' || t.back() == '_') {
+    return std::nullopt;
+  }
+  t.erase(std::remove(t.begin(), t.end(), '_'), t.end());
+  const std::string lower = py_lower(t);
+  const std::string unsigned_part = (lower[0] == '+' || lower[0] == '-') ? lower.substr(1) : lower;
+  if (unsigned_part == "inf" || unsigned_part == "infinity" || unsigned_part == "nan") {
+    const double x = unsigned_part == "nan" ? NAN : INFINITY;
+    return lower[0] == '-' ? -x : x;
+  }
+  if (unsigned_part.find_first_not_of("0123456789.e+-") != std::string::npos) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  const double d = std::strtod(t.c_str(), &end);
+  if (end != t.c_str() + t.size()) return std::nullopt;
+  return d;
+}
+
+std::optional<int64_t> parse_python_int(const std::string& text, int base) {
+  std::string t = py_strip(text, std::nullopt, true, true);
+  if (t.empty()) return std::nullopt;
+  bool negative = false;
+  if (t[0] == '+' || t[0] == '-') {
+    negative = t[0] == '-';
+    t = t.substr(1);
+  }
+  if (t.size() > 2 && t[0] == '0') {
+    const char k = char(std::tolower(t[1]));
+    const int prefix_base = k == 'x' ? 16 : k == 'o' ? 8 : k == 'b' ? 2 : 0;
+    if (prefix_base && (base == prefix_base || base == 0)) {
+      base = prefix_base;
+      t = t.substr(2);
+      if (!t.empty() && t[0] == '_') t = t.substr(1);
+    }
+  }
+  if (base == 0) base = 10;
+  if (t.empty() || t.front() == '_' || t.back() == '_' || t.find("__") != std::string::npos) {
+    return std::nullopt;
+  }
+  t.erase(std::remove(t.begin(), t.end(), '_'), t.end());
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(t.c_str(), &end, base);
+  if (end != t.c_str() + t.size() || errno == ERANGE ||
+      !std::isalnum(static_cast<unsigned char>(t[0]))) {
+    return std::nullopt;
+  }
+  return negative ? -v : v;
+}
+
+Value filter_int(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("int", args, {"default", "base"}, 0);
+  const Value fallback = b[0] ? *b[0] : Value::integer(0);
+  const int base = b[1] ? int(b[1]->as_int()) : 10;
+  if (v.is_int()) return Value::integer(v.as_int());
+  if (v.is_float()) {
+    if (!std::isfinite(v.as_double())) return fallback;
+    return Value::integer(int64_t(std::trunc(v.as_double())));
+  }
+  if (v.is_string()) {
+    if (auto i = parse_python_int(v.as_string(), base)) return Value::integer(*i);
+    if (auto d = parse_python_float(v.as_string()); d && std::isfinite(*d)) {
+      return Value::integer(int64_t(std::trunc(*d)));
+    }
+  }
+  return fallback;
+}
+
+Value filter_float(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("float", args, {"default"}, 0);
+  const Value fallback = b[0] ? *b[0] : Value::number(0.0);
+  if (v.is_number()) return Value::number(v.as_double());
+  if (v.is_string()) {
+    if (auto d = parse_python_float(v.as_string())) return Value::number(*d);
+  }
+  return fallback;
+}
+
+Value filter_abs(Interpreter&, const Value& v, const CallArgs&) {
+  if (v.is_float()) return Value::number(std::fabs(v.as_double()));
+  if (v.is_int()) return Value::integer(v.as_int() < 0 ? -v.as_int() : v.as_int());
+  if (v.is_undefined()) fail_undefined(v);
+  eval_fail("bad operand type for abs(): '", type_name(v), "'");
+}
+
+Value filter_round(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("round", args, {"precision", "method"}, 0);
+  const int64_t precision = b[0] ? b[0]->as_int() : 0;
+  const std::string method = b[1] ? to_str(*b[1]) : "common";
+  if (method != "common" && method != "ceil" && method != "floor") {
+    eval_fail("method must be common, ceil or floor");
+  }
+  if (v.is_undefined()) fail_undefined(v);
+  if (!v.is_number()) eval_fail("type ", type_name(v), " doesn't define __round__ method");
+  if (method == "common") {
+    if (v.is_int()) return Value::integer(v.as_int());
+    if (precision < 0 || !std::isfinite(v.as_double())) {
+      const double scale = std::pow(10.0, double(-precision));
+      return Value::number(std::nearbyint(v.as_double() / scale) * scale);
+    }
+    // printf rounds the exact binary value half-to-even, as Python's round() does.
+    char buf[512];
+    std::snprintf(buf, sizeof(buf), "%.*f", int(std::min<int64_t>(precision, 300)), v.as_double());
+    return Value::number(std::strtod(buf, nullptr));
+  }
+  const double scale = std::pow(10.0, double(precision));
+  const double scaled = v.as_double() * scale;
+  return Value::number((method == "ceil" ? std::ceil(scaled) : std::floor(scaled)) / scale);
+}
+
+Value filter_items(Interpreter&, const Value& v, const CallArgs&) {
+  if (v.is_undefined()) return Value::generator({});
+  if (!v.is_dict()) eval_fail("Can only get item pairs from a mapping.");
+  std::vector<Value> items;
+  for (const auto& [k, val] : v.dict_data().entries) items.push_back(Value::tuple({k, val}));
+  return Value::generator(std::move(items));
+}
+
+Value filter_dictsort(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("dictsort", args, {"case_sensitive", "by", "reverse"}, 0);
+  if (!v.is_dict()) eval_fail("dictsort expects a mapping");
+  const bool case_sensitive = opt_bool(b[0], false);
+  const std::string by = b[1] ? to_str(*b[1]) : "key";
+  if (by != "key" && by != "value") eval_fail("You can only sort by either \"key\" or \"value\"");
+  const size_t pos = by == "key" ? 0 : 1;
+  std::vector<Value> items;
+  for (const auto& [k, val] : v.dict_data().entries) items.push_back(Value::tuple({k, val}));
+  auto key = [&](const Value& item) {
+    const Value& x = item.list_data().items[pos];
+    return case_sensitive ? x : lower_if_string(x);
+  };
+  const bool reverse = opt_bool(b[2], false);
+  std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
+    return reverse ? less_than(key(y), key(x)) : less_than(key(x), key(y));
+  });
+  return Value::list(std::move(items));
+}
+
+// The sort/unique/min/max key: attribute lookup (comma-separated for sort), then lower-casing.
+Value sort_key(const Value& item, const std::optional<Value>& attribute, bool case_sensitive,
+               bool multi) {
+  std::vector<Value> parts;
+  if (attribute && !attribute->is_none()) {
+    if (multi && attribute->is_string()) {
+      const std::string& s = attribute->as_string();
+      size_t start = 0;
+      while (true) {
+        const size_t comma = s.find(',', start);
+        parts.push_back(attribute_path(
+            item,
+            Value::string(s.substr(start, comma == std::string::npos ? comma : comma - start)),
+            nullptr));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    } else {
+      parts.push_back(attribute_path(item, *attribute, nullptr));
+    }
+  } else {
+    parts.push_back(item);
+  }
+  if (!case_sensitive) {
+    for (auto& p : parts) p = lower_if_string(p);
+  }
+  return multi ? Value::list(std::move(parts)) : parts[0];
+}
+
+Value filter_sort(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("sort", args, {"reverse", "case_sensitive", "attribute"}, 0);
+  const bool reverse = opt_bool(b[0], false);
+  const bool cs = opt_bool(b[1], false);
+  std::vector<Value> items = iterate(v);
+  std::vector<std::pair<Value, Value>> keyed;
+  for (auto& item : items) keyed.emplace_back(sort_key(item, b[2], cs, true), item);
+  std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
+    return reverse ? less_than(y.first, x.first) : less_than(x.first, y.first);
+  });
+  std::vector<Value> out;
+  for (auto& kv : keyed) out.push_back(std::move(kv.second));
+  return Value::list(std::move(out));
+}
+
+Value filter_unique(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("unique", args, {"case_sensitive", "attribute"}, 0);
+  std::vector<Value> seen, out;
+  for (const Value& item : iterate(v)) {
+    const Value key = sort_key(item, b[1], opt_bool(b[0], false), false);
+    if (std::none_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); })) {
+      seen.push_back(key);
+      out.push_back(item);
+    }
+  }
+  return Value::generator(std::move(out));
+}
+
+Value min_or_max(const Value& v, const CallArgs& args, bool want_max) {
+  const auto b = bind_args(want_max ? "max" : "min", args, {"case_sensitive", "attribute"}, 0);
+  const std::vector<Value> items = iterate(v);
+  if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
+  size_t best = 0;
+  Value best_key = sort_key(items[0], b[1], opt_bool(b[0], false), false);
+  for (size_t i = 1; i < items.size(); ++i) {
+    const Value key = sort_key(items[i], b[1], opt_bool(b[0], false), false);
+    if (want_max ? less_than(best_key, key) : less_than(key, best_key)) {
+      best = i;
+      best_key = key;
+    }
+  }
+  return items[best];
+}
+Value filter_min(Interpreter&, const Value& v, const CallArgs& a) {
+  return min_or_max(v, a, false);
+}
+Value filter_max(Interpreter&, const Value& v, const CallArgs& a) {
+  return min_or_max(v, a, true);
+}
+
+Value filter_sum(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("sum", args, {"attribute", "start"}, 0);
+  Value total = b[1] ? *b[1] : Value::integer(0);
+  for (const Value& item : iterate(v)) {
+    total = binary_op("+", total, b[0] ? attribute_path(item, *b[0], nullptr) : item);
+  }
+  return total;
+}
+
+Value filter_reverse(Interpreter&, const Value& v, const CallArgs&) {
+  if (v.is_string()) {
+    std::u32string s = utf8_decode(v.as_string());
+    std::reverse(s.begin(), s.end());
+    return Value::string(utf8_encode(s));
+  }
+  std::vector<Value> items = iterate(v);
+  std::reverse(items.begin(), items.end());
+  // reversed() of a list/tuple/dict is an iterator; anything else becomes a reversed list.
+  if (v.is_list() || v.is_dict()) return Value::generator(std::move(items));
+  return Value::list(std::move(items));
+}
+
+Value filter_select(Interpreter& i, const Value& v, const CallArgs& a) {
+  return select_or_reject(i, v, a, false, true);
+}
+Value filter_reject(Interpreter& i, const Value& v, const CallArgs& a) {
+  return select_or_reject(i, v, a, false, false);
+}
+Value filter_selectattr(Interpreter& i, const Value& v, const CallArgs& a) {
+  return select_or_reject(i, v, a, true, true);
+}
+Value filter_rejectattr(Interpreter& i, const Value& v, const CallArgs& a) {
+  return select_or_reject(i, v, a, true, false);
+}
+
+Value filter_escape(Interpreter&, const Value& v, const CallArgs&) {
+  std::string out;
+  for (char c : to_str(v)) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
+    }
+  }
+  return Value::string(std::move(out));
+}
+
+Value filter_safe(Interpreter&, const Value& v, const CallArgs&) {
+  return Value::string(to_str(v));
+}
+
+Value filter_attr(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("attr", args, {"name"}, 1);
+  const std::string name = to_str(*b[0]);
+  if (v.is_namespace() || v.is_loop()) return get_attribute(v, name);
+  if (auto m = builtin_method(v, name)) return *m;
+  return Value::undefined("'" + type_name(v) + " object' has no attribute '" + name + "'");
+}
+
+Value filter_center(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("center", args, {"width"}, 0);
+  const std::u32string s = utf8_decode(to_str(v));
+  const int64_t width = b[0] ? b[0]->as_int() : 80;
+  if (width <= int64_t(s.size())) return Value::string(utf8_encode(s));
+  const int64_t marg = width - int64_t(s.size());
+  const int64_t left = marg / 2 + (marg & width & 1);
+  return Value::string(std::string(size_t(left), ' ') + utf8_encode(s) +
+                       std::string(size_t(marg - left), ' '));
+}
+
+Value filter_wordcount(Interpreter&, const Value& v, const CallArgs&) {
+  int64_t words = 0;
+  bool in_word = false;
+  for (char32_t c : utf8_decode(to_str(v))) {
+    const bool w = c == '_' || u_isalnum(UChar32(c));
+    if (w && !in_word) ++words;
+    in_word = w;
+  }
+  return Value::integer(words);
+}
+
+Value filter_format(Interpreter&, const Value& v, const CallArgs& args) {
+  if (!args.positional.empty() && !args.keyword.empty()) {
+    eval_fail("can't handle positional and keyword arguments at the same time");
+  }
+  if (!args.keyword.empty()) {
+    DictData d;
+    for (const auto& [k, val] : args.keyword) d.set(Value::string(k), val);
+    return Value::string(percent_format(to_str(v), Value::dict(std::move(d))));
+  }
+  return Value::string(percent_format(to_str(v), Value::tuple(args.positional)));
+}
+
+Value filter_batch(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("batch", args, {"linecount", "fill_with"}, 1);
+  const int64_t n = b[0]->as_int();
+  if (n <= 0) eval_fail("batch size must be positive");
+  std::vector<Value> out, cur;
+  for (const Value& item : iterate(v)) {
+    cur.push_back(item);
+    if (int64_t(cur.size()) == n) {
+      out.push_back(Value::list(std::move(cur)));
+      cur.clear();
+    }
+  }
+  if (!cur.empty()) {
+    if (b[1] && !b[1]->is_none()) {
+      while (int64_t(cur.size()) < n) cur.push_back(*b[1]);
+    }
+    out.push_back(Value::list(std::move(cur)));
+  }
+  return Value::generator(std::move(out));
+}
+
+const std::unordered_map<std::string, Filter>& filters() {
+  static const std::unordered_map<std::string, Filter> kFilters = {
+      {"abs", filter_abs},
+      {"attr", filter_attr},
+      {"batch", filter_batch},
+      {"capitalize", filter_capitalize},
+      {"center", filter_center},
+      {"count", filter_length},
+      {"d", filter_default},
+      {"default", filter_default},
+      {"dictsort", filter_dictsort},
+      {"e", filter_escape},
+      {"escape", filter_escape},
+      {"first", filter_first},
+      {"float", filter_float},
+      {"format", filter_format},
+      {"indent", filter_indent},
+      {"int", filter_int},
+      {"items", filter_items},
+      {"join", filter_join},
+      {"last", filter_last},
+      {"length", filter_length},
+      {"list", filter_list},
+      {"lower", filter_lower},
+      {"map", filter_map},
+      {"max", filter_max},
+      {"min", filter_min},
+      {"reject", filter_reject},
+      {"rejectattr", filter_rejectattr},
+      {"replace", filter_replace},
+      {"reverse", filter_reverse},
+      {"round", filter_round},
+      {"safe", filter_safe},
+      {"select", filter_select},
+      {"selectattr", filter_selectattr},
+      {"sort", filter_sort},
+      {"string", filter_string},
+      {"sum", filter_sum},
+      {"title", filter_title},
+      {"tojson", filter_tojson},
+      {"trim", filter_trim},
+      {"unique", filter_unique},
+      {"upper", filter_upper},
+      {"wordcount", filter_wordcount},
+  };
+  return kFilters;
+}
+
+// ---- tests ----
+
+bool python_is(const Value& a, const Value& b) {
+  if (a.kind() != b.kind()) return false;
+  switch (a.kind()) {
+    case Value::Kind::kNone:
+    case Value::Kind::kUndefined:
+      return a.is_none() || a.identity() == b.identity();
+    case Value::Kind::kBool:
+      return a.as_bool() == b.as_bool();
+    case Value::Kind::kInt:
+      return a.as_int() == b.as_int() && a.as_int() >= -5 && a.as_int() <= 256;
+    case Value::Kind::kString:
+      return a.as_string() == b.as_string();
+    default:
+      return a.identity() != nullptr && a.identity() == b.identity();
+  }
+}
+
+bool test_compare(const char* op, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("compare", args, {"other"}, 1);
+  return compare_op(op, v, *b[0]);
+}
+
+const Value& number_arg(const Value& v) {
+  if (v.is_undefined()) fail_undefined(v);
+  if (!v.is_number())
+    eval_fail("unsupported operand type(s) for %: '", type_name(v), "' and 'int'");
+  return v;
+}
+
+}  // namespace
+
+Value apply_filter(Interpreter& interp, const std::string& name, const Value& subject,
+                   const CallArgs& args) {
+  if (name == "map") return filter_map(interp, subject, args);
+  const auto& table = filters();
+  const auto it = table.find(name);
+  if (it == table.end()) eval_fail("No filter named '", name, "'.");
+  return it->second(interp, subject, args);
+}
+
+bool apply_test(Interpreter&, const std::string& name, const Value& v, const CallArgs& args) {
+  if (name == "defined") return !v.is_undefined();
+  if (name == "undefined") return v.is_undefined();
+  if (name == "none") return v.is_none();
+  if (name == "boolean") return v.is_bool();
+  if (name == "true") return v.is_bool() && v.as_bool();
+  if (name == "false") return v.is_bool() && !v.as_bool();
+  if (name == "integer") return v.kind() == Value::Kind::kInt;
+  if (name == "float") return v.is_float();
+  if (name == "number") return v.is_number();
+  if (name == "string") return v.is_string();
+  if (name == "mapping") return v.is_dict();
+  if (name == "iterable") {
+    return v.is_string() || v.is_list() || v.is_dict() || v.is_generator() || v.is_undefined() ||
+           v.is_loop();
+  }
+  if (name == "sequence") {
+    return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined();
+  }
+  if (name == "callable") return v.is_function() || v.is_loop();
+  if (name == "escaped") return false;
+  if (name == "sameas") return python_is(v, *bind_args("sameas", args, {"other"}, 1)[0]);
+  if (name == "in") return compare_op("in", v, *bind_args("in", args, {"seq"}, 1)[0]);
+  if (name == "==" || name == "eq" || name == "equalto") return test_compare("eq", v, args);
+  if (name == "!=" || name == "ne") return test_compare("ne", v, args);
+  if (name == ">" || name == "gt" || name == "greaterthan") return test_compare("gt", v, args);
+  if (name == ">=" || name == "ge") return test_compare("gteq", v, args);
+  if (name == "<" || name == "lt" || name == "lessthan") return test_compare("lt", v, args);
+  if (name == "<=" || name == "le") return test_compare("lteq", v, args);
+  if (name == "even" || name == "odd") {
+    const Value r = binary_op("%", number_arg(v), Value::integer(2));
+    return equals(r, Value::integer(name == "even" ? 0 : 1));
+  }
+  if (name == "divisibleby") {
+    const auto b = bind_args("divisibleby", args, {"num"}, 1);
+    return equals(binary_op("%", number_arg(v), *b[0]), Value::integer(0));
+  }
+  if (name == "lower" || name == "upper") {
+    const std::string s = to_str(v);
+    bool any_cased = false;
+    for (char32_t c : utf8_decode(s)) {
+      if (name == "lower" ? u_isupper(UChar32(c)) || u_istitle(UChar32(c))
+                          : u_islower(UChar32(c))) {
+        return false;
+      }
+      if (u_hasBinaryProperty(UChar32(c), UCHAR_CASED)) any_cased = true;
+    }
+    return any_cased;
+  }
+  if (name == "filter") {
+    // `'upper' is filter`: the subject names a filter.
+    return v.is_string() && (filters().count(v.as_string()) > 0 || v.as_string() == "map");
+  }
+  if (name == "test") {
+    static const char* kTests[] = {"defined", "undefined", "none",     "boolean",  "true",
+                                   "false",   "integer",   "float",    "number",   "string",
+                                   "mapping", "iterable",  "sequence", "callable", "escaped",
+                                   "sameas",  "in",        "==",       "eq",       "equalto",
+                                   "!=",      "ne",        ">",        "gt",       "greaterthan",
+                                   ">=",      "ge",        "<",        "lt",       "lessthan",
+                                   "<=",      "le",        "even",     "odd",      "divisibleby",
+                                   "lower",   "upper",     "filter",   "test"};
+    return v.is_string() && std::any_of(std::begin(kTests), std::end(kTests),
+                                        [&](const char* k) { return v.as_string() == k; });
+  }
+  eval_fail("No test named '", name, "'.");
+}
+
+}  // namespace m2fp4::jinja
