@@ -183,6 +183,18 @@ int64_t segment_length(int64_t cols) {
 
 // ---- GEMV path ----
 
+// Format::load_finite exists only for formats with NaN codes. It is named in a function template
+// (not in a discarded branch of the generic lambda below) because clang checks such a branch's
+// non-dependent names when the enclosing function is instantiated.
+template <class Format, bool kFinite>
+HWY_INLINE VF load_weights(DF df, const typename Format::Stored* p, VF mul) {
+  if constexpr (kFinite) {
+    return Format::load_finite(df, p, mul);
+  } else {
+    return Format::load(df, p, mul);
+  }
+}
+
 // y[t, r0 + r] for r < R, t < TB: rows decoded once and dotted with TB tokens.
 template <class Format, int R, int TB>
 HWY_NOINLINE void gemv_tile(const RowSource<Format>& src, int64_t r0, const float* x,
@@ -214,11 +226,7 @@ HWY_NOINLINE void gemv_tile(const RowSource<Format>& src, int64_t r0, const floa
       VF w[R];
       HWY_UNROLL(8)
       for (int r = 0; r < R; ++r) {
-        if constexpr (decltype(finite)::value) {
-          w[r] = Format::load_finite(df, rows[r] + c, mul[r]);
-        } else {
-          w[r] = Format::load(df, rows[r] + c, mul[r]);
-        }
+        w[r] = load_weights<Format, decltype(finite)::value>(df, rows[r] + c, mul[r]);
       }
       HWY_UNROLL(8)
       for (int t = 0; t < TB; ++t) {
