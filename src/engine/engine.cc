@@ -1,0 +1,488 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "base/thread_pool.h"
+#include "engine/sampler.h"
+#include "engine/sequence.h"
+#include "model/minimax_m2.h"
+
+namespace m2fp4 {
+namespace {
+
+// EOS ids: generation_config.json's eos_token_id (an id or a list), else config.json's.
+std::vector<int32_t> model_eos_ids(const LoadedModel& model) {
+  std::vector<int32_t> ids;
+  const std::filesystem::path gen =
+      std::filesystem::path(model.checkpoint.dir()) / "generation_config.json";
+  if (std::filesystem::exists(gen)) {
+    try {
+      std::ifstream in(gen);
+      const nlohmann::json j = nlohmann::json::parse(in);
+      const auto& e = j.contains("eos_token_id") ? j["eos_token_id"] : nlohmann::json();
+      if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
+      if (e.is_array()) {
+        for (const auto& x : e) {
+          if (x.is_number_integer()) ids.push_back(x.get<int32_t>());
+        }
+      }
+    } catch (const nlohmann::json::exception& e) {
+      log_warn(str_cat(gen.string(), ": ignored (", e.what(), ")"));
+    }
+  }
+  if (ids.empty() && model.config.eos_token_id >= 0) {
+    ids.push_back(static_cast<int32_t>(model.config.eos_token_id));
+  }
+  return ids;
+}
+
+bool contains(const std::vector<int32_t>& v, int32_t x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  Impl(const LoadedModel& m, const EngineOptions& o);
+  ~Impl();
+
+  void loop();
+  void step();
+  void take_requests_and_aborts();
+  void finish(Sequence& seq, TokenEvent& event, FinishReason reason, const std::string& error = "");
+  void release_kv(Sequence& seq);
+  // Appends the tokens chosen from this step's logits rows; fills the event. Returns true if the
+  // sequence finished.
+  bool sample_rows(Sequence& seq, const float* rows, TokenEvent& event);
+  int32_t choose(Sequence& seq, const float* row, const int32_t* draft, bool* accepted);
+  std::optional<FinishReason> stop_reason(const Sequence& seq, int32_t token) const;
+  void publish_stats();
+
+  const LoadedModel& model;
+  EngineOptions opt;
+  const int64_t vocab;
+  std::vector<int32_t> eos_ids;
+  int64_t max_len = 0;
+  ThreadPool pool;
+  MiniMaxM2 net;
+  std::unique_ptr<KvCache> cache;
+
+  // Shared with frontends, under mu.
+  mutable std::mutex mu;
+  std::condition_variable work_cv, idle_cv;
+  std::deque<std::unique_ptr<Sequence>> incoming;
+  std::vector<uint64_t> aborts;
+  uint64_t next_id = 1;
+  int64_t in_flight = 0;  // submitted, not finished
+  bool stopping = false;
+  EngineStats shared_stats;
+
+  // Engine thread only.
+  std::deque<std::unique_ptr<Sequence>> waiting;
+  std::vector<std::unique_ptr<Sequence>> running;
+  EngineStats stats;
+  int32_t next_slot = 0;
+  std::vector<float> scratch_row, logprob_row;
+  std::mt19937_64 seed_source{std::random_device{}()};
+
+  std::thread thread;
+};
+
+Engine::Impl::Impl(const LoadedModel& m, const EngineOptions& o)
+    : model(m),
+      opt(o),
+      vocab(m.config.vocab_size),
+      pool(o.threads),
+      net(m.config, m.weights, pool, ModelOptions{o.nvfp4_w4a4}) {
+  M2_CHECK(opt.max_num_seqs >= 1, "max_num_seqs must be at least 1, got ", opt.max_num_seqs);
+  M2_CHECK(opt.max_num_batched_tokens >= 1, "max_num_batched_tokens must be at least 1, got ",
+           opt.max_num_batched_tokens);
+  eos_ids = model_eos_ids(m);
+  const int64_t model_len =
+      m.config.max_position_embeddings > 0 ? m.config.max_position_embeddings : 4096;
+  max_len = opt.max_model_len > 0 ? opt.max_model_len : model_len;
+  cache = std::make_unique<KvCache>(m.config, max_len, 0, opt.kv_cache_dtype);
+  thread = std::thread([this] { loop(); });
+}
+
+Engine::Impl::~Impl() {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stopping = true;
+  }
+  work_cv.notify_all();
+  if (thread.joinable()) thread.join();
+}
+
+void Engine::Impl::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      work_cv.wait(lock, [&] {
+        return stopping || !incoming.empty() || !aborts.empty() || !waiting.empty() ||
+               !running.empty();
+      });
+      if (stopping) break;
+    }
+    take_requests_and_aborts();
+    if (!waiting.empty() || !running.empty()) step();
+    publish_stats();
+  }
+  // Shutting down: whatever is left ends with kAbort.
+  take_requests_and_aborts();
+  std::vector<std::unique_ptr<Sequence>> left;
+  for (auto& s : running) left.push_back(std::move(s));
+  for (auto& s : waiting) left.push_back(std::move(s));
+  running.clear();
+  waiting.clear();
+  for (auto& s : left) {
+    TokenEvent event;
+    finish(*s, event, FinishReason::kAbort);
+  }
+  publish_stats();
+}
+
+void Engine::Impl::take_requests_and_aborts() {
+  std::vector<uint64_t> to_abort;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& s : incoming) waiting.push_back(std::move(s));
+    incoming.clear();
+    to_abort.swap(aborts);
+  }
+  for (uint64_t id : to_abort) {
+    auto abort_in = [&](auto& list) {
+      for (auto it = list.begin(); it != list.end(); ++it) {
+        if ((*it)->id != id) continue;
+        std::unique_ptr<Sequence> seq = std::move(*it);
+        list.erase(it);
+        TokenEvent event;
+        finish(*seq, event, FinishReason::kAbort);
+        return true;
+      }
+      return false;
+    };
+    if (!abort_in(running)) abort_in(waiting);
+  }
+}
+
+void Engine::Impl::release_kv(Sequence& seq) {
+  if (seq.cache_slot >= 0) cache->drop(seq.cache_slot);
+  seq.cache_slot = -1;
+  seq.num_computed = 0;
+}
+
+void Engine::Impl::finish(Sequence& seq, TokenEvent& event, FinishReason reason,
+                          const std::string& error) {
+  release_kv(seq);
+  event.request_id = seq.id;
+  event.finished = true;
+  event.reason = reason;
+  event.error = error;
+  event.prompt_tokens = static_cast<int64_t>(seq.prompt.size());
+  event.cached_prompt_tokens = seq.cached_prompt_tokens;
+  event.generated_tokens = static_cast<int64_t>(seq.output.size());
+  stats.requests_finished += 1;
+  if (seq.on_event) {
+    try {
+      seq.on_event(event);
+    } catch (const std::exception& e) {
+      log_warn(str_cat("request ", seq.id, ": callback threw: ", e.what()));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    in_flight -= 1;
+  }
+  idle_cv.notify_all();
+}
+
+std::optional<FinishReason> Engine::Impl::stop_reason(const Sequence& seq, int32_t token) const {
+  if (contains(seq.sampling.stop_token_ids, token)) return FinishReason::kStop;
+  if (!seq.sampling.ignore_eos && contains(eos_ids, token)) return FinishReason::kStop;
+  if (static_cast<int64_t>(seq.output.size()) >= seq.sampling.max_tokens)
+    return FinishReason::kLength;
+  if (seq.total_tokens() >= max_len) return FinishReason::kLength;
+  return std::nullopt;
+}
+
+int32_t Engine::Impl::choose(Sequence& seq, const float* row, const int32_t* draft,
+                             bool* accepted) {
+  const SamplingOptions& so = seq.sampling;
+  scratch_row.assign(row, row + vocab);
+  float* logits = scratch_row.data();
+  if (so.presence_penalty != 0.0f || so.frequency_penalty != 0.0f ||
+      so.repetition_penalty != 1.0f) {
+    apply_penalties(logits, vocab, so.presence_penalty, so.frequency_penalty, so.repetition_penalty,
+                    seq.prompt, seq.output);
+  }
+  if (static_cast<int64_t>(seq.output.size()) < so.min_tokens) {
+    const float neg_inf = -std::numeric_limits<float>::infinity();
+    for (int32_t t : so.stop_token_ids) {
+      if (t >= 0 && t < vocab) logits[t] = neg_inf;
+    }
+    if (!so.ignore_eos) {
+      for (int32_t t : eos_ids) {
+        if (t >= 0 && t < vocab) logits[t] = neg_inf;
+      }
+    }
+  }
+  if (accepted) *accepted = false;
+  if (so.temperature < kGreedyTemperature) {
+    const int32_t t = argmax(logits, vocab);
+    if (draft && accepted) *accepted = t == *draft;
+    return t;
+  }
+  const TokenDistribution dist = token_distribution(
+      logits, vocab, TruncationParams{so.temperature, so.top_k, so.top_p, so.min_p});
+  M2_CHECK(!dist.ids.empty(), "no token can be sampled (every logit is -inf)");
+  if (draft) {
+    // Point-mass proposal: accept with probability p(draft), else sample the residual.
+    const double u = uniform01(seq.rng);
+    if (u < dist.prob_of(*draft)) {
+      *accepted = true;
+      return *draft;
+    }
+    const TokenDistribution rest = without_token(dist, *draft);
+    if (rest.ids.empty()) return *draft;  // cannot happen (p(draft) would have been 1)
+    return sample_token(rest, uniform01(seq.rng));
+  }
+  return sample_token(dist, uniform01(seq.rng));
+}
+
+bool Engine::Impl::sample_rows(Sequence& seq, const float* rows, TokenEvent& event) {
+  const int64_t n_rows = 1 + static_cast<int64_t>(seq.draft.size());
+  const int64_t before = seq.total_tokens();
+  int64_t accepted_drafts = 0;
+  std::optional<FinishReason> reason;
+  for (int64_t j = 0; j < n_rows && !reason; ++j) {
+    const float* row = rows + j * vocab;
+    const bool has_draft = j < static_cast<int64_t>(seq.draft.size());
+    bool accepted = false;
+    const int32_t token = choose(seq, row, has_draft ? &seq.draft[j] : nullptr, &accepted);
+    seq.output.push_back(token);
+    event.tokens.push_back(token);
+    stats.generation_tokens += 1;
+    if (seq.sampling.logprobs >= 0) {
+      log_softmax(row, vocab, logprob_row);
+      TokenLogprob lp;
+      lp.token = token;
+      lp.logprob = logprob_row[token];
+      const int64_t k = std::min<int64_t>(seq.sampling.logprobs, vocab);
+      std::vector<int32_t> ids(static_cast<size_t>(vocab));
+      for (int64_t t = 0; t < vocab; ++t) ids[t] = static_cast<int32_t>(t);
+      std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+        return logprob_row[a] != logprob_row[b] ? logprob_row[a] > logprob_row[b] : a < b;
+      });
+      for (int64_t i = 0; i < k; ++i) lp.top.emplace_back(ids[i], logprob_row[ids[i]]);
+      event.logprobs.push_back(std::move(lp));
+    }
+    reason = stop_reason(seq, token);
+    if (has_draft) {
+      if (!accepted) break;
+      accepted_drafts += 1;
+      stats.spec_accepted_tokens += 1;
+    }
+  }
+  // KV is valid for the input tokens up to the last accepted draft.
+  seq.num_computed = before + accepted_drafts;
+  seq.draft.clear();
+  if (reason) {
+    finish(seq, event, *reason);
+    return true;
+  }
+  return false;
+}
+
+void Engine::Impl::step() {
+  struct Work {
+    Sequence* seq;
+    int64_t n_real;  // tokens of prompt + output scheduled
+    bool logits;     // the chunk reaches the end: sample after it
+  };
+  std::vector<Work> work;
+  int64_t budget = opt.max_num_batched_tokens;
+  // Decodes first (one token each), so a long prefill never stalls them; then prefill chunks of
+  // running sequences; then new sequences while there is room.
+  for (auto& s : running) {
+    if (budget == 0) break;
+    if (s->pending() != 1) continue;
+    work.push_back({s.get(), 1, true});
+    budget -= 1;
+  }
+  for (auto& s : running) {
+    if (budget == 0) break;
+    if (s->pending() == 1) continue;
+    const int64_t n = std::min(s->pending(), budget);
+    work.push_back({s.get(), n, n == s->pending()});
+    budget -= n;
+  }
+  while (budget > 0 && static_cast<int64_t>(running.size()) < opt.max_num_seqs &&
+         !waiting.empty()) {
+    std::unique_ptr<Sequence> s = std::move(waiting.front());
+    waiting.pop_front();
+    s->cache_slot = next_slot++;
+    if (next_slot == std::numeric_limits<int32_t>::max()) next_slot = 0;
+    s->num_computed = 0;
+    if (!s->admitted_once) stats.prompt_tokens += static_cast<int64_t>(s->prompt.size());
+    s->admitted_once = true;
+    const int64_t n = std::min(s->pending(), budget);
+    work.push_back({s.get(), n, n == s->pending()});
+    budget -= n;
+    running.push_back(std::move(s));
+  }
+  if (work.empty()) return;
+
+  Batch batch;
+  for (const Work& w : work) {
+    Sequence& s = *w.seq;
+    for (int64_t i = 0; i < w.n_real; ++i) {
+      const int64_t pos = s.num_computed + i;
+      batch.add(s.token_at(pos), static_cast<int32_t>(pos), s.cache_slot,
+                w.logits && i + 1 == w.n_real);
+    }
+  }
+  std::vector<float> logits;
+  try {
+    net.forward(batch, *cache, logits);
+  } catch (const std::exception& e) {
+    log_warn(str_cat("engine: forward failed: ", e.what()));
+    for (const Work& w : work) {
+      auto it = std::find_if(running.begin(), running.end(),
+                             [&](const auto& p) { return p.get() == w.seq; });
+      std::unique_ptr<Sequence> seq = std::move(*it);
+      running.erase(it);
+      TokenEvent event;
+      finish(*seq, event, FinishReason::kError, e.what());
+    }
+    return;
+  }
+
+  int64_t row = 0;
+  std::vector<Sequence*> finished;
+  for (const Work& w : work) {
+    Sequence& s = *w.seq;
+    if (!w.logits) {
+      s.num_computed += w.n_real;
+      continue;
+    }
+    const int64_t n_rows = 1 + static_cast<int64_t>(s.draft.size());
+    TokenEvent event;
+    event.request_id = s.id;
+    s.num_computed += w.n_real;
+    if (sample_rows(s, logits.data() + row * vocab, event)) {
+      finished.push_back(&s);
+    } else {
+      event.prompt_tokens = static_cast<int64_t>(s.prompt.size());
+      event.cached_prompt_tokens = s.cached_prompt_tokens;
+      event.generated_tokens = static_cast<int64_t>(s.output.size());
+      if (s.on_event) {
+        try {
+          s.on_event(event);
+        } catch (const std::exception& e) {
+          log_warn(str_cat("request ", s.id, ": callback threw: ", e.what()));
+        }
+      }
+    }
+    row += n_rows;
+  }
+  if (!finished.empty()) {
+    std::erase_if(running, [&](const auto& p) {
+      return std::find(finished.begin(), finished.end(), p.get()) != finished.end();
+    });
+  }
+}
+
+void Engine::Impl::publish_stats() {
+  std::lock_guard<std::mutex> lock(mu);
+  stats.running = static_cast<int64_t>(running.size());
+  stats.waiting = static_cast<int64_t>(waiting.size() + incoming.size());
+  shared_stats = stats;
+}
+
+Engine::Engine(const LoadedModel& model, const EngineOptions& options)
+    : impl_(std::make_unique<Impl>(model, options)) {}
+
+Engine::~Engine() = default;
+
+uint64_t Engine::submit(GenerationRequest request) {
+  Impl& m = *impl_;
+  const SamplingOptions& so = request.sampling;
+  M2_CHECK(!request.prompt.empty(), "the prompt is empty");
+  for (int32_t t : request.prompt) {
+    M2_CHECK(t >= 0 && t < m.vocab, "prompt token id ", t, " is outside the vocabulary [0, ",
+             m.vocab, ")");
+  }
+  M2_CHECK(so.max_tokens >= 1, "max_tokens must be at least 1, got ", so.max_tokens);
+  M2_CHECK(so.min_tokens >= 0 && so.min_tokens <= so.max_tokens, "min_tokens must be in [0, ",
+           so.max_tokens, "], got ", so.min_tokens);
+  M2_CHECK(so.temperature >= 0.0f, "temperature must be non-negative, got ", so.temperature);
+  M2_CHECK(so.top_p > 0.0f && so.top_p <= 1.0f, "top_p must be in (0, 1], got ", so.top_p);
+  M2_CHECK(so.top_k >= -1, "top_k must be -1, 0 or positive, got ", so.top_k);
+  M2_CHECK(so.min_p >= 0.0f && so.min_p <= 1.0f, "min_p must be in [0, 1], got ", so.min_p);
+  M2_CHECK(so.repetition_penalty > 0.0f, "repetition_penalty must be positive, got ",
+           so.repetition_penalty);
+  M2_CHECK(so.logprobs >= -1 && so.logprobs <= m.vocab, "logprobs must be in [0, ", m.vocab,
+           "], got ", so.logprobs);
+  const int64_t prompt_len = static_cast<int64_t>(request.prompt.size());
+  M2_CHECK(prompt_len + so.max_tokens <= m.max_len, "the prompt (", prompt_len,
+           " tokens) plus max_tokens (", so.max_tokens, ") exceeds the maximum model length ",
+           m.max_len);
+  auto seq = std::make_unique<Sequence>();
+  seq->prompt = std::move(request.prompt);
+  seq->sampling = request.sampling;
+  seq->on_event = std::move(request.on_event);
+  uint64_t id = 0;
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    M2_CHECK(!m.stopping, "the engine is shutting down");
+    id = m.next_id++;
+    seq->id = id;
+    seq->rng.seed(so.seed ? *so.seed : m.seed_source());
+    m.in_flight += 1;
+    m.incoming.push_back(std::move(seq));
+  }
+  m.work_cv.notify_one();
+  return id;
+}
+
+void Engine::abort(uint64_t request_id) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->aborts.push_back(request_id);
+  }
+  impl_->work_cv.notify_one();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->shared_stats;
+}
+
+int64_t Engine::max_model_len() const {
+  return impl_->max_len;
+}
+
+int64_t Engine::kv_cache_tokens() const {
+  return impl_->max_len * impl_->opt.max_num_seqs;
+}
+
+void Engine::drain() {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  impl_->idle_cv.wait(lock, [&] { return impl_->in_flight == 0; });
+}
+
+}  // namespace m2fp4
