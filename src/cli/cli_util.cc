@@ -30,6 +30,9 @@ void add_runtime_flags(CLI::App& app, RuntimeFlags& flags) {
       ->check(CLI::IsMember({"auto", "fp8", "fp8_e4m3"}));
   app.add_flag("--w4a4", flags.w4a4,
                "NVFP4 W4A4 emulation: quantize activations with the calibrated input scales");
+  app.add_option("--device", flags.device,
+                 "cpu | cuda: run the model on the first CUDA device (needs a CUDA build)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
 int run_guarded(const std::string& command, const std::function<int()>& body) {

@@ -2,6 +2,7 @@
 // rendered with the model's chat template (then the output goes through the reasoning and
 // tool-call parsers, as the server does).
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -16,6 +17,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "engine/sampler.h"
+#include "model/cuda/cuda_model.h"
 #include "model/minimax_m2.h"
 #include "text/chat/chat_template.h"
 #include "text/parsers/output_parser.h"
@@ -159,6 +161,20 @@ int cmd_run(int argc, char** argv) {
     ThreadPool pool(threads);
     MiniMaxM2 net(c, model->weights, pool, ModelOptions{runtime.w4a4});
     KvCache cache(c, context, 0, parse_kv_cache_dtype(runtime.kv_cache_dtype));
+    // --device cuda: the same forward on the GPU (its own device KV cache; `cache` stays empty).
+    std::unique_ptr<CudaMiniMaxM2> gpu;
+    if (runtime.device == "cuda") {
+      gpu = std::make_unique<CudaMiniMaxM2>(
+          c, model->weights, ModelOptions{runtime.w4a4},
+          CudaModelOptions{context, parse_kv_cache_dtype(runtime.kv_cache_dtype), true});
+    }
+    auto forward = [&](const Batch& b, std::vector<float>& out) {
+      if (gpu) {
+        gpu->forward(b, out);
+      } else {
+        net.forward(b, cache, out);
+      }
+    };
     Sampler sampler(SamplingParams{temperature, top_k, top_p, seed});
 
     // Prefill: the whole prompt in one batch.
@@ -169,7 +185,7 @@ int cmd_run(int argc, char** argv) {
     }
     std::vector<float> logits;
     Timer prefill_timer;
-    net.forward(batch, cache, logits);
+    forward(batch, logits);
     const double prefill_s = prefill_timer.seconds();
     if (dump) {
       write_file_atomic(dump_logits, std::string_view(reinterpret_cast<const char*>(logits.data()),
@@ -202,7 +218,7 @@ int cmd_run(int argc, char** argv) {
       if (static_cast<int64_t>(generated.size()) == max_tokens) break;
       batch.clear();
       batch.add(next, static_cast<int32_t>(position), 0, true);
-      net.forward(batch, cache, step_logits);
+      forward(batch, step_logits);
       ++position;
     }
     const double decode_s = decode_timer.seconds();
