@@ -16,7 +16,9 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/thread_pool.h"
+#include "engine/block_manager.h"
 #include "engine/sampler.h"
+#include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "model/minimax_m2.h"
 
@@ -49,6 +51,23 @@ std::vector<int32_t> model_eos_ids(const LoadedModel& model) {
   return ids;
 }
 
+// /proc/meminfo's MemAvailable in bytes (0 if unknown).
+int64_t mem_available_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t value = 0;
+  std::string unit;
+  while (in >> key >> value) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:") return value * 1024;
+  }
+  return 0;
+}
+
+const char* dtype_name(KvCacheDtype d) {
+  return d == KvCacheDtype::kF32 ? "f32" : "fp8_e4m3";
+}
+
 bool contains(const std::vector<int32_t>& v, int32_t x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
@@ -62,8 +81,9 @@ struct Engine::Impl {
   void loop();
   void step();
   void take_requests_and_aborts();
+  void size_kv_cache();
   void finish(Sequence& seq, TokenEvent& event, FinishReason reason, const std::string& error = "");
-  void release_kv(Sequence& seq);
+  void emit(Sequence& seq, TokenEvent& event);
   // Appends the tokens chosen from this step's logits rows; fills the event. Returns true if the
   // sequence finished.
   bool sample_rows(Sequence& seq, const float* rows, TokenEvent& event);
@@ -79,6 +99,8 @@ struct Engine::Impl {
   ThreadPool pool;
   MiniMaxM2 net;
   std::unique_ptr<KvCache> cache;
+  std::unique_ptr<BlockManager> blocks;
+  std::unique_ptr<Scheduler> scheduler;
 
   // Shared with frontends, under mu.
   mutable std::mutex mu;
@@ -91,10 +113,8 @@ struct Engine::Impl {
   EngineStats shared_stats;
 
   // Engine thread only.
-  std::deque<std::unique_ptr<Sequence>> waiting;
-  std::vector<std::unique_ptr<Sequence>> running;
   EngineStats stats;
-  int32_t next_slot = 0;
+  int64_t finished_unpublished = 0;
   std::vector<float> scratch_row, logprob_row;
   std::mt19937_64 seed_source{std::random_device{}()};
 
@@ -110,11 +130,20 @@ Engine::Impl::Impl(const LoadedModel& m, const EngineOptions& o)
   M2_CHECK(opt.max_num_seqs >= 1, "max_num_seqs must be at least 1, got ", opt.max_num_seqs);
   M2_CHECK(opt.max_num_batched_tokens >= 1, "max_num_batched_tokens must be at least 1, got ",
            opt.max_num_batched_tokens);
+  M2_CHECK(opt.block_size >= 1 && opt.block_size <= 4096, "block_size must be in [1, 4096], got ",
+           opt.block_size);
+  if (!opt.speculative.method.empty()) {
+    const SpeculativeConfig& sc = opt.speculative;
+    M2_CHECK(sc.method == "ngram", "speculative method '", sc.method,
+             "' is not supported (only ngram)");
+    M2_CHECK(sc.num_speculative_tokens >= 1, "num_speculative_tokens must be at least 1, got ",
+             sc.num_speculative_tokens);
+    M2_CHECK(sc.prompt_lookup_min >= 1 && sc.prompt_lookup_max >= sc.prompt_lookup_min,
+             "prompt_lookup_min/max must satisfy 1 <= min <= max, got ", sc.prompt_lookup_min,
+             " and ", sc.prompt_lookup_max);
+  }
   eos_ids = model_eos_ids(m);
-  const int64_t model_len =
-      m.config.max_position_embeddings > 0 ? m.config.max_position_embeddings : 4096;
-  max_len = opt.max_model_len > 0 ? opt.max_model_len : model_len;
-  cache = std::make_unique<KvCache>(m.config, max_len, 0, opt.kv_cache_dtype);
+  size_kv_cache();
   thread = std::thread([this] { loop(); });
 }
 
@@ -127,28 +156,64 @@ Engine::Impl::~Impl() {
   if (thread.joinable()) thread.join();
 }
 
+void Engine::Impl::size_kv_cache() {
+  const ModelConfig& c = model.config;
+  const int64_t bs = opt.block_size;
+  const int64_t block_bytes = KvCache::block_bytes(c, bs, opt.kv_cache_dtype);
+  int64_t budget = opt.kv_cache_memory;
+  if (budget <= 0) {
+    M2_CHECK(opt.kv_memory_fraction > 0.0 && opt.kv_memory_fraction <= 1.0,
+             "kv_memory_fraction must be in (0, 1], got ", opt.kv_memory_fraction);
+    const int64_t available = mem_available_bytes();
+    M2_CHECK(available > 0, "cannot read MemAvailable from /proc/meminfo: give kv_cache_memory");
+    budget = static_cast<int64_t>(static_cast<double>(available) * opt.kv_memory_fraction);
+  }
+  const int64_t n_blocks =
+      std::min<int64_t>(budget / block_bytes, std::numeric_limits<int32_t>::max());
+  M2_CHECK(n_blocks >= 1, "KV cache memory of ", budget, " bytes holds no block (one block of ", bs,
+           " tokens takes ", block_bytes, " bytes)");
+  const int64_t capacity = n_blocks * bs;
+  const int64_t model_len =
+      c.max_position_embeddings > 0 ? c.max_position_embeddings : int64_t{4096};
+  if (opt.max_model_len > 0) {
+    M2_CHECK(opt.max_model_len <= capacity, "max_model_len ", opt.max_model_len,
+             " does not fit the KV cache (", capacity,
+             " tokens): give more KV memory or a smaller max_model_len");
+    max_len = opt.max_model_len;
+  } else {
+    max_len = std::min(model_len, capacity);
+    if (max_len < model_len) {
+      log_warn(str_cat("max_model_len capped at ", max_len,
+                       " (the KV cache's capacity; the model's is ", model_len, ")"));
+    }
+  }
+  cache = std::make_unique<KvCache>(KvCache::paged(c, n_blocks, bs, max_len, opt.kv_cache_dtype));
+  blocks = std::make_unique<BlockManager>(n_blocks, bs, opt.enable_prefix_caching);
+  scheduler = std::make_unique<Scheduler>(opt, max_len, *blocks, *cache);
+  log_info(str_cat("KV cache: ", n_blocks, " blocks of ", bs, " tokens, ", capacity, " tokens (",
+                   dtype_name(opt.kv_cache_dtype), ", ", (n_blocks * block_bytes) >> 20,
+                   " MiB); max_model_len ", max_len, ": ",
+                   static_cast<double>(capacity) / static_cast<double>(max_len),
+                   " concurrent requests at full length; prefix caching ",
+                   opt.enable_prefix_caching ? "on" : "off"));
+}
+
 void Engine::Impl::loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu);
       work_cv.wait(lock, [&] {
-        return stopping || !incoming.empty() || !aborts.empty() || !waiting.empty() ||
-               !running.empty();
+        return stopping || !incoming.empty() || !aborts.empty() || !scheduler->idle();
       });
       if (stopping) break;
     }
     take_requests_and_aborts();
-    if (!waiting.empty() || !running.empty()) step();
+    if (!scheduler->idle()) step();
     publish_stats();
   }
   // Shutting down: whatever is left ends with kAbort.
   take_requests_and_aborts();
-  std::vector<std::unique_ptr<Sequence>> left;
-  for (auto& s : running) left.push_back(std::move(s));
-  for (auto& s : waiting) left.push_back(std::move(s));
-  running.clear();
-  waiting.clear();
-  for (auto& s : left) {
+  for (auto& s : scheduler->remove_all()) {
     TokenEvent event;
     finish(*s, event, FinishReason::kAbort);
   }
@@ -159,35 +224,20 @@ void Engine::Impl::take_requests_and_aborts() {
   std::vector<uint64_t> to_abort;
   {
     std::lock_guard<std::mutex> lock(mu);
-    for (auto& s : incoming) waiting.push_back(std::move(s));
+    for (auto& s : incoming) scheduler->add(std::move(s));
     incoming.clear();
     to_abort.swap(aborts);
   }
   for (uint64_t id : to_abort) {
-    auto abort_in = [&](auto& list) {
-      for (auto it = list.begin(); it != list.end(); ++it) {
-        if ((*it)->id != id) continue;
-        std::unique_ptr<Sequence> seq = std::move(*it);
-        list.erase(it);
-        TokenEvent event;
-        finish(*seq, event, FinishReason::kAbort);
-        return true;
-      }
-      return false;
-    };
-    if (!abort_in(running)) abort_in(waiting);
+    if (std::unique_ptr<Sequence> seq = scheduler->remove(id)) {
+      TokenEvent event;
+      finish(*seq, event, FinishReason::kAbort);
+    }
   }
-}
-
-void Engine::Impl::release_kv(Sequence& seq) {
-  if (seq.cache_slot >= 0) cache->drop(seq.cache_slot);
-  seq.cache_slot = -1;
-  seq.num_computed = 0;
 }
 
 void Engine::Impl::finish(Sequence& seq, TokenEvent& event, FinishReason reason,
                           const std::string& error) {
-  release_kv(seq);
   event.request_id = seq.id;
   event.finished = true;
   event.reason = reason;
@@ -196,18 +246,21 @@ void Engine::Impl::finish(Sequence& seq, TokenEvent& event, FinishReason reason,
   event.cached_prompt_tokens = seq.cached_prompt_tokens;
   event.generated_tokens = static_cast<int64_t>(seq.output.size());
   stats.requests_finished += 1;
-  if (seq.on_event) {
-    try {
-      seq.on_event(event);
-    } catch (const std::exception& e) {
-      log_warn(str_cat("request ", seq.id, ": callback threw: ", e.what()));
-    }
+  emit(seq, event);
+  finished_unpublished += 1;  // in_flight drops with the next stats snapshot, so drain() sees both
+}
+
+void Engine::Impl::emit(Sequence& seq, TokenEvent& event) {
+  event.request_id = seq.id;
+  event.prompt_tokens = static_cast<int64_t>(seq.prompt.size());
+  event.cached_prompt_tokens = seq.cached_prompt_tokens;
+  event.generated_tokens = static_cast<int64_t>(seq.output.size());
+  if (!seq.on_event) return;
+  try {
+    seq.on_event(event);
+  } catch (const std::exception& e) {
+    log_warn(str_cat("request ", seq.id, ": callback threw: ", e.what()));
   }
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    in_flight -= 1;
-  }
-  idle_cv.notify_all();
 }
 
 std::optional<FinishReason> Engine::Impl::stop_reason(const Sequence& seq, int32_t token) const {
@@ -300,59 +353,24 @@ bool Engine::Impl::sample_rows(Sequence& seq, const float* rows, TokenEvent& eve
   // KV is valid for the input tokens up to the last accepted draft.
   seq.num_computed = before + accepted_drafts;
   seq.draft.clear();
-  if (reason) {
-    finish(seq, event, *reason);
-    return true;
-  }
-  return false;
+  if (reason) event.reason = *reason;
+  return reason.has_value();
 }
 
 void Engine::Impl::step() {
-  struct Work {
-    Sequence* seq;
-    int64_t n_real;  // tokens of prompt + output scheduled
-    bool logits;     // the chunk reaches the end: sample after it
-  };
-  std::vector<Work> work;
-  int64_t budget = opt.max_num_batched_tokens;
-  // Decodes first (one token each), so a long prefill never stalls them; then prefill chunks of
-  // running sequences; then new sequences while there is room.
-  for (auto& s : running) {
-    if (budget == 0) break;
-    if (s->pending() != 1) continue;
-    work.push_back({s.get(), 1, true});
-    budget -= 1;
-  }
-  for (auto& s : running) {
-    if (budget == 0) break;
-    if (s->pending() == 1) continue;
-    const int64_t n = std::min(s->pending(), budget);
-    work.push_back({s.get(), n, n == s->pending()});
-    budget -= n;
-  }
-  while (budget > 0 && static_cast<int64_t>(running.size()) < opt.max_num_seqs &&
-         !waiting.empty()) {
-    std::unique_ptr<Sequence> s = std::move(waiting.front());
-    waiting.pop_front();
-    s->cache_slot = next_slot++;
-    if (next_slot == std::numeric_limits<int32_t>::max()) next_slot = 0;
-    s->num_computed = 0;
-    if (!s->admitted_once) stats.prompt_tokens += static_cast<int64_t>(s->prompt.size());
-    s->admitted_once = true;
-    const int64_t n = std::min(s->pending(), budget);
-    work.push_back({s.get(), n, n == s->pending()});
-    budget -= n;
-    running.push_back(std::move(s));
-  }
+  const std::vector<ScheduledWork> work = scheduler->schedule();
   if (work.empty()) return;
-
   Batch batch;
-  for (const Work& w : work) {
-    Sequence& s = *w.seq;
+  for (const ScheduledWork& w : work) {
+    const Sequence& s = *w.seq;
     for (int64_t i = 0; i < w.n_real; ++i) {
       const int64_t pos = s.num_computed + i;
       batch.add(s.token_at(pos), static_cast<int32_t>(pos), s.cache_slot,
-                w.logits && i + 1 == w.n_real);
+                w.sample && i + 1 == w.n_real);
+    }
+    for (size_t j = 0; w.sample && j < s.draft.size(); ++j) {
+      batch.add(s.draft[j], static_cast<int32_t>(s.total_tokens() + static_cast<int64_t>(j)),
+                s.cache_slot, true);
     }
   }
   std::vector<float> logits;
@@ -360,57 +378,62 @@ void Engine::Impl::step() {
     net.forward(batch, *cache, logits);
   } catch (const std::exception& e) {
     log_warn(str_cat("engine: forward failed: ", e.what()));
-    for (const Work& w : work) {
-      auto it = std::find_if(running.begin(), running.end(),
-                             [&](const auto& p) { return p.get() == w.seq; });
-      std::unique_ptr<Sequence> seq = std::move(*it);
-      running.erase(it);
-      TokenEvent event;
-      finish(*seq, event, FinishReason::kError, e.what());
+    for (const ScheduledWork& w : work) {
+      if (std::unique_ptr<Sequence> seq = scheduler->remove(w.seq->id)) {
+        TokenEvent event;
+        finish(*seq, event, FinishReason::kError, e.what());
+      }
     }
     return;
   }
-
   int64_t row = 0;
-  std::vector<Sequence*> finished;
-  for (const Work& w : work) {
+  for (const ScheduledWork& w : work) {
     Sequence& s = *w.seq;
-    if (!w.logits) {
+    if (!w.sample) {
       s.num_computed += w.n_real;
+      scheduler->after_step(s);
       continue;
     }
     const int64_t n_rows = 1 + static_cast<int64_t>(s.draft.size());
-    TokenEvent event;
-    event.request_id = s.id;
     s.num_computed += w.n_real;
-    if (sample_rows(s, logits.data() + row * vocab, event)) {
-      finished.push_back(&s);
-    } else {
-      event.prompt_tokens = static_cast<int64_t>(s.prompt.size());
-      event.cached_prompt_tokens = s.cached_prompt_tokens;
-      event.generated_tokens = static_cast<int64_t>(s.output.size());
-      if (s.on_event) {
-        try {
-          s.on_event(event);
-        } catch (const std::exception& e) {
-          log_warn(str_cat("request ", s.id, ": callback threw: ", e.what()));
-        }
-      }
+    TokenEvent event;
+    bool finished = false;
+    try {
+      finished = sample_rows(s, logits.data() + row * vocab, event);
+    } catch (const std::exception& e) {
+      event.reason = FinishReason::kError;
+      event.error = e.what();
+      finished = true;
     }
     row += n_rows;
-  }
-  if (!finished.empty()) {
-    std::erase_if(running, [&](const auto& p) {
-      return std::find(finished.begin(), finished.end(), p.get()) != finished.end();
-    });
+    if (finished) {
+      std::unique_ptr<Sequence> seq = scheduler->remove(s.id);
+      const FinishReason reason = event.reason;
+      const std::string error = event.error;
+      finish(*seq, event, reason, error);
+    } else {
+      scheduler->after_step(s);
+      emit(s, event);
+    }
   }
 }
 
 void Engine::Impl::publish_stats() {
   std::lock_guard<std::mutex> lock(mu);
-  stats.running = static_cast<int64_t>(running.size());
-  stats.waiting = static_cast<int64_t>(waiting.size() + incoming.size());
+  stats.running = scheduler->n_running();
+  stats.waiting = scheduler->n_waiting() + static_cast<int64_t>(incoming.size());
+  stats.kv_blocks_total = blocks->n_blocks();
+  stats.kv_blocks_used = blocks->used();
+  stats.kv_blocks_cached = blocks->cached();
+  stats.prefix_cache_queries = blocks->queries();
+  stats.prefix_cache_hits = blocks->hits();
+  stats.prompt_tokens = scheduler->prompt_tokens();
+  stats.preemptions = scheduler->preemptions();
+  stats.spec_draft_tokens = scheduler->draft_tokens();
   shared_stats = stats;
+  in_flight -= finished_unpublished;
+  finished_unpublished = 0;
+  idle_cv.notify_all();
 }
 
 Engine::Engine(const LoadedModel& model, const EngineOptions& options)
@@ -477,7 +500,7 @@ int64_t Engine::max_model_len() const {
 }
 
 int64_t Engine::kv_cache_tokens() const {
-  return impl_->max_len * impl_->opt.max_num_seqs;
+  return impl_->blocks->n_blocks() * impl_->blocks->block_size();
 }
 
 void Engine::drain() {

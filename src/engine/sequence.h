@@ -23,12 +23,18 @@ struct Sequence {
   std::function<void(const TokenEvent&)> on_event;
   std::mt19937_64 rng;
   std::vector<int32_t> block_table;  // paged KV: block ids, in position order
+  std::vector<uint64_t> block_keys;  // prefix-cache keys of the leading full blocks (computed)
   std::vector<int32_t> draft;        // speculative tokens scheduled this step
 
   int64_t total_tokens() const { return static_cast<int64_t>(prompt.size() + output.size()); }
   int32_t token_at(int64_t i) const {
     const int64_t p = static_cast<int64_t>(prompt.size());
     return i < p ? prompt[i] : output[i - p];
+  }
+  std::vector<int32_t> all_tokens() const {
+    std::vector<int32_t> t(prompt);
+    t.insert(t.end(), output.begin(), output.end());
+    return t;
   }
   // Tokens still to be run through the model before the next one can be sampled.
   int64_t pending() const { return total_tokens() - num_computed; }

@@ -21,6 +21,84 @@ KvCache::KvCache(const ModelConfig& config, int64_t max_context, int64_t n_layer
   M2_CHECK(max_context > 0, "KV cache context must be positive, got ", max_context);
 }
 
+KvCache KvCache::paged(const ModelConfig& config, int64_t n_blocks, int64_t block_size,
+                       int64_t max_context, KvCacheDtype dtype) {
+  M2_CHECK(n_blocks > 0, "paged KV cache needs at least one block, got ", n_blocks);
+  M2_CHECK(block_size > 0, "KV block size must be positive, got ", block_size);
+  KvCache cache(config, max_context, 0, dtype);
+  cache.block_size_ = block_size;
+  cache.n_blocks_ = n_blocks;
+  const size_t n = static_cast<size_t>(cache.n_layers_ * n_blocks * block_size * cache.kv_width_);
+  if (dtype == KvCacheDtype::kF32) {
+    cache.k_pool_ = std::make_unique_for_overwrite<float[]>(n);
+    cache.v_pool_ = std::make_unique_for_overwrite<float[]>(n);
+  } else {
+    cache.k8_pool_ = std::make_unique_for_overwrite<uint8_t[]>(n);
+    cache.v8_pool_ = std::make_unique_for_overwrite<uint8_t[]>(n);
+  }
+  return cache;
+}
+
+int64_t KvCache::block_bytes(const ModelConfig& config, int64_t block_size, KvCacheDtype dtype) {
+  const int64_t element = dtype == KvCacheDtype::kF32 ? 4 : 1;
+  return 2 * config.num_hidden_layers * block_size * config.kv_width() * element;
+}
+
+void KvCache::assign(int32_t seq, const std::vector<int32_t>& blocks, int64_t length) {
+  M2_CHECK(is_paged(), "KV cache: assign() needs a paged cache");
+  M2_CHECK(length >= 0 && length <= static_cast<int64_t>(blocks.size()) * block_size_,
+           "KV cache: length ", length, " exceeds the sequence's ", blocks.size(), " blocks");
+  for (int32_t b : blocks) {
+    M2_CHECK(b >= 0 && b < n_blocks_, "KV cache: block ", b, " outside the pool of ", n_blocks_);
+  }
+  SequenceKv& s = seqs_[seq];
+  s.blocks = blocks;
+  s.length = length;
+  s.capacity = static_cast<int64_t>(blocks.size()) * block_size_;
+}
+
+size_t KvCache::paged_offset(const SequenceKv& s, int64_t layer, int64_t position) const {
+  const int64_t block = s.blocks[static_cast<size_t>(position / block_size_)];
+  return static_cast<size_t>(
+      ((slot(layer) * n_blocks_ + block) * block_size_ + position % block_size_) * kv_width_);
+}
+
+template <typename T>
+const T* KvCache::gather_rows(int32_t seq, int64_t layer, int64_t n_ctx, const T* pool,
+                              std::vector<T>& gather) {
+  const SequenceKv& s = get(seq);
+  gather.resize(static_cast<size_t>(n_ctx * kv_width_));
+  for (int64_t p = 0; p < n_ctx; p += block_size_) {
+    const int64_t rows = std::min(block_size_, n_ctx - p);
+    std::copy_n(pool + paged_offset(s, layer, p), rows * kv_width_, gather.data() + p * kv_width_);
+  }
+  return gather.data();
+}
+
+const float* KvCache::key_rows(int32_t seq, int64_t layer, int64_t n_ctx,
+                               std::vector<float>& gather) {
+  if (!is_paged()) return keys(seq, layer, 0);
+  return gather_rows(seq, layer, n_ctx, k_pool_.get(), gather);
+}
+
+const float* KvCache::value_rows(int32_t seq, int64_t layer, int64_t n_ctx,
+                                 std::vector<float>& gather) {
+  if (!is_paged()) return values(seq, layer, 0);
+  return gather_rows(seq, layer, n_ctx, v_pool_.get(), gather);
+}
+
+const uint8_t* KvCache::key_rows8(int32_t seq, int64_t layer, int64_t n_ctx,
+                                  std::vector<uint8_t>& gather) {
+  if (!is_paged()) return keys8(seq, layer, 0);
+  return gather_rows(seq, layer, n_ctx, k8_pool_.get(), gather);
+}
+
+const uint8_t* KvCache::value_rows8(int32_t seq, int64_t layer, int64_t n_ctx,
+                                    std::vector<uint8_t>& gather) {
+  if (!is_paged()) return values8(seq, layer, 0);
+  return gather_rows(seq, layer, n_ctx, v8_pool_.get(), gather);
+}
+
 int64_t KvCache::length(int32_t seq) const {
   auto it = seqs_.find(seq);
   return it == seqs_.end() ? 0 : it->second.length;
@@ -35,6 +113,13 @@ KvCache::SequenceKv& KvCache::get(int32_t seq) {
 void KvCache::resize(int32_t seq, int64_t new_length) {
   M2_CHECK(new_length <= max_context_, "sequence needs ", new_length,
            " positions but the context is ", max_context_, " tokens");
+  if (is_paged()) {
+    SequenceKv& s = get(seq);
+    M2_CHECK(new_length <= s.capacity, "KV cache: sequence ", seq, " needs ", new_length,
+             " positions but its blocks hold ", s.capacity);
+    s.length = new_length;
+    return;
+  }
   SequenceKv& s = seqs_[seq];
   if (new_length > s.capacity) {
     const int64_t cap = std::min(max_context_, std::max<int64_t>(new_length, s.capacity * 2));
@@ -64,19 +149,27 @@ void KvCache::drop(int32_t seq) {
 }
 
 float* KvCache::keys(int32_t seq, int64_t layer, int64_t position) {
-  return get(seq).k[slot(layer)].data() + position * kv_width_;
+  SequenceKv& s = get(seq);
+  if (is_paged()) return k_pool_.get() + paged_offset(s, layer, position);
+  return s.k[slot(layer)].data() + position * kv_width_;
 }
 
 float* KvCache::values(int32_t seq, int64_t layer, int64_t position) {
-  return get(seq).v[slot(layer)].data() + position * kv_width_;
+  SequenceKv& s = get(seq);
+  if (is_paged()) return v_pool_.get() + paged_offset(s, layer, position);
+  return s.v[slot(layer)].data() + position * kv_width_;
 }
 
 uint8_t* KvCache::keys8(int32_t seq, int64_t layer, int64_t position) {
-  return get(seq).k8[slot(layer)].data() + position * kv_width_;
+  SequenceKv& s = get(seq);
+  if (is_paged()) return k8_pool_.get() + paged_offset(s, layer, position);
+  return s.k8[slot(layer)].data() + position * kv_width_;
 }
 
 uint8_t* KvCache::values8(int32_t seq, int64_t layer, int64_t position) {
-  return get(seq).v8[slot(layer)].data() + position * kv_width_;
+  SequenceKv& s = get(seq);
+  if (is_paged()) return v8_pool_.get() + paged_offset(s, layer, position);
+  return s.v8[slot(layer)].data() + position * kv_width_;
 }
 
 }  // namespace m2fp4

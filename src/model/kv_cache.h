@@ -1,8 +1,14 @@
-// Per-sequence KV cache, contiguous (paging comes with serving): for each sequence and layer,
-// keys and values of every position, [position][kv_width] f32.
+// KV cache of many sequences, in one of two layouts behind the same accessors:
+// - contiguous (run, eval, quantize): each sequence owns, per layer, [position][kv_width] rows
+//   that grow on demand;
+// - paged (the serving engine): one pool of fixed-size blocks of block_size positions (all
+//   layers), allocated up front; a sequence's positions live in the blocks of its block table,
+//   which the owner (the engine's block manager) assigns. Blocks may be shared by several
+//   sequences (prefix caching): they are only read there.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -25,7 +31,20 @@ class KvCache {
   KvCache(const ModelConfig& config, int64_t max_context, int64_t n_layers = 0,
           KvCacheDtype dtype = KvCacheDtype::kF32);
 
+  // A paged cache of n_blocks blocks of block_size positions; max_context bounds one sequence.
+  // The pool's pages are committed by the OS as they are first written.
+  static KvCache paged(const ModelConfig& config, int64_t n_blocks, int64_t block_size,
+                       int64_t max_context, KvCacheDtype dtype = KvCacheDtype::kF32);
+  // Bytes one block takes (keys and values of all layers).
+  static int64_t block_bytes(const ModelConfig& config, int64_t block_size, KvCacheDtype dtype);
+
   KvCacheDtype dtype() const { return dtype_; }
+  bool is_paged() const { return block_size_ > 0; }
+  int64_t block_size() const { return block_size_; }
+  int64_t n_blocks() const { return n_blocks_; }
+  // Paged caches: the sequence's blocks (position p lives in blocks[p / block_size]) and how many
+  // leading positions hold valid keys/values (resize() may only grow within the blocks).
+  void assign(int32_t seq, const std::vector<int32_t>& blocks, int64_t length);
 
   int64_t n_layers() const { return n_layers_; }
   // The slot of model layer `layer` in this cache.
@@ -36,7 +55,8 @@ class KvCache {
   // Number of cached positions of a sequence (0 for an unknown one).
   int64_t length(int32_t seq) const;
   // Makes room for positions [0, new_length) and sets the sequence's length; positions past the
-  // old length hold garbage until written. Throws if new_length exceeds max_context.
+  // old length hold garbage until written. Throws if new_length exceeds max_context (or, paged,
+  // the positions of the sequence's blocks).
   void resize(int32_t seq, int64_t new_length);
   void drop(int32_t seq);
 
@@ -47,6 +67,15 @@ class KvCache {
   uint8_t* keys8(int32_t seq, int64_t layer, int64_t position);
   uint8_t* values8(int32_t seq, int64_t layer, int64_t position);
 
+  // Rows [0, n_ctx) of a sequence's keys / values for a layer as one contiguous array of
+  // kv_width-wide rows: a pointer into the cache when it is contiguous, else the rows gathered
+  // from the blocks into `gather`.
+  const float* key_rows(int32_t seq, int64_t layer, int64_t n_ctx, std::vector<float>& gather);
+  const float* value_rows(int32_t seq, int64_t layer, int64_t n_ctx, std::vector<float>& gather);
+  const uint8_t* key_rows8(int32_t seq, int64_t layer, int64_t n_ctx, std::vector<uint8_t>& gather);
+  const uint8_t* value_rows8(int32_t seq, int64_t layer, int64_t n_ctx,
+                             std::vector<uint8_t>& gather);
+
  private:
   struct SequenceKv {
     int64_t length = 0;
@@ -55,14 +84,25 @@ class KvCache {
     std::vector<std::vector<float>> v;
     std::vector<std::vector<uint8_t>> k8;  // (kFp8E4M3)
     std::vector<std::vector<uint8_t>> v8;
+    std::vector<int32_t> blocks;  // paged
   };
   SequenceKv& get(int32_t seq);
+  // Paged: element offset of (layer slot, position) of a sequence in the pools.
+  size_t paged_offset(const SequenceKv& s, int64_t layer, int64_t position) const;
+  template <typename T>
+  const T* gather_rows(int32_t seq, int64_t layer, int64_t n_ctx, const T* pool,
+                       std::vector<T>& gather);
 
   int64_t n_layers_;
   int64_t kv_width_;
   int64_t max_context_;
   KvCacheDtype dtype_;
   std::unordered_map<int32_t, SequenceKv> seqs_;
+  // Paged layout: per layer slot, n_blocks x block_size x kv_width elements.
+  int64_t block_size_ = 0;
+  int64_t n_blocks_ = 0;
+  std::unique_ptr<float[]> k_pool_, v_pool_;
+  std::unique_ptr<uint8_t[]> k8_pool_, v8_pool_;
 };
 
 }  // namespace m2fp4

@@ -45,7 +45,11 @@ struct MiniMaxM2::Scratch {
   std::vector<float> expert_w;      // [n, top_k]
   std::vector<float> expert_in, gate, up, down;  // per-expert gathered rows
   std::vector<std::vector<float>> attn_scratch;  // per thread, [max n_ctx]
-  std::deque<std::vector<float>> w4a4;           // NVFP4-quantized copies of linear inputs
+  // Per sequence of the batch: its cached rows of the current layer, gathered from the blocks of
+  // a paged cache (once per layer for all of the sequence's tokens).
+  std::vector<std::vector<float>> gather_k, gather_v;
+  std::vector<std::vector<uint8_t>> gather_k8, gather_v8;
+  std::deque<std::vector<float>> w4a4;  // NVFP4-quantized copies of linear inputs
 };
 
 MiniMaxM2::MiniMaxM2(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool,
@@ -226,31 +230,71 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
   if (observer) observer->on_kv(l, s.k.data(), s.v.data(), n, KW);
 
   // Causal attention: token i sees its sequence's positions 0..pos (all keys are in the cache).
+  // Each sequence's rows as one contiguous array (pointers into a contiguous cache; gathered from
+  // the blocks of a paged one).
+  struct SeqRows {
+    int32_t seq = 0;
+    int64_t n_ctx = 0;
+    const float* k = nullptr;
+    const float* v = nullptr;
+    const uint8_t* k8 = nullptr;
+    const uint8_t* v8 = nullptr;
+  };
+  std::vector<SeqRows> rows;
+  std::vector<size_t> row_of(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    size_t r = 0;
+    while (r < rows.size() && rows[r].seq != batch.seq_ids[i]) ++r;
+    if (r == rows.size()) rows.push_back({batch.seq_ids[i], 0});
+    rows[r].n_ctx = std::max<int64_t>(rows[r].n_ctx, batch.positions[i] + 1);
+    row_of[i] = r;
+  }
+  const size_t n_seqs = rows.size();
+  if (fp8_cache) {
+    s.gather_k8.resize(std::max(s.gather_k8.size(), n_seqs));
+    s.gather_v8.resize(std::max(s.gather_v8.size(), n_seqs));
+  } else {
+    s.gather_k.resize(std::max(s.gather_k.size(), n_seqs));
+    s.gather_v.resize(std::max(s.gather_v.size(), n_seqs));
+  }
+  auto fetch_rows = [&](int64_t r, int) {
+    SeqRows& sr = rows[r];
+    if (fp8_cache) {
+      sr.k8 = cache.key_rows8(sr.seq, l, sr.n_ctx, s.gather_k8[r]);
+      sr.v8 = cache.value_rows8(sr.seq, l, sr.n_ctx, s.gather_v8[r]);
+    } else {
+      sr.k = cache.key_rows(sr.seq, l, sr.n_ctx, s.gather_k[r]);
+      sr.v = cache.value_rows(sr.seq, l, sr.n_ctx, s.gather_v[r]);
+    }
+  };
+  if (cache.is_paged() && n_seqs > 1) {
+    pool_.run(static_cast<int64_t>(n_seqs), fetch_rows);
+  } else {
+    for (size_t r = 0; r < n_seqs; ++r) fetch_rows(static_cast<int64_t>(r), 0);
+  }
+
   s.attn.resize(static_cast<size_t>(n * QW));
   if (fp8_cache && n == 1) {
-    attention_fp8_parallel(s.q.data(), cache.keys8(batch.seq_ids[0], l, 0),
-                           cache.values8(batch.seq_ids[0], l, 0), batch.positions[0] + 1, KW,
+    attention_fp8_parallel(s.q.data(), rows[0].k8, rows[0].v8, batch.positions[0] + 1, KW,
                            c.num_attention_heads, c.num_key_value_heads, c.head_dim, k_scale,
                            v_scale, s.attn.data(), pool_);
   } else if (fp8_cache) {
     pool_.run(n, [&](int64_t i, int thread) {
-      const int32_t seq = batch.seq_ids[i];
-      attention_fp8(s.q.data() + i * QW, cache.keys8(seq, l, 0), cache.values8(seq, l, 0),
-                    batch.positions[i] + 1, KW, c.num_attention_heads, c.num_key_value_heads,
-                    c.head_dim, k_scale, v_scale, s.attn.data() + i * QW,
-                    s.attn_scratch[thread].data());
+      const SeqRows& sr = rows[row_of[i]];
+      attention_fp8(s.q.data() + i * QW, sr.k8, sr.v8, batch.positions[i] + 1, KW,
+                    c.num_attention_heads, c.num_key_value_heads, c.head_dim, k_scale, v_scale,
+                    s.attn.data() + i * QW, s.attn_scratch[thread].data());
     });
   } else if (n == 1) {  // decode: split the heads across threads
-    attention_parallel(s.q.data(), cache.keys(batch.seq_ids[0], l, 0),
-                       cache.values(batch.seq_ids[0], l, 0), batch.positions[0] + 1, KW,
+    attention_parallel(s.q.data(), rows[0].k, rows[0].v, batch.positions[0] + 1, KW,
                        c.num_attention_heads, c.num_key_value_heads, c.head_dim, s.attn.data(),
                        pool_);
   } else {
     pool_.run(n, [&](int64_t i, int thread) {
-      const int32_t seq = batch.seq_ids[i];
+      const SeqRows& sr = rows[row_of[i]];
       const int64_t n_ctx = batch.positions[i] + 1;
-      attention(s.q.data() + i * QW, cache.keys(seq, l, 0), cache.values(seq, l, 0), n_ctx, KW,
-                c.num_attention_heads, c.num_key_value_heads, c.head_dim, s.attn.data() + i * QW,
+      attention(s.q.data() + i * QW, sr.k, sr.v, n_ctx, KW, c.num_attention_heads,
+                c.num_key_value_heads, c.head_dim, s.attn.data() + i * QW,
                 s.attn_scratch[thread].data());
     });
   }
