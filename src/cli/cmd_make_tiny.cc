@@ -21,7 +21,8 @@ int cmd_make_tiny(int argc, char** argv) {
   uint64_t seed = 1;
   double max_shard_mb = 1024.0;
   app.add_option("--out", out, "output folder")->required();
-  app.add_option("--preset", preset, "tiny | bench")->check(CLI::IsMember({"tiny", "bench"}));
+  app.add_option("--preset", preset, "tiny | bench | wide (real widths, 4 layers, ~6 GB BF16)")
+      ->check(CLI::IsMember({"tiny", "bench", "wide"}));
   app.add_option("--seed", seed, "random seed");
   app.add_option("--dtype", dtype, "bf16 | f32 | fp8 (official MiniMax FP8 block layout)")
       ->check(CLI::IsMember({"bf16", "f32", "fp8"}));

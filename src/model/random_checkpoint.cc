@@ -154,8 +154,22 @@ ModelConfig preset_config(const std::string& preset) {
     c.intermediate_size = 512;
     c.vocab_size = 32768;
     c.max_position_embeddings = 32768;
+  } else if (preset == "wide") {
+    // The released model's widths (architecture spec, config table) with 4 layers and 32
+    // experts, so the matrices are as large as the real ones and it fits here (~6 GB BF16).
+    c.hidden_size = 3072;
+    c.num_hidden_layers = 4;
+    c.num_attention_heads = 48;
+    c.num_key_value_heads = 8;
+    c.head_dim = 128;
+    c.rotary_dim = 64;
+    c.num_local_experts = 32;
+    c.num_experts_per_tok = 8;
+    c.intermediate_size = 1536;
+    c.vocab_size = 200064;
+    c.max_position_embeddings = 196608;
   } else {
-    fail("unknown preset '", preset, "' (expected tiny or bench)");
+    fail("unknown preset '", preset, "' (expected tiny, bench or wide)");
   }
   c.attn_type_list.assign(static_cast<size_t>(c.num_hidden_layers), 1);
   c.use_mtp = true;

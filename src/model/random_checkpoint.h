@@ -13,8 +13,9 @@ enum class CheckpointDType { kBF16, kF32, kFp8 };
 
 CheckpointDType parse_checkpoint_dtype(const std::string& name);  // bf16 | f32 | fp8
 
-// The presets of the architecture spec scaled down: "tiny" (hidden 64, 2 layers) and "bench"
-// (hidden 1024, 8 layers, 64 experts top-8).
+// The presets of the architecture spec scaled down: "tiny" (hidden 64, 2 layers), "bench"
+// (hidden 1024, 8 layers, 64 experts top-8) and "wide" (the real widths: hidden 3072, 48/8 heads
+// of 128, expert FFN 1536, vocab 200064; 4 layers, 32 experts top-8).
 ModelConfig preset_config(const std::string& preset);
 
 // Writes config.json and the weights (model.safetensors, or shards + index when the weights pass
