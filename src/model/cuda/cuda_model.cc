@@ -7,6 +7,7 @@
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device_weights.h"
 #include "kernels/cuda/launch_plan.h"
+#include "model/cuda/cuda_layer.h"
 
 namespace m2fp4 {
 
@@ -35,25 +36,21 @@ std::pair<float, float> fp8_kv_scales(const LayerWeights& L) {
 struct CudaMiniMaxM2::State {
   cuda::Stream stream = nullptr;
   cuda::DeviceWeightArena weights;
-  // Indexes into `weights`.
-  size_t embed = 0, lm_head = 0;
-  struct Layer {
-    size_t q, k, v, o, router;
+  size_t embed = 0, lm_head = 0;  // indexes into `weights`
+  // Per layer: device buffers (norms, bias, expert tables, KV cache) and the view over them.
+  struct LayerBuffers {
     DeviceBuffer input_norm, q_norm, k_norm, post_norm, router_bias;
-    DeviceBuffer w1_table, w3_table, w2_table;  // device arrays of n_experts Weights
-    Weight w1_shape, w3_shape, w2_shape;
-    DeviceBuffer k_cache, v_cache;
-    float k_scale = 1.0f, v_scale = 1.0f;
+    DeviceBuffer w1_table, w3_table, w2_table, k_cache, v_cache;
   };
-  std::vector<Layer> layers;
+  std::vector<LayerBuffers> buffers;
+  std::vector<CudaLayer> layers;
   DeviceBuffer final_norm;
 
-  // Activations, sized for `cap_tokens` tokens and `cap_out` logits rows.
+  // Activations for `cap_tokens` tokens and `cap_out` logits rows; `generation` counts
+  // reallocations (a captured graph holds the old addresses).
   int64_t cap_tokens = 0, cap_out = 0, generation = 0;
-  DeviceBuffer tokens, positions, out_rows;
-  DeviceBuffer x, h, q, k, v, attn, proj, router, ids, weights_k, gate, up, down;
-  DeviceBuffer slot_of_pos, pos_of_slot, tiles, n_tiles, sort_scratch;
-  DeviceBuffer rows, logits;
+  CudaActivationBuffers act;
+  DeviceBuffer tokens, out_rows, rows, logits;
 
   cuda::DecodeGraphBook book;
   cuda::GraphExec graph = nullptr;
@@ -89,22 +86,24 @@ CudaMiniMaxM2::CudaMiniMaxM2(const ModelConfig& config, const ModelWeights& weig
   struct ExpertIdx {
     std::vector<size_t> w1, w3, w2;
   };
-  std::vector<ExpertIdx> expert_idx(weights.layers.size());
-  s_->layers.resize(weights.layers.size());
+  struct LayerIdx {
+    size_t q, k, v, o, router;
+    ExpertIdx experts;
+  };
+  std::vector<LayerIdx> idx(weights.layers.size());
   for (size_t l = 0; l < weights.layers.size(); ++l) {
     const LayerWeights& L = weights.layers[l];
-    State::Layer& D = s_->layers[l];
-    D.q = add(L.q_proj);
-    D.k = add(L.k_proj);
-    D.v = add(L.v_proj);
-    D.o = add(L.o_proj);
-    D.router = add(L.router_gate);
+    idx[l].q = add(L.q_proj);
+    idx[l].k = add(L.k_proj);
+    idx[l].v = add(L.v_proj);
+    idx[l].o = add(L.o_proj);
+    idx[l].router = add(L.router_gate);
     M2_CHECK(static_cast<int64_t>(L.experts.size()) == c.num_local_experts, "layer ", l, " has ",
              L.experts.size(), " experts, config says ", c.num_local_experts);
     for (const ExpertWeights& e : L.experts) {
-      expert_idx[l].w1.push_back(add(e.w1));
-      expert_idx[l].w3.push_back(add(e.w3));
-      expert_idx[l].w2.push_back(add(e.w2));
+      idx[l].experts.w1.push_back(add(e.w1));
+      idx[l].experts.w3.push_back(add(e.w3));
+      idx[l].experts.w2.push_back(add(e.w2));
     }
   }
   s_->weights = cuda::DeviceWeightArena(all, st);
@@ -113,17 +112,30 @@ CudaMiniMaxM2::CudaMiniMaxM2(const ModelConfig& config, const ModelWeights& weig
 
   const bool fp8 = cuda_options.kv_dtype == KvCacheDtype::kFp8E4M3;
   const int64_t kv_bytes = cuda_options.max_context * c.kv_width() * (fp8 ? 1 : 4);
+  s_->buffers.resize(weights.layers.size());
+  s_->layers.resize(weights.layers.size());
   for (size_t l = 0; l < weights.layers.size(); ++l) {
     const LayerWeights& L = weights.layers[l];
-    State::Layer& D = s_->layers[l];
-    D.input_norm = upload_floats(L.input_norm, st);
-    D.q_norm = upload_floats(L.q_norm, st);
-    D.k_norm = upload_floats(L.k_norm, st);
-    D.post_norm = upload_floats(L.post_attention_norm, st);
-    if (!L.router_bias.empty()) D.router_bias = upload_floats(L.router_bias, st);
-    auto table = [&](const std::vector<size_t>& idx, Weight& shape, const char* what) {
+    State::LayerBuffers& B = s_->buffers[l];
+    CudaLayer& D = s_->layers[l];
+    D.q = s_->weights[idx[l].q];
+    D.k = s_->weights[idx[l].k];
+    D.v = s_->weights[idx[l].v];
+    D.o = s_->weights[idx[l].o];
+    D.router = s_->weights[idx[l].router];
+    B.input_norm = upload_floats(L.input_norm, st);
+    B.q_norm = upload_floats(L.q_norm, st);
+    B.k_norm = upload_floats(L.k_norm, st);
+    B.post_norm = upload_floats(L.post_attention_norm, st);
+    if (!L.router_bias.empty()) B.router_bias = upload_floats(L.router_bias, st);
+    D.input_norm = B.input_norm.as<float>();
+    D.q_norm = B.q_norm.as<float>();
+    D.k_norm = B.k_norm.as<float>();
+    D.post_norm = B.post_norm.as<float>();
+    D.router_bias = B.router_bias.as<float>();
+    auto table = [&](const std::vector<size_t>& ids, Weight& shape, const char* what) {
       std::vector<Weight> t;
-      for (size_t i : idx) t.push_back(s_->weights[i]);
+      for (size_t i : ids) t.push_back(s_->weights[i]);
       for (const Weight& w : t) {
         M2_CHECK(w.rows == t[0].rows && w.cols == t[0].cols, "layer ", l, ": experts' ", what,
                  " differ in shape");
@@ -134,11 +146,16 @@ CudaMiniMaxM2::CudaMiniMaxM2(const ModelConfig& config, const ModelWeights& weig
       cuda::stream_sync(st);  // `t` is a local
       return b;
     };
-    D.w1_table = table(expert_idx[l].w1, D.w1_shape, "w1");
-    D.w3_table = table(expert_idx[l].w3, D.w3_shape, "w3");
-    D.w2_table = table(expert_idx[l].w2, D.w2_shape, "w2");
-    D.k_cache = DeviceBuffer(kv_bytes);
-    D.v_cache = DeviceBuffer(kv_bytes);
+    B.w1_table = table(idx[l].experts.w1, D.w1_shape, "w1");
+    B.w3_table = table(idx[l].experts.w3, D.w3_shape, "w3");
+    B.w2_table = table(idx[l].experts.w2, D.w2_shape, "w2");
+    D.w1_table = B.w1_table.as<Weight>();
+    D.w3_table = B.w3_table.as<Weight>();
+    D.w2_table = B.w2_table.as<Weight>();
+    B.k_cache = DeviceBuffer(kv_bytes);
+    B.v_cache = DeviceBuffer(kv_bytes);
+    D.k_cache = B.k_cache.get();
+    D.v_cache = B.v_cache.get();
     if (fp8) {
       const auto [ks, vs] = fp8_kv_scales(L);
       D.k_scale = ks;
@@ -189,33 +206,11 @@ void CudaMiniMaxM2::ensure_capacity(int64_t n, int64_t n_out) {
   if (n <= s.cap_tokens && n_out <= s.cap_out) return;
   const ModelConfig& c = config_;
   const int64_t N = std::max(n, s.cap_tokens), O = std::max<int64_t>({n_out, s.cap_out, 1});
-  const int64_t H = c.hidden_size, QW = c.q_width(), KW = c.kv_width(), E = c.num_local_experts;
-  const int64_t K = c.num_experts_per_tok, I = c.intermediate_size, slots = N * K;
-  const int64_t max_tiles = cuda::expert_max_tiles(slots, E);
-  auto f32 = [](int64_t n_floats) { return DeviceBuffer(n_floats * 4); };
-  s.tokens = f32(N);
-  s.positions = f32(N);
-  s.out_rows = f32(O);
-  s.x = f32(N * H);
-  s.h = f32(N * H);
-  s.q = f32(N * QW);
-  s.k = f32(N * KW);
-  s.v = f32(N * KW);
-  s.attn = f32(N * QW);
-  s.proj = f32(N * H);
-  s.router = f32(N * E);
-  s.ids = f32(slots);
-  s.weights_k = f32(slots);
-  s.gate = f32(slots * I);
-  s.up = f32(slots * I);
-  s.down = f32(slots * H);
-  s.slot_of_pos = f32(slots);
-  s.pos_of_slot = f32(slots);
-  s.tiles = f32(3 * max_tiles);
-  s.n_tiles = f32(1);
-  s.sort_scratch = f32(2 * E);
-  s.rows = f32(O * H);
-  s.logits = f32(O * c.vocab_size);
+  s.act = CudaActivationBuffers(c, N);
+  s.tokens = DeviceBuffer(N * 4);
+  s.out_rows = DeviceBuffer(O * 4);
+  s.rows = DeviceBuffer(O * c.hidden_size * 4);
+  s.logits = DeviceBuffer(O * c.vocab_size * 4);
   s.cap_tokens = N;
   s.cap_out = O;
   ++s.generation;  // a captured graph baked the old addresses in
@@ -224,81 +219,17 @@ void CudaMiniMaxM2::ensure_capacity(int64_t n, int64_t n_out) {
 void CudaMiniMaxM2::enqueue_step(int64_t n, int64_t n_out) {
   const ModelConfig& c = config_;
   State& s = *s_;
-  cuda::Stream st = s.stream;
-  const int64_t H = c.hidden_size, QW = c.q_width(), KW = c.kv_width(), E = c.num_local_experts;
-  const int64_t K = c.num_experts_per_tok, I = c.intermediate_size, slots = n * K;
-  const float eps = c.rms_norm_eps;
+  const CudaActivations& a = s.act.view();
   const bool fp8 = cuda_options_.kv_dtype == KvCacheDtype::kFp8E4M3;
-  const int32_t* pos = s.positions.as<int32_t>();
-  float* x = s.x.as<float>();
-  float* h = s.h.as<float>();
-
-  cuda::embed_rows(s.weights[s.embed], s.tokens.as<int32_t>(), n, x, st);
-  for (State::Layer& L : s.layers) {
-    // x += Attention(RMSNorm(x))
-    cuda::rms_norm(x, L.input_norm.as<float>(), n, H, eps, h, st);
-    cuda::matmul(s.weights[L.q], h, n, s.q.as<float>(), st);
-    cuda::matmul(s.weights[L.k], h, n, s.k.as<float>(), st);
-    cuda::matmul(s.weights[L.v], h, n, s.v.as<float>(), st);
-    if (c.use_qk_norm) {  // one statistic over the whole projection, before RoPE
-      cuda::rms_norm(s.q.as<float>(), L.q_norm.as<float>(), n, QW, eps, s.q.as<float>(), st);
-      cuda::rms_norm(s.k.as<float>(), L.k_norm.as<float>(), n, KW, eps, s.k.as<float>(), st);
-    }
-    cuda::rope_neox(s.q.as<float>(), n, c.num_attention_heads, c.head_dim, c.rotary_dim, pos,
-                    c.rope_theta, st);
-    cuda::rope_neox(s.k.as<float>(), n, c.num_key_value_heads, c.head_dim, c.rotary_dim, pos,
-                    c.rope_theta, st);
-    cuda::kv_store(s.k.as<float>(), s.v.as<float>(), n, KW, pos, L.k_cache.get(), L.v_cache.get(),
-                   fp8, L.k_scale, L.v_scale, st);
-    cuda::attention(s.q.as<float>(), L.k_cache.get(), L.v_cache.get(), fp8, L.k_scale, L.v_scale,
-                    pos, n, KW, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
-                    s.attn.as<float>(), st);
-    cuda::matmul(s.weights[L.o], s.attn.as<float>(), n, s.proj.as<float>(), st);
-    cuda::add_inplace(x, s.proj.as<float>(), n * H, st);
-
-    // x += MoE(RMSNorm(x)): f32 router, sigmoid + bias for the choice, SwiGLU experts.
-    cuda::rms_norm(x, L.post_norm.as<float>(), n, H, eps, h, st);
-    cuda::matmul(s.weights[L.router], h, n, s.router.as<float>(), st);
-    cuda::route_sigmoid_topk(s.router.as<float>(), L.router_bias.as<float>(), n, E, K,
-                             s.ids.as<int32_t>(), s.weights_k.as<float>(), st);
-    const Weight* w1 = L.w1_table.as<Weight>();
-    const Weight* w3 = L.w3_table.as<Weight>();
-    const Weight* w2 = L.w2_table.as<Weight>();
-    if (slots <= cuda::kExpertSlotsMax) {  // decode: one GEMV per (token, expert) slot
-      cuda::expert_matmul_slots(w1, L.w1_shape, s.ids.as<int32_t>(), slots, h, K,
-                                s.gate.as<float>(), st);
-      cuda::expert_matmul_slots(w3, L.w3_shape, s.ids.as<int32_t>(), slots, h, K, s.up.as<float>(),
-                                st);
-      cuda::silu_mul(s.gate.as<float>(), s.up.as<float>(), slots * I, s.gate.as<float>(), st);
-      cuda::expert_matmul_slots(w2, L.w2_shape, s.ids.as<int32_t>(), slots, s.gate.as<float>(), 1,
-                                s.down.as<float>(), st);
-      cuda::moe_combine(x, s.down.as<float>(), s.ids.as<int32_t>(), s.weights_k.as<float>(),
-                        nullptr, n, K, H, st);
-    } else {  // prefill: tokens grouped by expert, each expert's weights read once per tile row
-      const int64_t max_tiles = cuda::expert_max_tiles(slots, E);
-      cuda::expert_sort(s.ids.as<int32_t>(), slots, E, s.slot_of_pos.as<int32_t>(),
-                        s.pos_of_slot.as<int32_t>(), s.tiles.as<int32_t>(), s.n_tiles.as<int32_t>(),
-                        s.sort_scratch.as<int32_t>(), st);
-      cuda::expert_matmul_grouped(w1, L.w1_shape, s.tiles.as<int32_t>(), s.n_tiles.as<int32_t>(),
-                                  max_tiles, h, s.slot_of_pos.as<int32_t>(), K, s.gate.as<float>(),
-                                  st);
-      cuda::expert_matmul_grouped(w3, L.w3_shape, s.tiles.as<int32_t>(), s.n_tiles.as<int32_t>(),
-                                  max_tiles, h, s.slot_of_pos.as<int32_t>(), K, s.up.as<float>(),
-                                  st);
-      cuda::silu_mul(s.gate.as<float>(), s.up.as<float>(), slots * I, s.gate.as<float>(), st);
-      cuda::expert_matmul_grouped(w2, L.w2_shape, s.tiles.as<int32_t>(), s.n_tiles.as<int32_t>(),
-                                  max_tiles, s.gate.as<float>(), nullptr, 1, s.down.as<float>(),
-                                  st);
-      cuda::moe_combine(x, s.down.as<float>(), s.ids.as<int32_t>(), s.weights_k.as<float>(),
-                        s.pos_of_slot.as<int32_t>(), n, K, H, st);
-    }
-  }
+  cuda::embed_rows(s.weights[s.embed], s.tokens.as<int32_t>(), n, a.x, s.stream);
+  for (const CudaLayer& layer : s.layers) enqueue_decoder_layer(c, layer, a, n, fp8, s.stream);
   if (n_out == 0) return;
   // Final norm and lm_head for the rows whose logits are wanted.
-  cuda::gather_rows(x, s.out_rows.as<int32_t>(), n_out, H, s.rows.as<float>(), st);
-  cuda::rms_norm(s.rows.as<float>(), s.final_norm.as<float>(), n_out, H, eps, s.rows.as<float>(),
-                 st);
-  cuda::matmul(s.weights[s.lm_head], s.rows.as<float>(), n_out, s.logits.as<float>(), st);
+  const int64_t H = c.hidden_size;
+  cuda::gather_rows(a.x, s.out_rows.as<int32_t>(), n_out, H, s.rows.as<float>(), s.stream);
+  cuda::rms_norm(s.rows.as<float>(), s.final_norm.as<float>(), n_out, H, c.rms_norm_eps,
+                 s.rows.as<float>(), s.stream);
+  cuda::matmul(s.weights[s.lm_head], s.rows.as<float>(), n_out, s.logits.as<float>(), s.stream);
 }
 
 void CudaMiniMaxM2::forward(const Batch& batch, std::vector<float>& logits) {
@@ -314,7 +245,7 @@ void CudaMiniMaxM2::forward(const Batch& batch, std::vector<float>& logits) {
   ensure_capacity(n, n_out);
   State& s = *s_;
   cuda::copy_to_device(s.tokens.get(), batch.tokens.data(), n * 4, s.stream);
-  cuda::copy_to_device(s.positions.get(), batch.positions.data(), n * 4, s.stream);
+  cuda::copy_to_device(s.act.positions(), batch.positions.data(), n * 4, s.stream);
   cuda::copy_to_device(s.out_rows.get(), out_rows.data(), n_out * 4, s.stream);
 
   const bool decode_step = cuda_options_.use_graphs && n == 1 && n_out == 1;
