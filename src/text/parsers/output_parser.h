@@ -42,6 +42,9 @@ class OutputParser {
   // else "tool_calls" when calls were made, else "stop".
   const std::string& finish_reason() const { return finish_reason_; }
   bool tool_parsing() const { return tool_parsing_; }
+  // Bytes the reasoning and tool-call parsers have examined: linear in the bytes fed (see
+  // ReasoningParser::bytes_scanned).
+  size_t bytes_scanned() const { return reasoning_.bytes_scanned() + tools_.bytes_scanned(); }
 
  private:
   void route(std::vector<ReasoningPiece>& pieces);

@@ -41,6 +41,10 @@ class ReasoningParser {
   // End of output: held-back text goes to the channel it was in.
   void finish(std::vector<ReasoningPiece>& out);
 
+  // Bytes examined by searches so far: within a small multiple of the bytes fed however the
+  // text is split (tests check that held-back markup is not rescanned on every feed).
+  size_t bytes_scanned() const { return scanned_; }
+
  private:
   enum class State { kStart, kReasoning, kContent };
 
@@ -48,9 +52,20 @@ class ReasoningParser {
   void process_reasoning(std::vector<ReasoningPiece>& out);
   void process_content(std::vector<ReasoningPiece>& out);
 
+  // Fed text not yet emitted: buf_ from head_ on (the emitted prefix is dropped when it is at
+  // least half of buf_, so emitting never moves the rest byte by byte).
+  std::string_view pending() const { return std::string_view(buf_).substr(head_); }
+  void consume(size_t n) { head_ += n; }
+
   ReasoningMode mode_;
   State state_ = State::kStart;
-  std::string buf_;  // fed text not yet emitted
+  std::string buf_;
+  size_t head_ = 0;
+  // kReasoning: pending() starts with `<minimax:tool_call>` + whitespace that may still become a
+  // tool call block; its whitespace was skipped up to block_spaces_end_.
+  bool block_wait_ = false;
+  size_t block_spaces_end_ = 0;
+  size_t scanned_ = 0;
 };
 
 }  // namespace m2fp4

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "base/error.h"
+#include "base/json_depth.h"
 
 namespace m2fp4 {
 namespace {
@@ -144,12 +145,24 @@ void dump_python_style(const nlohmann::ordered_json& v, std::string& out) {
   }
 }
 
+// The JSON value of a parameter text, or a discarded value if it is not JSON. Text nested
+// deeper than kMaxJsonDepth counts as not JSON (it stays a string), as vLLM's json.loads fails
+// with RecursionError there and keeps the text; this also keeps dumping the value bounded.
+nlohmann::ordered_json parse_json_parameter(std::string_view raw) {
+  if (json_nesting_depth(raw) > kMaxJsonDepth) return nlohmann::ordered_json::value_t::discarded;
+  return nlohmann::ordered_json::parse(raw, nullptr, /*allow_exceptions=*/false);
+}
+
 }  // namespace
 
-PrefixMatch match_tool_block_start(std::string_view text, size_t pos, size_t* name_pos) {
+PrefixMatch match_tool_block_start(std::string_view text, size_t pos, size_t* name_pos,
+                                   size_t* spaces_end) {
   const PrefixMatch open = match_at(text, pos, kToolBlockOpen);
   if (open != PrefixMatch::kYes) return open;
-  const size_t invoke = skip_spaces(text, pos + kToolBlockOpen.size());
+  size_t from = pos + kToolBlockOpen.size();
+  if (spaces_end != nullptr) from = std::max(from, *spaces_end);
+  const size_t invoke = skip_spaces(text, from);
+  if (spaces_end != nullptr) *spaces_end = invoke;
   const PrefixMatch m = match_at(text, invoke, kInvokeOpen);
   if (m == PrefixMatch::kYes && name_pos != nullptr) *name_pos = invoke + kInvokeOpen.size();
   return m;
@@ -228,11 +241,11 @@ nlohmann::ordered_json convert_parameter_value(std::string_view raw,
     if (lower == "false" || lower == "0" || lower == "no" || lower == "off") return false;
   }
   if (has_type(types, {"object", "array"})) {
-    Json v = Json::parse(raw, nullptr, /*allow_exceptions=*/false);
+    Json v = parse_json_parameter(raw);
     if (!v.is_discarded()) return v;
   }
   if (has_type(types, {"string", "str", "text"})) return std::string(raw);
-  Json v = Json::parse(raw, nullptr, /*allow_exceptions=*/false);
+  Json v = parse_json_parameter(raw);
   if (!v.is_discarded()) return v;
   return std::string(raw);
 }
@@ -309,53 +322,70 @@ void ToolCallParser::malformed(std::vector<ToolCallEvent>& out) {
   if (!block_has_call_) {
     // Nothing was announced: `<minimax:tool_call>` was text after all; look again after it.
     emit_content(out, kToolBlockOpen);
-    buf_.erase(0, kToolBlockOpen.size());
+    consume(kToolBlockOpen.size());
   } else {
-    // buf_ starts after the last announced piece of a call: from there on it is content.
+    // pending() starts after the last announced piece of a call: from there on it is content.
     close_call(out);
   }
-  state_ = State::kContent;
+  enter(State::kContent, 0);
 }
 
 void ToolCallParser::feed(std::string_view text, std::vector<ToolCallEvent>& out) {
+  // Dropping the decided prefix costs at most what was consumed since the last drop.
+  if (head_ > 0 && head_ >= buf_.size() - head_) {
+    buf_.erase(0, head_);
+    head_ = 0;
+  }
   buf_.append(text);
   while (step(out)) {
   }
 }
 
 bool ToolCallParser::step(std::vector<ToolCallEvent>& out) {
-  const std::string_view buf = buf_;
+  const std::string_view buf = pending();
   switch (state_) {
     case State::kContent: {
+      // Held-back text here is at most a partial `<minimax:tool_call>`: rescanning it is cheap.
       const size_t open = buf.find(kToolBlockOpen);
       if (open == std::string_view::npos) {
+        scanned_ += buf.size();
         const size_t keep = buf.size() - partial_tag_suffix(buf, kToolBlockOpen);
         emit_content(out, buf.substr(0, keep));
-        buf_.erase(0, keep);
+        consume(keep);
         return false;
       }
+      scanned_ += open + kToolBlockOpen.size();
       emit_content(out, buf.substr(0, open));
-      buf_.erase(0, open);
-      state_ = State::kBlockStart;
+      consume(open);
+      enter(State::kBlockStart, kToolBlockOpen.size());
       return true;
     }
     case State::kBlockStart: {
-      const PrefixMatch m = match_tool_block_start(buf, 0, &name_pos_);
+      // pending() starts with `<minimax:tool_call>`; the spaces before scan_pos_ are skipped.
+      const size_t tag = skip_spaces(buf, scan_pos_);
+      scanned_ += tag - scan_pos_ + kInvokeOpen.size();
+      scan_pos_ = tag;
+      const PrefixMatch m = match_at(buf, tag, kInvokeOpen);
       if (m == PrefixMatch::kPartial) return false;
       if (m == PrefixMatch::kNo) {
         // A mention of the tag, not a block.
         emit_content(out, kToolBlockOpen);
-        buf_.erase(0, kToolBlockOpen.size());
-        state_ = State::kContent;
+        consume(kToolBlockOpen.size());
+        enter(State::kContent, 0);
         return true;
       }
       block_has_call_ = false;
-      state_ = State::kInvokeName;
+      name_pos_ = tag + kInvokeOpen.size();
+      enter(State::kInvokeName, name_pos_);
       return true;
     }
     case State::kInvokeName: {
-      const size_t end = buf.find_first_of("<>", name_pos_);
-      if (end == std::string_view::npos) return false;
+      const size_t end = buf.find_first_of("<>", scan_pos_);
+      scanned_ += (end == std::string_view::npos ? buf.size() : end + 1) - scan_pos_;
+      if (end == std::string_view::npos) {
+        scan_pos_ = buf.size();
+        return false;
+      }
       const std::string name =
           buf[end] == '>' ? clean_name(buf.substr(name_pos_, end - name_pos_)) : std::string();
       if (name.empty()) {
@@ -372,22 +402,25 @@ bool ToolCallParser::step(std::vector<ToolCallEvent>& out) {
       call_open_ = true;
       call_params_ = 0;
       block_has_call_ = true;
-      buf_.erase(0, end + 1);
-      state_ = State::kInInvoke;
+      consume(end + 1);
+      enter(State::kInInvoke, 0);
       return true;
     }
     case State::kInInvoke: {
-      const size_t tag = skip_spaces(buf, 0);
+      const size_t tag = skip_spaces(buf, scan_pos_);
+      scanned_ += tag - scan_pos_;
+      scan_pos_ = tag;
       if (tag == buf.size()) return false;
+      scanned_ += kParamOpen.size() + kInvokeClose.size();
       const PrefixMatch param = match_at(buf, tag, kParamOpen);
       const PrefixMatch close = match_at(buf, tag, kInvokeClose);
       if (param == PrefixMatch::kYes) {
         name_pos_ = tag + kParamOpen.size();
-        state_ = State::kParamName;
+        enter(State::kParamName, name_pos_);
       } else if (close == PrefixMatch::kYes) {
         close_call(out);
-        buf_.erase(0, tag + kInvokeClose.size());
-        state_ = State::kBlockIdle;
+        consume(tag + kInvokeClose.size());
+        enter(State::kBlockIdle, 0);
       } else if (param == PrefixMatch::kPartial || close == PrefixMatch::kPartial) {
         return false;
       } else {
@@ -396,24 +429,31 @@ bool ToolCallParser::step(std::vector<ToolCallEvent>& out) {
       return true;
     }
     case State::kParamName: {
-      const size_t end = buf.find_first_of("<>", name_pos_);
-      if (end == std::string_view::npos) return false;
+      const size_t end = buf.find_first_of("<>", scan_pos_);
+      scanned_ += (end == std::string_view::npos ? buf.size() : end + 1) - scan_pos_;
+      if (end == std::string_view::npos) {
+        scan_pos_ = buf.size();
+        return false;
+      }
       param_name_ =
           buf[end] == '>' ? clean_name(buf.substr(name_pos_, end - name_pos_)) : std::string();
       if (param_name_.empty()) {
         malformed(out);
         return true;
       }
-      value_pos_ = search_pos_ = end + 1;
-      state_ = State::kParamValue;
+      value_pos_ = end + 1;
+      enter(State::kParamValue, value_pos_);
       return true;
     }
     case State::kParamValue: {
-      const size_t end = buf.find(kParamClose, search_pos_);
+      const size_t end = buf.find(kParamClose, scan_pos_);
       if (end == std::string_view::npos) {
-        search_pos_ = std::max(value_pos_, buf.size() - std::min(buf.size(), kParamClose.size()));
+        scanned_ += buf.size() - scan_pos_;
+        // The last bytes may start `</parameter>`: look at them again next time.
+        scan_pos_ = std::max(value_pos_, buf.size() - std::min(buf.size(), kParamClose.size()));
         return false;
       }
+      scanned_ += end + kParamClose.size() - scan_pos_;
       const std::string_view raw = trim_spaces(buf.substr(value_pos_, end - value_pos_));
       const auto value =
           convert_parameter_value(raw, schemas_.param_types(call_name_, param_name_));
@@ -426,21 +466,24 @@ bool ToolCallParser::step(std::vector<ToolCallEvent>& out) {
       e.text += dump_json_python_style(value);
       out.push_back(std::move(e));
       ++call_params_;
-      buf_.erase(0, end + kParamClose.size());
-      state_ = State::kInInvoke;
+      consume(end + kParamClose.size());
+      enter(State::kInInvoke, 0);
       return true;
     }
     case State::kBlockIdle: {
-      const size_t tag = skip_spaces(buf, 0);
+      const size_t tag = skip_spaces(buf, scan_pos_);
+      scanned_ += tag - scan_pos_;
+      scan_pos_ = tag;
       if (tag == buf.size()) return false;
+      scanned_ += kInvokeOpen.size() + kToolBlockClose.size();
       const PrefixMatch invoke = match_at(buf, tag, kInvokeOpen);
       const PrefixMatch close = match_at(buf, tag, kToolBlockClose);
       if (invoke == PrefixMatch::kYes) {
         name_pos_ = tag + kInvokeOpen.size();
-        state_ = State::kInvokeName;
+        enter(State::kInvokeName, name_pos_);
       } else if (close == PrefixMatch::kYes) {
-        buf_.erase(0, tag + kToolBlockClose.size());
-        state_ = State::kContent;
+        consume(tag + kToolBlockClose.size());
+        enter(State::kContent, 0);
       } else if (invoke == PrefixMatch::kPartial || close == PrefixMatch::kPartial) {
         return false;
       } else {
@@ -459,12 +502,12 @@ void ToolCallParser::finish(std::vector<ToolCallEvent>& out) {
     case State::kContent:
     case State::kBlockStart:
       // A partial tag, or `<minimax:tool_call>` that nothing followed: text.
-      emit_content(out, buf_);
+      emit_content(out, pending());
       break;
     case State::kInvokeName:
       // A block cut before its first call's name was complete yields no call: it is text.
       // A later call cut there is dropped like any cut markup of a block that has calls.
-      if (!block_has_call_) emit_content(out, buf_);
+      if (!block_has_call_) emit_content(out, pending());
       break;
     case State::kInInvoke:
     case State::kParamName:
@@ -478,7 +521,8 @@ void ToolCallParser::finish(std::vector<ToolCallEvent>& out) {
       break;
   }
   buf_.clear();
-  state_ = State::kContent;
+  head_ = 0;
+  enter(State::kContent, 0);
 }
 
 }  // namespace m2fp4

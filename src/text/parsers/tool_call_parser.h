@@ -33,8 +33,11 @@ enum class PrefixMatch { kNo, kPartial, kYes };
 
 // Whether `text` at `pos` starts a tool call block (`<minimax:tool_call>`, ASCII whitespace,
 // `<invoke name=`); kPartial when the text ends before that is decided. On kYes, `*name_pos`
-// (if given) is set to the offset just after `<invoke name=`.
-PrefixMatch match_tool_block_start(std::string_view text, size_t pos, size_t* name_pos = nullptr);
+// (if given) is set to the offset just after `<invoke name=`. `*spaces_end` (if given) is where
+// the whitespace after the tag was last seen to end: a caller waiting on a kPartial passes it
+// back so the next call skips only the spaces that arrived since (0: not known yet).
+PrefixMatch match_tool_block_start(std::string_view text, size_t pos, size_t* name_pos = nullptr,
+                                   size_t* spaces_end = nullptr);
 
 // Length of the longest proper suffix of `text` that is a prefix of `tag` (a tag that the next
 // piece of text may complete).
@@ -103,6 +106,10 @@ class ToolCallParser {
   void finish(std::vector<ToolCallEvent>& out);
 
   int calls_started() const { return next_index_; }
+  // Bytes examined by searches so far: stays within a small multiple of the bytes fed, however
+  // the text is split (each scan resumes where the last one stopped). Tests read it to check that
+  // unfinished markup is not rescanned on every feed.
+  size_t bytes_scanned() const { return scanned_; }
 
  private:
   enum class State {
@@ -119,17 +126,30 @@ class ToolCallParser {
   void malformed(std::vector<ToolCallEvent>& out);
   void close_call(std::vector<ToolCallEvent>& out);
   void emit_content(std::vector<ToolCallEvent>& out, std::string_view text);
+  // Text not yet decided (buf_ from head_ on); offsets below are relative to its start.
+  std::string_view pending() const { return std::string_view(buf_).substr(head_); }
+  void consume(size_t n) { head_ += n; }
+  // Enters `state`, whose scan starts at `scan_from`.
+  void enter(State state, size_t scan_from) {
+    state_ = state;
+    scan_pos_ = scan_from;
+  }
 
   ToolSchemas schemas_;
   IdGenerator make_id_;
   State state_ = State::kContent;
-  // Text not yet decided. Inside a block it starts at the last point already turned into events
-  // (block start, end of call name, `</parameter>`, `</invoke>`), so malformed markup can be
-  // given back as content from there.
+  // Fed text; buf_[0, head_) is decided and dropped when it is at least half of buf_, so
+  // consuming text never moves the rest byte by byte. The undecided text inside a block starts at
+  // the last point already turned into events (block start, end of call name, `</parameter>`,
+  // `</invoke>`), so malformed markup can be given back as content from there.
   std::string buf_;
-  size_t name_pos_ = 0;          // kInvokeName/kParamName: offset of the name in buf_
-  size_t value_pos_ = 0;         // kParamValue: offset of the value in buf_
-  size_t search_pos_ = 0;        // kParamValue: where to look for `</parameter>` next
+  size_t head_ = 0;
+  size_t name_pos_ = 0;   // kInvokeName/kParamName: offset of the name in pending()
+  size_t value_pos_ = 0;  // kParamValue: offset of the value in pending()
+  // Where the current state's scan resumes in pending() (spaces skipped, name or value bytes
+  // known not to end it): every state keeps its place so a feed looks at new bytes only.
+  size_t scan_pos_ = 0;
+  size_t scanned_ = 0;
   bool block_has_call_ = false;  // the current block announced a call
   bool call_open_ = false;       // announced, `}` not yet sent
   int call_params_ = 0;          // parameters sent for the open call
