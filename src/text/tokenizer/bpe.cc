@@ -129,6 +129,10 @@ bool optional_bool(const nlohmann::json& spec, const char* key) {
 
 }  // namespace
 
+int64_t max_vocab_id(size_t entries) {
+  return std::min<int64_t>(2 * static_cast<int64_t>(entries) + 65536, int64_t{1} << 31);
+}
+
 BpeModel BpeModel::from_json(const nlohmann::json& spec) {
   M2_CHECK(spec.is_object(), "tokenizer.json: model must be an object");
   const std::string type = spec.value("type", std::string("BPE"));
@@ -153,11 +157,18 @@ BpeModel BpeModel::from_json(const nlohmann::json& spec) {
 
   const auto& vocab = spec["vocab"];
   model.vocab_.reserve(vocab.size() * 2);
+  // Id tables are sized by the largest id: a vocabulary may have holes, but not ids far beyond
+  // its size (an id near 2^31 would ask for tens of GB).
+  const int64_t id_limit = max_vocab_id(vocab.size());
   int64_t max_id = -1;
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    M2_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0 &&
-                 it.value().get<int64_t>() < (int64_t{1} << 31),
+    M2_CHECK(it.value().is_number_integer() &&
+                 (it.value().is_number_unsigned() || it.value().get<int64_t>() >= 0),
              "tokenizer.json: vocab id of '", it.key(), "' is not a non-negative integer");
+    M2_CHECK(it.value().get<uint64_t>() < static_cast<uint64_t>(id_limit),
+             "tokenizer.json: vocab id ", it.value().get<uint64_t>(), " of '", it.key(),
+             "' is out of range for a vocabulary of ", vocab.size(), " entries (limit ", id_limit,
+             ")");
     const auto id = it.value().get<int64_t>();
     model.vocab_[it.key()] = static_cast<int32_t>(id);
     max_id = std::max(max_id, id);

@@ -49,6 +49,10 @@ class PieceCache {
 
 uint64_t hash_bytes(std::string_view bytes);
 
+// One past the largest id a vocabulary of `entries` tokens may use: twice its size plus 65536
+// leaves room for holes and added tokens, and bounds the id tables by the file's size.
+int64_t max_vocab_id(size_t entries);
+
 // Scratch state for encoding words, one per concurrent encode.
 struct BpeWorkspace {
   struct Symbol {

@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "base/file.h"
+#include "base/json_depth.h"
 #include "base/log.h"
 #include "text/tokenizer/unicode.h"
 
@@ -51,6 +52,7 @@ Tokenizer::~Tokenizer() = default;
 namespace {
 
 nlohmann::json parse_json(std::string_view text, const char* what) {
+  check_json_depth(text, what);
   try {
     return nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::exception& e) {
@@ -75,6 +77,26 @@ std::optional<std::string> config_token(const nlohmann::json& config, const char
   fail("tokenizer_config.json: ", key, " must be a string or an object with content");
 }
 
+// Runs one part of loading; a nlohmann type_error (or other JSON access error) a malformed part
+// still raises becomes an m2fp4::Error naming the file and the part.
+template <typename Load>
+void load_part(const char* file, const char* part, Load&& load) {
+  try {
+    load();
+  } catch (const nlohmann::json::exception& e) {
+    fail(file, ": ", part, " has a value of the wrong JSON type (", e.what(), ")");
+  }
+}
+
+// An id that a post-processor adds: a non-negative 32-bit integer.
+int32_t post_processor_id(const nlohmann::json& id, std::string_view where) {
+  M2_CHECK(id.is_number_integer() && (id.is_number_unsigned() || id.get<int64_t>() >= 0) &&
+               id.get<uint64_t>() < (uint64_t{1} << 31),
+           "tokenizer.json: post_processor ", where, " id ", id.dump(),
+           " is not a non-negative 32-bit integer");
+  return static_cast<int32_t>(id.get<int64_t>());
+}
+
 }  // namespace
 
 Tokenizer Tokenizer::load(const std::string& dir) {
@@ -95,7 +117,8 @@ Tokenizer Tokenizer::from_json_text(std::string_view tokenizer_json,
   Tokenizer tokenizer;
   tokenizer.build(parse_json(tokenizer_json, "tokenizer.json"));
   if (!tokenizer_config_json.empty()) {
-    tokenizer.read_config(parse_json(tokenizer_config_json, "tokenizer_config.json"));
+    const nlohmann::json config = parse_json(tokenizer_config_json, "tokenizer_config.json");
+    load_part("tokenizer_config.json", "the file", [&] { tokenizer.read_config(config); });
   }
   return tokenizer;
 }
@@ -109,11 +132,19 @@ void Tokenizer::build(const nlohmann::json& spec) {
            "tokenizer.json: truncation is not supported");
   M2_CHECK(spec.contains("model"), "tokenizer.json has no model");
   const auto null_json = nlohmann::json();
-  normalizer_ = Normalizer::from_json(spec.value("normalizer", null_json));
-  pre_tokenizer_ = PreTokenizer::from_json(spec.value("pre_tokenizer", null_json));
-  model_ = BpeModel::from_json(spec["model"]);
-  build_post_processor(spec.value("post_processor", null_json));
-  build_decoder(spec.value("decoder", null_json));
+  load_part("tokenizer.json", "normalizer",
+            [&] { normalizer_ = Normalizer::from_json(spec.value("normalizer", null_json)); });
+  load_part("tokenizer.json", "pre_tokenizer", [&] {
+    pre_tokenizer_ = PreTokenizer::from_json(spec.value("pre_tokenizer", null_json));
+  });
+  load_part("tokenizer.json", "model", [&] { model_ = BpeModel::from_json(spec["model"]); });
+  load_part("tokenizer.json", "post_processor",
+            [&] { build_post_processor(spec.value("post_processor", null_json)); });
+  load_part("tokenizer.json", "decoder", [&] { build_decoder(spec.value("decoder", null_json)); });
+  load_part("tokenizer.json", "added_tokens", [&] { build_added_tokens(spec); });
+}
+
+void Tokenizer::build_added_tokens(const nlohmann::json& spec) {
   const bool has_normalizer = spec.contains("normalizer") && !spec["normalizer"].is_null();
 
   // Added tokens get ids the way Hugging Face's AddedVocabulary::add_tokens assigns them (the
@@ -209,7 +240,8 @@ void Tokenizer::build(const nlohmann::json& spec) {
 
 void Tokenizer::build_post_processor(const nlohmann::json& spec) {
   if (spec.is_null()) return;
-  M2_CHECK(spec.is_object() && spec.contains("type"), "tokenizer.json: post_processor has no type");
+  M2_CHECK(spec.is_object() && spec.contains("type") && spec["type"].is_string(),
+           "tokenizer.json: post_processor has no type");
   const std::string type = spec["type"].get<std::string>();
   if (type == "Sequence") {
     M2_CHECK(spec.contains("processors") && spec["processors"].is_array(),
@@ -230,21 +262,31 @@ void Tokenizer::build_post_processor(const nlohmann::json& spec) {
                  "tokenizer.json: TemplateProcessing single template has two sequences");
         seen_sequence = true;
       } else if (piece.contains("SpecialToken")) {
-        const std::string name = piece["SpecialToken"].value("id", std::string());
-        M2_CHECK(specials.contains(name) && specials[name].contains("ids"),
+        const auto& special = piece["SpecialToken"];
+        M2_CHECK(special.is_object() && special.contains("id") && special["id"].is_string(),
+                 "tokenizer.json: TemplateProcessing SpecialToken without a string id");
+        const std::string name = special["id"].get<std::string>();
+        M2_CHECK(specials.is_object() && specials.contains(name) && specials[name].is_object() &&
+                     specials[name].contains("ids") && specials[name]["ids"].is_array(),
                  "tokenizer.json: TemplateProcessing special token '", name, "' is not defined");
         auto& target = seen_sequence ? step.after : step.before;
-        for (const auto& id : specials[name]["ids"]) target.push_back(id.get<int32_t>());
+        for (const auto& id : specials[name]["ids"]) {
+          target.push_back(post_processor_id(id, str_cat("special token '", name, "'")));
+        }
       } else {
         fail("tokenizer.json: TemplateProcessing template piece not understood: ", piece.dump());
       }
     }
     M2_CHECK(seen_sequence, "tokenizer.json: TemplateProcessing single template has no sequence");
   } else if (type == "BertProcessing" || type == "RobertaProcessing") {
-    M2_CHECK(spec.contains("cls") && spec.contains("sep"), "tokenizer.json: ", type,
-             " needs cls and sep");
-    step.before.push_back(spec["cls"][1].get<int32_t>());
-    step.after.push_back(spec["sep"][1].get<int32_t>());
+    // cls and sep are [token, id] pairs.
+    for (const char* key : {"cls", "sep"}) {
+      M2_CHECK(spec.contains(key) && spec[key].is_array() && spec[key].size() == 2 &&
+                   spec[key][0].is_string(),
+               "tokenizer.json: ", type, " needs ", key, " as a [token, id] pair");
+    }
+    step.before.push_back(post_processor_id(spec["cls"][1], "cls"));
+    step.after.push_back(post_processor_id(spec["sep"][1], "sep"));
   } else {
     fail("tokenizer.json: unsupported post_processor type '", type, "'");
   }
@@ -254,7 +296,8 @@ void Tokenizer::build_post_processor(const nlohmann::json& spec) {
 void Tokenizer::build_decoder(const nlohmann::json& spec) {
   M2_CHECK(!spec.is_null(),
            "tokenizer.json: a tokenizer without a decoder is not supported (need ByteLevel)");
-  M2_CHECK(spec.is_object() && spec.contains("type"), "tokenizer.json: decoder has no type");
+  M2_CHECK(spec.is_object() && spec.contains("type") && spec["type"].is_string(),
+           "tokenizer.json: decoder has no type");
   const std::string type = spec["type"].get<std::string>();
   if (type == "Sequence") {
     M2_CHECK(
@@ -326,6 +369,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
 
 void Tokenizer::encode_into(std::string_view text, bool add_special_tokens,
                             std::vector<int32_t>& ids) const {
+  M2_CHECK(text.size() <= kMaxEncodeBytes, "cannot tokenize a text of ", text.size(),
+           " bytes (the limit is ", kMaxEncodeBytes, " bytes per call)");
   const size_t bad = find_invalid_utf8(text);
   M2_CHECK(bad == text.size(), "cannot tokenize text that is not valid UTF-8 (byte offset ", bad,
            ")");

@@ -60,8 +60,13 @@ class Tokenizer {
   Tokenizer& operator=(Tokenizer&&) noexcept;
   ~Tokenizer();
 
-  // Token ids of `text` (valid UTF-8, else m2fp4::Error). add_special_tokens applies the
-  // post_processor (TemplateProcessing adds its special tokens; ByteLevel adds none).
+  // The most text one encode call takes (far above any model's context; a whole evaluation
+  // corpus fits): bounds the ids and scratch memory a hostile request can ask for.
+  static constexpr size_t kMaxEncodeBytes = size_t{256} << 20;
+
+  // Token ids of `text` (valid UTF-8 of at most kMaxEncodeBytes, else m2fp4::Error).
+  // add_special_tokens applies the post_processor (TemplateProcessing adds its special tokens;
+  // ByteLevel adds none).
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = false) const;
   void encode_into(std::string_view text, bool add_special_tokens, std::vector<int32_t>& ids) const;
 
@@ -95,6 +100,7 @@ class Tokenizer {
 
   Tokenizer() = default;
   void build(const nlohmann::json& spec);
+  void build_added_tokens(const nlohmann::json& spec);
   void build_post_processor(const nlohmann::json& spec);
   void build_decoder(const nlohmann::json& spec);
   void read_config(const nlohmann::json& config);

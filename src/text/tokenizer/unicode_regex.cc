@@ -89,7 +89,10 @@ pcre2_code* compile(const std::string& translated, std::string_view original) {
   pcre2_set_newline(ccontext, PCRE2_NEWLINE_LF);
   pcre2_code* code =
       pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
-                    PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &error_code, &error_offset, ccontext);
+                    // \C matches one byte even in UTF mode: a match could end inside a character
+                    // and a lookbehind read before the subject. Oniguruma has no \C anyway.
+                    PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE | PCRE2_NEVER_BACKSLASH_C, &error_code,
+                    &error_offset, ccontext);
   pcre2_compile_context_free(ccontext);
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
