@@ -7,6 +7,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "base/json_depth.h"
 
 namespace m2fp4 {
 namespace {
@@ -22,6 +23,7 @@ std::string join(const std::string& dir, const std::string& name) {
 
 nlohmann::json parse_json_file(const std::string& path) {
   const std::string text = read_text_file(path);
+  check_json_depth(text, path);
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/json_depth.h"
 
 namespace m2fp4 {
 namespace {
@@ -163,13 +164,12 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return out + "]";
 }
 
-SafetensorsFile SafetensorsFile::open(const std::string& path, LoadMode mode) {
-  SafetensorsFile file;
-  file.bytes_ = FileBytes::open(path, mode);
-  const uint64_t size = file.bytes_.size();
+SafetensorsHeader parse_safetensors_header(std::span<const std::byte> file,
+                                           const std::string& path) {
+  const uint64_t size = file.size();
   M2_CHECK(size >= 8, path, ": not a safetensors file: ", size,
            " bytes, shorter than the 8-byte header length");
-  const std::byte* base = file.bytes_.data();
+  const std::byte* base = file.data();
   const uint64_t header_bytes = load_u64_le(base);
   M2_CHECK(header_bytes <= size - 8, path, ": header length ", header_bytes,
            " runs past the end of the file (", size, " bytes)");
@@ -178,6 +178,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path, LoadMode mode) {
   const auto* text = reinterpret_cast<const char*>(base + 8);
   const uint64_t data_bytes = size - 8 - header_bytes;
 
+  // A real header nests three deep; a deep one would overflow the stack in dump() below.
+  check_json_depth(std::string_view(text, header_bytes), str_cat(path, ": header"));
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(text, text + header_bytes);
@@ -191,6 +193,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path, LoadMode mode) {
     fail(path, ": tensor '", duplicate, "' appears twice in the header");
   }
 
+  SafetensorsHeader result;
+  result.data_offset = 8 + header_bytes;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
       if (it->is_null()) continue;
@@ -198,21 +202,21 @@ SafetensorsFile SafetensorsFile::open(const std::string& path, LoadMode mode) {
       for (auto m = it->begin(); m != it->end(); ++m) {
         M2_CHECK(m->is_string(), path, ": __metadata__ value of '", m.key(),
                  "' is not a string but ", m->type_name());
-        file.metadata_[m.key()] = m->get<std::string>();
+        result.metadata[m.key()] = m->get<std::string>();
       }
       continue;
     }
-    file.tensors_.push_back(
+    result.tensors.push_back(
         parse_entry(str_cat(path, ": tensor '", it.key(), "'"), it.key(), *it, data_bytes));
   }
 
   // File order; then neighbours must not share bytes (empty tensors occupy none).
-  std::stable_sort(file.tensors_.begin(), file.tensors_.end(),
+  std::stable_sort(result.tensors.begin(), result.tensors.end(),
                    [](const TensorInfo& a, const TensorInfo& b) {
                      return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
                    });
   const TensorInfo* previous = nullptr;
-  for (const TensorInfo& info : file.tensors_) {
+  for (const TensorInfo& info : result.tensors) {
     if (info.begin == info.end) continue;
     if (previous != nullptr) {
       M2_CHECK(info.begin >= previous->end, path, ": tensors '", previous->name, "' [",
@@ -221,8 +225,18 @@ SafetensorsFile SafetensorsFile::open(const std::string& path, LoadMode mode) {
     }
     previous = &info;
   }
+  return result;
+}
+
+SafetensorsFile SafetensorsFile::open(const std::string& path, LoadMode mode) {
+  SafetensorsFile file;
+  file.bytes_ = FileBytes::open(path, mode);
+  SafetensorsHeader header =
+      parse_safetensors_header({file.bytes_.data(), file.bytes_.size()}, path);
+  file.tensors_ = std::move(header.tensors);
+  file.metadata_ = std::move(header.metadata);
   for (size_t i = 0; i < file.tensors_.size(); ++i) file.index_[file.tensors_[i].name] = i;
-  file.data_section_ = base + 8 + header_bytes;
+  file.data_section_ = file.bytes_.data() + header.data_offset;
   return file;
 }
 

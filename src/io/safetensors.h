@@ -47,6 +47,19 @@ struct TensorView {
   const std::string& name() const { return info->name; }
 };
 
+// What a safetensors header declares, checked against the file it came from.
+struct SafetensorsHeader {
+  std::vector<TensorInfo> tensors;  // in file order (by data offset)
+  std::map<std::string, std::string> metadata;
+  uint64_t data_offset = 0;  // where the data section starts in the file
+};
+
+// Reads and validates the header of a whole file's bytes (length within the file, JSON nested at
+// most kMaxJsonDepth deep, known dtypes, byte counts matching dtype x shape, offsets in range and
+// not overlapping); throws m2fp4::Error naming `path` and the problem.
+SafetensorsHeader parse_safetensors_header(std::span<const std::byte> file,
+                                           const std::string& path);
+
 class SafetensorsFile {
  public:
   // Reads and validates the header (length within the file, JSON, known dtypes, byte counts
