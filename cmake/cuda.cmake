@@ -54,3 +54,12 @@ if(M2FP4_CUDA)
   target_link_libraries(m2fp4_kernels_cuda PUBLIC m2fp4_kernels)
   target_compile_definitions(m2fp4_kernels PUBLIC M2FP4_WITH_CUDA=1)
 endif()
+
+# The full-width layer benchmark (bench/cuda_layer_bench.cu; runs only on a GPU).
+if(M2FP4_CUDA AND M2FP4_BENCH)
+  add_executable(cuda_layer_bench ${PROJECT_SOURCE_DIR}/bench/cuda_layer_bench.cu)
+  target_compile_options(cuda_layer_bench PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${_m2fp4_cuda_warn}>)
+  target_link_libraries(cuda_layer_bench PRIVATE m2fp4_model)
+  set_target_properties(cuda_layer_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY
+                                                    ${PROJECT_BINARY_DIR}/bench)
+endif()
