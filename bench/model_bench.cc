@@ -105,11 +105,17 @@ int main(int argc, char** argv) {
   }
   std::vector<std::unique_ptr<LoadedModel>> models;
   for (const std::string& dir : o.models) {
+    Timer load;
     models.push_back(LoadedModel::open(dir, LoadMode::kRead));
+    const double load_s = load.seconds();
     const LoadedModel& m = *models.back();
-    std::printf("%s: %.1f MB of weights, %.1f MB active per token\n", dir.c_str(),
-                static_cast<double>(m.weights.total_bytes()) / 1e6,
-                static_cast<double>(m.weights.active_bytes_per_token(m.config)) / 1e6);
+    const double file_bytes = static_cast<double>(m.checkpoint.total_bytes());
+    std::printf(
+        "%s: %.1f MB of weights, %.1f MB active per token; loaded %.1f MB in %.3f s "
+        "(%.2f GB/s)\n",
+        dir.c_str(), static_cast<double>(m.weights.total_bytes()) / 1e6,
+        static_cast<double>(m.weights.active_bytes_per_token(m.config)) / 1e6, file_bytes / 1e6,
+        load_s, file_bytes / load_s / 1e9);
   }
   std::printf("%-28s %-7s %-5s %9s %10s %10s %9s %13s\n", "model", "threads", "round", "bw GB/s",
               "decode t/s", "roofline", "of roof", "prefill t/s");

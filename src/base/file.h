@@ -38,7 +38,8 @@ class FileBytes {
   const std::byte* data_ = nullptr;
   size_t size_ = 0;
   bool mapped_ = false;
-  std::byte* owned_ = nullptr;  // 64-byte aligned buffer when read into memory
+  std::byte* owned_ = nullptr;  // anonymous mapping (2 MiB aligned) when read into memory
+  size_t owned_bytes_ = 0;      // its length, for munmap
 };
 
 std::string read_text_file(const std::string& path);
