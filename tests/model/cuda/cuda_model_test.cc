@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -64,22 +65,20 @@ void expect_rows_close(const std::vector<float>& got, const std::vector<float>& 
   }
 }
 
-TEST_P(CudaModelTest, PrefillAndGreedyDecodeMatchTheCpu) {
-  const ModelConfig& c = model_->config;
+// Prefill of kPrompt (40 tokens: the grouped expert GEMM and the blocked attention) with all
+// logits, then 12 greedy decode steps, each from the CPU's token: the GPU must pick the same one.
+void expect_prefill_and_decode_match(const LoadedModel& model, KvCacheDtype kv) {
+  const ModelConfig& c = model.config;
   ThreadPool pool(2);
-  MiniMaxM2 cpu(c, model_->weights, pool);
-  KvCache cache(c, 256, 0, GetParam().kv);
-  CudaMiniMaxM2 gpu(c, model_->weights, ModelOptions{}, CudaModelOptions{256, GetParam().kv, true});
-
-  // Prefill (40 tokens: the grouped expert GEMM and the blocked attention), all logits.
+  MiniMaxM2 cpu(c, model.weights, pool);
+  KvCache cache(c, 256, 0, kv);
+  CudaMiniMaxM2 gpu(c, model.weights, ModelOptions{}, CudaModelOptions{256, kv, true});
   Batch batch;
   for (size_t i = 0; i < kPrompt.size(); ++i) batch.add(kPrompt[i], int32_t(i), 0, true);
   std::vector<float> want, got;
   cpu.forward(batch, cache, want);
   gpu.forward(batch, got);
   expect_rows_close(got, want, c.vocab_size, "prefill");
-
-  // Greedy decode, each step from the CPU's token: the GPU must pick the same one.
   int32_t next = static_cast<int32_t>(row_argmax(want, c.vocab_size).back());
   for (int step = 0; step < 12; ++step) {
     const int32_t pos = static_cast<int32_t>(kPrompt.size()) + step;
@@ -94,6 +93,30 @@ TEST_P(CudaModelTest, PrefillAndGreedyDecodeMatchTheCpu) {
   }
   EXPECT_EQ(gpu.graph_captures(), 1);  // captured once, replayed for every later step
   EXPECT_EQ(gpu.length(), static_cast<int64_t>(kPrompt.size()) + 12);
+}
+
+TEST_P(CudaModelTest, PrefillAndGreedyDecodeMatchTheCpu) {
+  expect_prefill_and_decode_match(*model_, GetParam().kv);
+}
+
+// Checkpoints listed in M2FP4_CUDA_MODELS (colon-separated folders, e.g. the quantized NVFP4,
+// MXFP4 and IQ4_NL-16 tiny models scripts/gpu_check.sh prepares), each with f32 and FP8 KV.
+TEST(CudaModelCheckpoints, ListedCheckpointsMatchTheCpu) {
+  std::string why;
+  if (cuda::device_count(&why) == 0) GTEST_SKIP() << "no CUDA device (" << why << ")";
+  const char* list = std::getenv("M2FP4_CUDA_MODELS");
+  if (list == nullptr || *list == 0) GTEST_SKIP() << "M2FP4_CUDA_MODELS is not set";
+  std::string rest = list;
+  while (!rest.empty()) {
+    const size_t colon = rest.find(':');
+    const std::string dir = rest.substr(0, colon);
+    rest = colon == std::string::npos ? "" : rest.substr(colon + 1);
+    if (dir.empty()) continue;
+    SCOPED_TRACE(dir);
+    auto model = LoadedModel::open(dir);
+    expect_prefill_and_decode_match(*model, KvCacheDtype::kF32);
+    expect_prefill_and_decode_match(*model, KvCacheDtype::kFp8E4M3);
+  }
 }
 
 TEST_P(CudaModelTest, SmallPrefillChunksUseGemvPathAndMatch) {
