@@ -13,7 +13,8 @@ ffn_down_exps / ffn_up_exps of shape (experts, rows, cols), e_score_correction_b
 exp_probs_b.bias, the router as ffn_gate_inp, sigmoid gating, rope.dimension_count = rotary_dim.
 The vocabulary is a byte-level BPE ("gpt2" tokenizer model) whose pre-tokenizer name llama.cpp
 picks from the Split regex in tokenizer.json (MiniMax-M2's own, or the Qwen2 regex make-tiny's
-tokenizers use). Weights are written one tensor at a time, so memory stays at one stacked tensor.
+tokenizers use). Vectors (norms) become F32 as convert_hf_to_gguf.py writes them; matrices stay
+BF16. Weights are written one tensor at a time, so memory stays at one stacked tensor.
 """
 from __future__ import annotations
 
@@ -163,7 +164,14 @@ def main() -> int:
     plan: list[tuple[str, object]] = []
 
     def plain(name: str):
-        return lambda: st.get(name)
+        def make():
+            arr, ggml_type = st.get(name)
+            # llama.cpp keeps vectors (norm weights, biases) in F32: its CPU add/mul ops have no
+            # BF16 second operand. BF16 -> F32 is exact (the bits shifted up by 16).
+            if arr.ndim == 1 and ggml_type == gguf.GGMLQuantizationType.BF16:
+                return (arr.astype(np.uint32) << 16).view(np.float32), gguf.GGMLQuantizationType.F32
+            return arr, ggml_type
+        return make
 
     def stacked(layer: int, w: str):
         def make():
