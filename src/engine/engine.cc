@@ -302,17 +302,7 @@ int32_t Engine::Impl::choose(Sequence& seq, const float* row, const int32_t* dra
   const TokenDistribution dist = token_distribution(
       logits, vocab, TruncationParams{so.temperature, so.top_k, so.top_p, so.min_p});
   M2_CHECK(!dist.ids.empty(), "no token can be sampled (every logit is -inf)");
-  if (draft) {
-    // Point-mass proposal: accept with probability p(draft), else sample the residual.
-    const double u = uniform01(seq.rng);
-    if (u < dist.prob_of(*draft)) {
-      *accepted = true;
-      return *draft;
-    }
-    const TokenDistribution rest = without_token(dist, *draft);
-    if (rest.ids.empty()) return *draft;  // cannot happen (p(draft) would have been 1)
-    return sample_token(rest, uniform01(seq.rng));
-  }
+  if (draft) return verify_draft(dist, *draft, seq.rng, accepted);
   return sample_token(dist, uniform01(seq.rng));
 }
 

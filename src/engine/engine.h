@@ -27,10 +27,10 @@ struct LoadedModel;
 
 // Per request, as the OpenAI / vLLM sampling parameters mean them.
 struct SamplingOptions {
-  float temperature = 1.0f;  // 0: greedy
-  float top_p = 1.0f;        // 1: off
-  int64_t top_k = 0;         // 0 or -1: off
-  float min_p = 0.0f;        // 0: off
+  float temperature = 1.0f;      // 0: greedy
+  float top_p = 1.0f;            // 1: off
+  int64_t top_k = 0;             // 0 or -1: off
+  float min_p = 0.0f;            // 0: off
   std::optional<uint64_t> seed;  // set: reproducible per request, whatever else is batched
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
@@ -58,10 +58,10 @@ struct TokenEvent {
   std::vector<TokenLogprob> logprobs;  // one per token when the request asked for them
   bool finished = false;
   FinishReason reason = FinishReason::kNone;
-  std::string error;              // kError: why
-  int64_t prompt_tokens = 0;      // the prompt's length
+  std::string error;                 // kError: why
+  int64_t prompt_tokens = 0;         // the prompt's length
   int64_t cached_prompt_tokens = 0;  // of which served from the prefix cache
-  int64_t generated_tokens = 0;   // so far, including these
+  int64_t generated_tokens = 0;      // so far, including these
 };
 
 struct GenerationRequest {
@@ -82,8 +82,8 @@ struct EngineOptions {
   int64_t max_num_batched_tokens = 8192;
   int64_t max_model_len = 0;  // 0: the model's max_position_embeddings, capped by the KV memory
   int64_t block_size = 16;
-  int64_t kv_cache_memory = 0;       // bytes; 0: kv_memory_fraction of free RAM
-  double kv_memory_fraction = 0.5;   // --gpu-memory-utilization's role on a CPU
+  int64_t kv_cache_memory = 0;      // bytes; 0: kv_memory_fraction of free RAM
+  double kv_memory_fraction = 0.5;  // --gpu-memory-utilization's role on a CPU
   KvCacheDtype kv_cache_dtype = KvCacheDtype::kF32;
   bool enable_prefix_caching = true;
   SpeculativeConfig speculative;
@@ -96,8 +96,8 @@ struct EngineStats {
   int64_t running = 0;
   int64_t waiting = 0;
   int64_t kv_blocks_total = 0;
-  int64_t kv_blocks_used = 0;  // referenced by a running sequence
-  int64_t kv_blocks_cached = 0;  // unreferenced but holding a reusable prefix
+  int64_t kv_blocks_used = 0;        // referenced by a running sequence
+  int64_t kv_blocks_cached = 0;      // unreferenced but holding a reusable prefix
   int64_t prefix_cache_queries = 0;  // prompt tokens looked up
   int64_t prefix_cache_hits = 0;     // of which found
   int64_t prompt_tokens = 0;

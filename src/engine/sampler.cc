@@ -188,6 +188,21 @@ TokenDistribution without_token(const TokenDistribution& dist, int32_t token) {
   return out;
 }
 
+int32_t verify_draft(const TokenDistribution& dist, int32_t draft, std::mt19937_64& rng,
+                     bool* accepted) {
+  *accepted = false;
+  if (uniform01(rng) < dist.prob_of(draft)) {
+    *accepted = true;
+    return draft;
+  }
+  const TokenDistribution rest = without_token(dist, draft);
+  if (rest.ids.empty()) {  // p(draft) == 1 and u rounded past it: the draft is the only choice
+    *accepted = true;
+    return draft;
+  }
+  return sample_token(rest, uniform01(rng));
+}
+
 void log_softmax(const float* logits, int64_t vocab, std::vector<float>& out) {
   float max_logit = -std::numeric_limits<float>::infinity();
   for (int64_t t = 0; t < vocab; ++t) max_logit = std::max(max_logit, logits[t]);

@@ -73,6 +73,12 @@ inline double uniform01(std::mt19937_64& rng) {
   return static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);
 }
 
+// Speculative verification of a point-mass draft (ngram drafts have no probabilities): accept
+// the draft with probability p(draft); otherwise sample from p with the draft removed,
+// renormalised. The result is distributed exactly as p. Sets *accepted.
+int32_t verify_draft(const TokenDistribution& dist, int32_t draft, std::mt19937_64& rng,
+                     bool* accepted);
+
 // log_softmax of logits (double accumulation), into out [vocab].
 void log_softmax(const float* logits, int64_t vocab, std::vector<float>& out);
 

@@ -17,8 +17,7 @@ class EngineTest : public testing::EngineTestBase {};
 TEST_F(EngineTest, GreedyAloneEqualsPlainLoop) {
   const auto prompt = make_prompt(1, 13, vocab());
   const auto expected = reference_greedy(prompt, 12);
-  EngineOptions o;
-  o.threads = 2;
+  EngineOptions o = testing::test_options();
   Engine engine(model(), o);
   Collector c;
   const uint64_t id = engine.submit(greedy_request(prompt, 12, c));
@@ -30,26 +29,27 @@ TEST_F(EngineTest, GreedyAloneEqualsPlainLoop) {
 }
 
 TEST_F(EngineTest, ManyConcurrentRequestsEachEqualAlone) {
-  EngineOptions o;
-  o.threads = 2;
+  EngineOptions o = testing::test_options();
   o.max_num_seqs = 5;             // fewer slots than requests: some wait
   o.max_num_batched_tokens = 24;  // prompts are chunked
   Engine engine(model(), o);
   Collector c;
-  std::vector<std::pair<uint64_t, std::vector<int32_t>>> expected;
+  std::vector<GenerationRequest> requests;
+  std::vector<std::vector<int32_t>> expected;
   for (uint32_t i = 0; i < 9; ++i) {
     const auto prompt = make_prompt(100 + i, 5 + 7 * i, vocab());
     const int64_t n = 4 + i % 5;
-    expected.emplace_back(engine.submit(greedy_request(prompt, n, c)), reference_greedy(prompt, n));
+    requests.push_back(greedy_request(prompt, n, c));
+    expected.push_back(reference_greedy(prompt, n));
   }
-  engine.drain();
-  for (const auto& [id, want] : expected) {
-    const auto r = c.get(id);
+  const auto ids = testing::run_together(engine, std::move(requests));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const auto r = c.get(ids[i]);
     EXPECT_TRUE(r.finished);
-    EXPECT_EQ(r.tokens, want) << "request " << id;
+    EXPECT_EQ(r.tokens, expected[i]) << "request " << i;
   }
   const EngineStats s = engine.stats();
-  EXPECT_EQ(s.requests_finished, 9);
+  EXPECT_EQ(s.requests_finished, 10);  // and the trigger
   EXPECT_EQ(s.running, 0);
   EXPECT_EQ(s.waiting, 0);
 }
@@ -58,8 +58,7 @@ TEST_F(EngineTest, StopsAtEosAndStopIdsAfterMinTokens) {
   // The greedy continuation of a prompt; make its 3rd token a stop id.
   const auto prompt = make_prompt(7, 9, vocab());
   const auto free_run = reference_greedy(prompt, 8);
-  EngineOptions o;
-  o.threads = 2;
+  EngineOptions o = testing::test_options();
   Engine engine(model(), o);
   Collector c;
   auto r1 = greedy_request(prompt, 8, c);
@@ -78,8 +77,7 @@ TEST_F(EngineTest, StopsAtEosAndStopIdsAfterMinTokens) {
 }
 
 TEST_F(EngineTest, AbortEndsARequestWithAbort) {
-  EngineOptions o;
-  o.threads = 2;
+  EngineOptions o = testing::test_options();
   Engine engine(model(), o);
   Collector c;
   const uint64_t id = engine.submit(greedy_request(make_prompt(3, 20, vocab()), 500, c));
@@ -93,7 +91,7 @@ TEST_F(EngineTest, AbortEndsARequestWithAbort) {
 }
 
 TEST_F(EngineTest, BadRequestsThrowClearErrors) {
-  EngineOptions o;
+  EngineOptions o = testing::test_options();
   o.threads = 1;
   o.max_model_len = 64;
   Engine engine(model(), o);

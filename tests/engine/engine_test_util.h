@@ -105,6 +105,15 @@ struct Collector {
   }
 };
 
+// Engine options for tests: 2 threads, a small KV pool (4 MiB: 512 blocks of 16 tokens on the
+// tiny preset) instead of a fraction of the machine's memory.
+inline EngineOptions test_options() {
+  EngineOptions o;
+  o.threads = 2;
+  o.kv_cache_memory = int64_t{4} << 20;
+  return o;
+}
+
 inline GenerationRequest greedy_request(std::vector<int32_t> prompt, int64_t max_tokens,
                                         Collector& c) {
   GenerationRequest r;
@@ -114,6 +123,24 @@ inline GenerationRequest greedy_request(std::vector<int32_t> prompt, int64_t max
   r.sampling.ignore_eos = true;
   r.on_event = c.callback();
   return r;
+}
+
+// Submits the requests so that the engine sees them all in the same step (from the final
+// callback of a one-token request, which runs on the engine thread between steps), and waits
+// for all of them. Returns their ids in order.
+inline std::vector<uint64_t> run_together(Engine& engine, std::vector<GenerationRequest> requests) {
+  std::vector<uint64_t> ids;
+  GenerationRequest trigger;
+  trigger.prompt = {1};
+  trigger.sampling.temperature = 0.0f;
+  trigger.sampling.max_tokens = 1;
+  trigger.on_event = [&](const TokenEvent& e) {
+    if (!e.finished) return;
+    for (auto& r : requests) ids.push_back(engine.submit(std::move(r)));
+  };
+  engine.submit(std::move(trigger));
+  engine.drain();
+  return ids;
 }
 
 // A deterministic pseudo-random prompt.
