@@ -93,15 +93,36 @@ TokenDistribution token_distribution(const float* logits, int64_t vocab,
   for (int64_t t = 0; t < vocab; ++t) max_logit = std::max(max_logit, logits[t]);
   if (!(max_logit > -std::numeric_limits<float>::infinity())) return d;
   const double inv_t = 1.0 / static_cast<double>(params.temperature);
-  d.ids.reserve(static_cast<size_t>(vocab));
-  d.probs.reserve(static_cast<size_t>(vocab));
   double total = 0.0;
-  for (int64_t t = 0; t < vocab; ++t) {
-    if (logits[t] == -std::numeric_limits<float>::infinity()) continue;
-    const double p = std::exp((static_cast<double>(logits[t]) - max_logit) * inv_t);
-    d.ids.push_back(static_cast<int32_t>(t));
-    d.probs.push_back(p);
-    total += p;
+  if (params.top_k > 0 && params.top_k < vocab) {
+    // top_k first (min_p and top_k commute: both keep the most likely tokens), so only k
+    // probabilities are computed - a large vocabulary costs one selection pass.
+    std::vector<int32_t> ids;
+    ids.reserve(static_cast<size_t>(vocab));
+    for (int64_t t = 0; t < vocab; ++t) {
+      if (logits[t] != -std::numeric_limits<float>::infinity())
+        ids.push_back(static_cast<int32_t>(t));
+    }
+    if (static_cast<int64_t>(ids.size()) > params.top_k) {
+      auto better = [&](int32_t a, int32_t b) {
+        return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+      };
+      std::nth_element(ids.begin(), ids.begin() + (params.top_k - 1), ids.end(), better);
+      ids.resize(static_cast<size_t>(params.top_k));
+      std::sort(ids.begin(), ids.end());
+    }
+    for (int32_t t : ids) {
+      d.ids.push_back(t);
+      d.probs.push_back(std::exp((static_cast<double>(logits[t]) - max_logit) * inv_t));
+    }
+  } else {
+    d.ids.reserve(static_cast<size_t>(vocab));
+    d.probs.reserve(static_cast<size_t>(vocab));
+    for (int64_t t = 0; t < vocab; ++t) {
+      if (logits[t] == -std::numeric_limits<float>::infinity()) continue;
+      d.ids.push_back(static_cast<int32_t>(t));
+      d.probs.push_back(std::exp((static_cast<double>(logits[t]) - max_logit) * inv_t));
+    }
   }
   auto keep_where = [&](auto&& keep) {
     size_t w = 0;

@@ -2,8 +2,10 @@
 // keeps the target distribution (chi-square); ngram drafting.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -53,6 +55,52 @@ TEST(TokenDistribution, TemperatureTopKTopPMinP) {
   const double s = 1 + std::sqrt(2.0) + 2 + std::sqrt(8.0);
   expect_dist(token_distribution(kPow2.data(), 4, {2.0f, 0, 1.0f, 0.0f}),
               {{0, 1 / s}, {1, std::sqrt(2.0) / s}, {2, 2 / s}, {3, std::sqrt(8.0) / s}});
+}
+
+// Brute force, in vLLM's order on the whole vocabulary: softmax(l / T), min_p, top_k, top_p.
+std::map<int32_t, double> brute_force(const std::vector<float>& logits, const TruncationParams& t) {
+  const int64_t n = static_cast<int64_t>(logits.size());
+  std::vector<double> p(logits.size());
+  double mx = -1e300, total = 0;
+  for (float l : logits) mx = std::max(mx, double(l));
+  for (int64_t i = 0; i < n; ++i) total += p[i] = std::exp((logits[i] - mx) / t.temperature);
+  std::vector<int32_t> kept;
+  double pmax = 0;
+  for (int64_t i = 0; i < n; ++i) pmax = std::max(pmax, p[i] / total);
+  for (int64_t i = 0; i < n; ++i) {
+    if (p[i] / total >= t.min_p * pmax) kept.push_back(int32_t(i));
+  }
+  std::stable_sort(kept.begin(), kept.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
+  if (t.top_k > 0 && int64_t(kept.size()) > t.top_k) kept.resize(size_t(t.top_k));
+  double mass = 0;
+  for (int32_t i : kept) mass += p[i];
+  double cum = 0;
+  std::map<int32_t, double> out;
+  for (int32_t i : kept) {
+    out[i] = p[i];
+    cum += p[i] / mass;
+    if (cum >= t.top_p) break;
+  }
+  double sum = 0;
+  for (auto& [i, q] : out) sum += q;
+  for (auto& [i, q] : out) q /= sum;
+  return out;
+}
+
+TEST(TokenDistribution, MatchesBruteForceOnALargeVocabulary) {
+  std::mt19937_64 rng(99);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> logits(5000);
+  for (float& l : logits) l = normal(rng);
+  for (const TruncationParams& t :
+       {TruncationParams{1.0f, 40, 0.95f, 0.0f}, TruncationParams{0.7f, 0, 0.9f, 0.0f},
+        TruncationParams{1.3f, 200, 1.0f, 0.05f}, TruncationParams{1.0f, 0, 1.0f, 0.1f},
+        TruncationParams{0.5f, 3, 1.0f, 0.0f}}) {
+    const auto want = brute_force(logits, t);
+    const TokenDistribution got = token_distribution(logits.data(), 5000, t);
+    ASSERT_EQ(got.ids.size(), want.size()) << "top_k " << t.top_k << " top_p " << t.top_p;
+    for (const auto& [id, p] : want) EXPECT_NEAR(got.prob_of(id), p, 1e-9) << id;
+  }
 }
 
 TEST(TokenDistribution, MaskedTokensNeverAppear) {
