@@ -47,7 +47,8 @@ ChatTemplate::ChatTemplate(std::string_view source) : template_(jinja::parse_tem
 
 std::string ChatTemplate::render(const nlohmann::ordered_json& messages,
                                  const nlohmann::ordered_json& tools, bool add_generation_prompt,
-                                 const nlohmann::ordered_json& extra_context) const {
+                                 const nlohmann::ordered_json& extra_context,
+                                 const jinja::RenderLimits& limits) const {
   M2_CHECK(messages.is_array(), "chat messages must be a JSON array");
   M2_CHECK(!messages.empty(),
            "Cannot apply chat template to an empty conversation. Provide at least one message.");
@@ -74,16 +75,17 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages,
       context.set(Value::string(k), jinja::from_json(v));
     }
   }
-  jinja::Interpreter interp(template_);
+  jinja::Interpreter interp(template_, limits);
   return interp.render(context);
 }
 
 std::string render_chat_template(std::string_view template_source,
                                  const nlohmann::ordered_json& messages,
                                  const nlohmann::ordered_json& tools, bool add_generation_prompt,
-                                 const nlohmann::ordered_json& extra_context) {
+                                 const nlohmann::ordered_json& extra_context,
+                                 const jinja::RenderLimits& limits) {
   return ChatTemplate(template_source)
-      .render(messages, tools, add_generation_prompt, extra_context);
+      .render(messages, tools, add_generation_prompt, extra_context, limits);
 }
 
 ModelChatTemplate load_model_chat_template(const std::string& model_dir, bool with_tools) {

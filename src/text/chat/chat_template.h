@@ -18,6 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "text/jinja/jinja_limits.h"
+
 namespace m2fp4 {
 
 namespace jinja {
@@ -34,9 +36,12 @@ class ChatTemplate {
   // variables (special tokens, enable_thinking, ...). Template errors (raise_exception, type
   // errors, undefined values used wrongly) raise m2fp4::Error("template line N: ...").
   // Each call renders in its own interpreter, so concurrent calls on one ChatTemplate are safe.
+  // `limits` bound the render's output size, work and nesting (a server passes per-request
+  // limits); messages/tools nested deeper than jinja::kMaxValueDepth are rejected.
   std::string render(const nlohmann::ordered_json& messages, const nlohmann::ordered_json& tools,
                      bool add_generation_prompt,
-                     const nlohmann::ordered_json& extra_context = nullptr) const;
+                     const nlohmann::ordered_json& extra_context = nullptr,
+                     const jinja::RenderLimits& limits = {}) const;
 
  private:
   std::shared_ptr<const jinja::Template> template_;
@@ -46,7 +51,8 @@ class ChatTemplate {
 std::string render_chat_template(std::string_view template_source,
                                  const nlohmann::ordered_json& messages,
                                  const nlohmann::ordered_json& tools, bool add_generation_prompt,
-                                 const nlohmann::ordered_json& extra_context = nullptr);
+                                 const nlohmann::ordered_json& extra_context = nullptr,
+                                 const jinja::RenderLimits& limits = {});
 
 // A model folder's chat template, found as transformers finds it: chat_template.jinja if present,
 // else tokenizer_config.json's "chat_template" (a string, or a list of {"name", "template"} from

@@ -39,6 +39,7 @@ struct Expr {
   };
   Kind kind = Kind::kConst;
   int line = 1;
+  int depth = 1;  // height of this expression tree (bounded by kMaxParseNesting)
   Value value;
   std::string name;  // Name, NSRef, Getattr attribute, Filter/Test name, Binary operator
   std::string attr;  // NSRef attribute

@@ -28,8 +28,12 @@ Value get_attribute(const Value& obj, const std::string& name);
 Value get_item(const Value& obj, const Value& key);
 // obj[start:stop:step] (each part may be None/undefined for "absent").
 Value get_slice(const Value& obj, const Value& start, const Value& stop, const Value& step);
-// "fmt" % args (printf-style: %s %r %d %i %f %x %%, flags, width, precision).
-std::string percent_format(const std::string& fmt, const Value& args);
+// "fmt" % args (printf-style: %s %r %d %i %f %x %%, flags, width, precision). `escape` is
+// Markup's %: the text of %s and %r is HTML-escaped unless the argument is Markup.
+std::string percent_format(const std::string& fmt, const Value& args, bool escape = false);
+
+// int(d) of a finite float, or an error where Python's int would not fit 64 bits.
+int64_t float_to_int64(double d);
 
 // Binds Python-style call arguments to named parameters; the first `required` must be given.
 // Extra positional or unknown keyword arguments raise TypeError-like errors.
@@ -49,6 +53,12 @@ std::string py_strip(const std::string& s, const std::optional<std::string>& cha
 std::string py_replace(const std::string& s, const std::string& old, const std::string& repl,
                        int64_t count);
 std::vector<std::string> py_splitlines(const std::string& s);
+// str.split() with no separator: runs of whitespace separate, no empty parts.
+std::vector<std::string> py_split_whitespace(const std::string& s);
+// markupsafe.escape's text: & < > " ' as &amp; &lt; &gt; &#34; &#39;.
+std::string html_escape(std::string_view text);
+// markupsafe.escape(v): Markup stays as it is, anything else becomes Markup(escaped str(v)).
+Value escape_value(const Value& v);
 // A bound method of a str/dict/list value, or nullopt when the type has no such method.
 std::optional<Value> builtin_method(const Value& obj, const std::string& name);
 

@@ -50,12 +50,14 @@ Value global_range(Interpreter&, CallArgs& args) {
   }
   if (step == 0) eval_fail("range() arg 3 must not be zero");
   std::vector<Value> items;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+  for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
     if (int64_t(items.size()) >= kMaxRange) {
       eval_fail("Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
     }
     items.push_back(Value::integer(i));
+    if (__builtin_add_overflow(i, step, &i)) break;  // past INT64 range: past stop too
   }
+  charge_steps(items.size());
   return Value::list(std::move(items));
 }
 
@@ -93,12 +95,14 @@ DictData dict_from_args(const CallArgs& args, const char* fname) {
   return d;
 }
 
-Value global_namespace(Interpreter&, CallArgs& args) {
+Value global_namespace(Interpreter& interp, CallArgs& args) {
   DictData d = dict_from_args(args, "namespace");
   for (const auto& [k, v] : d.entries) {
     if (k.is_string()) check_namespace_name(k.as_string());
   }
-  return Value::namespace_object(std::move(d));
+  Value ns = Value::namespace_object(std::move(d));
+  interp.adopt_namespace(ns);
+  return ns;
 }
 
 Value global_dict(Interpreter&, CallArgs& args) {
@@ -130,8 +134,23 @@ Value global_strftime_now(Interpreter&, CallArgs& args) {
 
 }  // namespace
 
-Interpreter::Interpreter(std::shared_ptr<const Template> tpl) : template_(std::move(tpl)) {
+Interpreter::Interpreter(std::shared_ptr<const Template> tpl, RenderLimits limits)
+    : template_(std::move(tpl)), limits_(limits) {
   install_globals();
+}
+
+Interpreter::~Interpreter() {
+  // The namespaces stay alive (held here) while each is emptied, so freeing what they held
+  // never recurses through another namespace.
+  for (Value& ns : namespaces_) ns.namespace_data().attrs.entries.clear();
+}
+
+Interpreter::DepthGuard::DepthGuard(Interpreter& interp) : interp_(interp) {
+  if (++interp_.depth_ > interp_.limits_.max_depth) {
+    --interp_.depth_;
+    eval_fail("the template nests more than ", interp_.limits_.max_depth,
+              " levels deep at render time (max_depth): unbounded macro recursion?");
+  }
 }
 
 void Interpreter::install_globals() {
@@ -157,6 +176,7 @@ Value Interpreter::lookup(const std::string& name, Frame* frame) {
 }
 
 std::string Interpreter::render(const DictData& context) {
+  const RenderBudget budget(limits_);
   Frame* ctx = new_frame(globals_);
   for (const auto& [k, v] : context.entries) {
     M2_CHECK(k.is_string(), "template context keys must be strings");
@@ -176,14 +196,37 @@ Interpreter::Flow Interpreter::exec_body(const Body& body, Frame* frame, std::st
   return Flow::kNormal;
 }
 
+// Any exception other than the project's own that a value helper lets out (std::bad_alloc,
+// std::length_error, ...) becomes a template error naming the line, like an EvalError.
+#define M2FP4_TEMPLATE_CATCH(line)                                                   \
+  catch (const EvalError& caught) {                                                  \
+    template_fail(line, caught.what());                                              \
+  }                                                                                  \
+  catch (const Error&) {                                                             \
+    throw;                                                                           \
+  }                                                                                  \
+  catch (const std::bad_alloc&) {                                                    \
+    template_fail(line, "out of memory while rendering");                            \
+  }                                                                                  \
+  catch (const std::exception& caught) {                                             \
+    template_fail(line, str_cat("internal error while rendering: ", caught.what())); \
+  }
+
+void Interpreter::append_output(std::string& out, std::string_view text) {
+  check_size(uint64_t(out.size()) + text.size(), "the rendered text");
+  out += text;
+}
+
 Interpreter::Flow Interpreter::exec(const Stmt& s, Frame* frame, std::string& out) {
   try {
+    const DepthGuard depth(*this);
+    charge_steps(1);
     switch (s.kind) {
       case Stmt::Kind::kText:
-        out += s.text;
+        append_output(out, s.text);
         return Flow::kNormal;
       case Stmt::Kind::kPrint:
-        out += to_str(eval(*s.expr, frame));
+        append_output(out, to_str(eval(*s.expr, frame)));
         return Flow::kNormal;
       case Stmt::Kind::kIf:
         return exec_body(truthy(eval(*s.expr, frame)) ? s.body : s.else_body, frame, out);
@@ -205,13 +248,14 @@ Interpreter::Flow Interpreter::exec(const Stmt& s, Frame* frame, std::string& ou
         return Flow::kNormal;
       case Stmt::Kind::kCallBlock: {
         const Value caller = make_macro(s, frame, "caller");
-        out += to_str(eval_call(*s.expr, frame, &caller));
+        append_output(out, to_str(eval_call(*s.expr, frame, &caller)));
         return Flow::kNormal;
       }
       case Stmt::Kind::kFilterBlock: {
         std::string captured;
         exec_body(s.body, new_frame(frame), captured);
-        out += to_str(apply_filter_chain(*s.expr, Value::string(std::move(captured)), frame));
+        append_output(
+            out, to_str(apply_filter_chain(*s.expr, Value::string(std::move(captured)), frame)));
         return Flow::kNormal;
       }
       case Stmt::Kind::kWith: {
@@ -228,9 +272,8 @@ Interpreter::Flow Interpreter::exec(const Stmt& s, Frame* frame, std::string& ou
       case Stmt::Kind::kScope:
         return exec_body(s.body, new_frame(frame), out);
     }
-  } catch (const EvalError& e) {
-    template_fail(s.line, e.what());
   }
+  M2FP4_TEMPLATE_CATCH(s.line)
   return Flow::kNormal;
 }
 
@@ -240,9 +283,13 @@ Interpreter::Flow Interpreter::exec_for(const Stmt& s, Frame* frame, std::string
   if (s.cond) {
     std::vector<Value> kept;
     for (auto& item : items) {
+      charge_steps(1);
+      const FrameMark mark = mark_frames();
       Frame* test_frame = new_frame(frame);
       assign(*s.target, item, test_frame);
-      if (truthy(eval(*s.cond, test_frame))) kept.push_back(std::move(item));
+      const bool keep = truthy(eval(*s.cond, test_frame));
+      release_frames(mark);
+      if (keep) kept.push_back(std::move(item));
     }
     items = std::move(kept);
   }
@@ -254,11 +301,15 @@ Interpreter::Flow Interpreter::exec_for(const Stmt& s, Frame* frame, std::string
   loop->items = std::make_shared<const std::vector<Value>>(std::move(items));
   const Value loop_value = Value::loop(loop);
   for (size_t i = 0; i < loop->items->size(); ++i) {
+    charge_steps(1);
     loop->index0 = int64_t(i);
+    const FrameMark mark = mark_frames();
     Frame* iter_frame = new_frame(frame);
     assign(*s.target, (*loop->items)[i], iter_frame);
     iter_frame->set("loop", loop_value);
-    if (exec_body(s.body, iter_frame, out) == Flow::kBreak) break;
+    const Flow flow = exec_body(s.body, iter_frame, out);
+    release_frames(mark);
+    if (flow == Flow::kBreak) break;
   }
   return Flow::kNormal;
 }
@@ -307,7 +358,19 @@ void Interpreter::assign(const Expr& target, const Value& value, Frame* frame) {
 
 // ---- macros ----------------------------------------------------------------------------------
 
+Interpreter::FrameMark Interpreter::mark_frames() const {
+  return {frames_.size(), closures_made_};
+}
+
+void Interpreter::release_frames(const FrameMark& mark) {
+  // Frames are kept for the whole render only because macros may point at them; when no macro
+  // was defined since the mark, the frames made since are garbage (a loop iteration's scope).
+  if (closures_made_ != mark.closures_made) return;
+  while (frames_.size() > mark.frame_count) frames_.pop_back();
+}
+
 Value Interpreter::make_macro(const Stmt& stmt, Frame* closure, const std::string& name) {
+  ++closures_made_;
   const Stmt* def = &stmt;
   return Value::function(
       name,
@@ -319,6 +382,14 @@ Value Interpreter::make_macro(const Stmt& stmt, Frame* closure, const std::strin
 
 Value Interpreter::invoke_macro(const Stmt& def, Frame* closure, const std::string& name,
                                 CallArgs& args) {
+  const FrameMark mark = mark_frames();
+  Value result = invoke_macro_in_frame(def, closure, name, args);
+  release_frames(mark);
+  return result;
+}
+
+Value Interpreter::invoke_macro_in_frame(const Stmt& def, Frame* closure, const std::string& name,
+                                         CallArgs& args) {
   Frame* f = new_frame(closure);
   const size_t n = def.params.size();
   if (args.positional.size() > n && !def.uses_varargs) {
@@ -381,10 +452,11 @@ Value Interpreter::call(const Value& callee, CallArgs& args) {
 
 Value Interpreter::eval(const Expr& e, Frame* frame) {
   try {
+    const DepthGuard depth(*this);
+    charge_steps(1);
     return eval_inner(e, frame);
-  } catch (const EvalError& err) {
-    template_fail(e.line, err.what());
   }
+  M2FP4_TEMPLATE_CATCH(e.line)
 }
 
 CallArgs Interpreter::eval_args(const Expr& e, Frame* frame) {
@@ -411,9 +483,8 @@ Value Interpreter::eval_call(const Expr& e, Frame* frame, const Value* caller) {
     CallArgs args = eval_args(e, frame);
     if (caller) args.keyword.emplace_back("caller", *caller);
     return call(callee, args);
-  } catch (const EvalError& err) {
-    template_fail(e.line, err.what());
   }
+  M2FP4_TEMPLATE_CATCH(e.line)
 }
 
 Value Interpreter::apply_filter_chain(const Expr& filter, Value subject, Frame* frame) {
@@ -423,9 +494,8 @@ Value Interpreter::apply_filter_chain(const Expr& filter, Value subject, Frame* 
   try {
     const CallArgs args = eval_args(filter, frame);
     return apply_filter(*this, filter.name, input, args);
-  } catch (const EvalError& err) {
-    template_fail(filter.line, err.what());
   }
+  M2FP4_TEMPLATE_CATCH(filter.line)
 }
 
 Value Interpreter::eval_inner(const Expr& e, Frame* frame) {
@@ -478,7 +548,11 @@ Value Interpreter::eval_inner(const Expr& e, Frame* frame) {
     }
     case Expr::Kind::kConcat: {
       std::string s;
-      for (const auto& item : e.items) s += to_str(eval(*item, frame));
+      for (const auto& item : e.items) {
+        const std::string part = to_str(eval(*item, frame));
+        check_size(uint64_t(s.size()) + part.size(), "a ~ concatenation");
+        s += part;
+      }
       return Value::string(std::move(s));
     }
     case Expr::Kind::kCompare: {
@@ -525,8 +599,9 @@ Value Interpreter::eval_inner(const Expr& e, Frame* frame) {
   eval_fail("unknown expression");
 }
 
-std::string render_template(std::string_view source, const DictData& context) {
-  Interpreter interp(parse_template(source));
+std::string render_template(std::string_view source, const DictData& context,
+                            const RenderLimits& limits) {
+  Interpreter interp(parse_template(source), limits);
   return interp.render(context);
 }
 

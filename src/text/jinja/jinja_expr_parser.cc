@@ -58,7 +58,7 @@ ExprPtr ExpressionParser::parse_tuple(bool simplified, bool with_condexpr,
   }
   auto node = make(Expr::Kind::kTuple, line);
   node->items = std::move(args);
-  return node;
+  return sealed(std::move(node));
 }
 
 void ExpressionParser::check_assignable(const Expr& e) const {
@@ -82,6 +82,7 @@ ExprPtr ExpressionParser::parse_expression(bool with_condexpr) {
 }
 
 ExprPtr ExpressionParser::parse_condexpr() {
+  const NestingGuard nesting(*this);
   int line = cur().line;
   ExprPtr expr1 = parse_or();
   while (skip_name("if")) {
@@ -92,10 +93,31 @@ ExprPtr ExpressionParser::parse_condexpr() {
     node->a = std::move(expr2);
     node->b = std::move(expr1);
     node->c = std::move(expr3);
-    expr1 = std::move(node);
+    expr1 = sealed(std::move(node));
     line = cur().line;
   }
   return expr1;
+}
+
+ExprPtr ExpressionParser::sealed(ExprPtr e) const {
+  int deepest = 0;
+  auto see = [&](const ExprPtr& child) {
+    if (child) deepest = std::max(deepest, child->depth);
+  };
+  see(e->a);
+  see(e->b);
+  see(e->c);
+  see(e->dyn_args);
+  see(e->dyn_kwargs);
+  for (const auto& child : e->items) see(child);
+  for (const auto& child : e->values) see(child);
+  for (const auto& [k, child] : e->kwargs) see(child);
+  e->depth = deepest + 1;
+  if (e->depth > kMaxParseNesting) {
+    template_fail(e->line, str_cat("an expression nests more than ", kMaxParseNesting,
+                                   " levels deep (operators, filters or parentheses)"));
+  }
+  return e;
 }
 
 ExprPtr ExpressionParser::binary(Expr::Kind kind, ExprPtr l, ExprPtr r, int line, std::string op) {
@@ -103,7 +125,7 @@ ExprPtr ExpressionParser::binary(Expr::Kind kind, ExprPtr l, ExprPtr r, int line
   node->a = std::move(l);
   node->b = std::move(r);
   node->name = std::move(op);
-  return node;
+  return sealed(std::move(node));
 }
 
 ExprPtr ExpressionParser::parse_or() {
@@ -128,9 +150,10 @@ ExprPtr ExpressionParser::parse_and() {
 
 ExprPtr ExpressionParser::parse_not() {
   if (is_name("not")) {
+    const NestingGuard nesting(*this);
     auto node = make(Expr::Kind::kNot, next().line);
     node->a = parse_not();
-    return node;
+    return sealed(std::move(node));
   }
   return parse_compare();
 }
@@ -164,7 +187,7 @@ ExprPtr ExpressionParser::parse_compare() {
   if (node->ops.empty()) return expr;
   node->a = std::move(expr);
   node->line = line;
-  return node;
+  return sealed(std::move(node));
 }
 
 ExprPtr ExpressionParser::parse_math1() {
@@ -185,7 +208,7 @@ ExprPtr ExpressionParser::parse_concat() {
   auto node = make(Expr::Kind::kConcat, line);
   node->items.push_back(std::move(first));
   while (skip_op("~")) node->items.push_back(parse_math2());
-  return node;
+  return sealed(std::move(node));
 }
 
 ExprPtr ExpressionParser::parse_math2() {
@@ -210,12 +233,14 @@ ExprPtr ExpressionParser::parse_pow() {
 }
 
 ExprPtr ExpressionParser::parse_unary(bool with_filter) {
+  const NestingGuard nesting(*this);
   const int line = cur().line;
   ExprPtr node;
   if (is_op("-") || is_op("+")) {
     const bool neg = next().value == "-";
     node = make(neg ? Expr::Kind::kNeg : Expr::Kind::kPos, line);
     node->a = parse_unary(false);
+    node = sealed(std::move(node));
   } else {
     node = parse_primary(false);
   }
@@ -265,6 +290,7 @@ ExprPtr ExpressionParser::parse_primary(bool with_namespace) {
     return node;
   }
   if (is_op("(")) {
+    const NestingGuard nesting(*this);
     next();
     ExprPtr node = parse_tuple(false, true, {}, true);
     expect_op(")");
@@ -276,6 +302,7 @@ ExprPtr ExpressionParser::parse_primary(bool with_namespace) {
 }
 
 ExprPtr ExpressionParser::parse_list() {
+  const NestingGuard nesting(*this);
   auto node = make(Expr::Kind::kList, next().line);
   while (!is_op("]")) {
     if (!node->items.empty()) expect_op(",");
@@ -283,10 +310,11 @@ ExprPtr ExpressionParser::parse_list() {
     node->items.push_back(parse_expression(true));
   }
   expect_op("]");
-  return node;
+  return sealed(std::move(node));
 }
 
 ExprPtr ExpressionParser::parse_dict() {
+  const NestingGuard nesting(*this);
   auto node = make(Expr::Kind::kDict, next().line);
   while (!is_op("}")) {
     if (!node->items.empty()) expect_op(",");
@@ -296,7 +324,7 @@ ExprPtr ExpressionParser::parse_dict() {
     node->values.push_back(parse_expression(true));
   }
   expect_op("}");
-  return node;
+  return sealed(std::move(node));
 }
 
 ExprPtr ExpressionParser::parse_postfix(ExprPtr node) {
@@ -334,14 +362,14 @@ ExprPtr ExpressionParser::parse_subscript(ExprPtr node) {
       auto g = make(Expr::Kind::kGetattr, line);
       g->a = std::move(node);
       g->name = attr.value;
-      return g;
+      return sealed(std::move(g));
     }
     if (attr.type != Token::Type::kInteger) template_fail(attr.line, "expected name or number");
     auto g = make(Expr::Kind::kGetitem, line);
     g->a = std::move(node);
     g->b = make(Expr::Kind::kConst, attr.line);
     g->b->value = Value::integer(attr.int_value);
-    return g;
+    return sealed(std::move(g));
   }
   std::vector<ExprPtr> args;
   while (!is_op("]")) {
@@ -356,8 +384,9 @@ ExprPtr ExpressionParser::parse_subscript(ExprPtr node) {
   } else {
     g->b = make(Expr::Kind::kTuple, line);
     g->b->items = std::move(args);
+    g->b = sealed(std::move(g->b));
   }
-  return g;
+  return sealed(std::move(g));
 }
 
 ExprPtr ExpressionParser::parse_subscribed() {
@@ -376,7 +405,7 @@ ExprPtr ExpressionParser::parse_subscribed() {
     next();
     if (!is_op("]") && !is_op(",")) slice->c = parse_expression(true);
   }
-  return slice;
+  return sealed(std::move(slice));
 }
 
 void ExpressionParser::parse_call_args(Expr& node) {
@@ -418,7 +447,7 @@ ExprPtr ExpressionParser::parse_call(ExprPtr callee) {
   auto node = make(Expr::Kind::kCall, cur().line);
   node->a = std::move(callee);
   parse_call_args(*node);
-  return node;
+  return sealed(std::move(node));
 }
 
 ExprPtr ExpressionParser::parse_filter(ExprPtr node, bool start_inline) {
@@ -431,7 +460,7 @@ ExprPtr ExpressionParser::parse_filter(ExprPtr node, bool start_inline) {
     f->a = std::move(node);
     f->name = name;
     if (is_op("(")) parse_call_args(*f);
-    node = std::move(f);
+    node = sealed(std::move(f));
     start_inline = false;
   }
   return node;
@@ -455,10 +484,11 @@ ExprPtr ExpressionParser::parse_test(ExprPtr node) {
     if (is_name("is")) fail_here("You cannot chain multiple tests with is");
     t->items.push_back(parse_postfix(parse_primary(false)));
   }
+  t = sealed(std::move(t));
   if (!negated) return t;
   auto n = make(Expr::Kind::kNot, line);
   n->a = std::move(t);
-  return n;
+  return sealed(std::move(n));
 }
 
 }  // namespace m2fp4::jinja

@@ -86,6 +86,28 @@ class ExpressionParser {
     }
   }
 
+  // Counts parser recursion (parentheses, unary operators, nested blocks) against
+  // kMaxParseNesting, so deeply nested input is a syntax error instead of a stack overflow.
+  class NestingGuard {
+   public:
+    explicit NestingGuard(ExpressionParser& parser) : parser_(parser) {
+      if (++parser_.nesting_ > kMaxParseNesting) {
+        parser_.fail_here(str_cat("the template nests more than ", kMaxParseNesting,
+                                  " levels deep (blocks, parentheses or operators)"));
+      }
+    }
+    ~NestingGuard() { --parser_.nesting_; }
+    NestingGuard(const NestingGuard&) = delete;
+    NestingGuard& operator=(const NestingGuard&) = delete;
+
+   private:
+    ExpressionParser& parser_;
+  };
+
+  // Sets e's tree height from its direct children and checks it against kMaxParseNesting
+  // (operator chains like 1+1+...+1 grow the tree without recursing in the parser).
+  ExprPtr sealed(ExprPtr e) const;
+
   static ExprPtr make(Expr::Kind kind, int line) {
     auto e = std::make_unique<Expr>();
     e->kind = kind;
@@ -133,6 +155,7 @@ class ExpressionParser {
 
   std::vector<Token> tokens_;
   size_t pos_ = 0;
+  int nesting_ = 0;
 };
 
 }  // namespace m2fp4::jinja

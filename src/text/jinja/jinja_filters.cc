@@ -27,8 +27,29 @@ bool opt_bool(const std::optional<Value>& v, bool fallback) {
   return v ? truthy(*v) : fallback;
 }
 
+// An integer argument (bool counts), as Python's operator.index: anything else is a TypeError.
+int64_t int_arg(const Value& v, const char* what) {
+  if (v.is_undefined()) eval_fail(v.undefined_hint());
+  if (!v.is_int()) {
+    eval_fail(what, ": '", type_name(v), "' object cannot be interpreted as an integer");
+  }
+  return v.as_int();
+}
+
+// A run of `width` spaces (padding, indentation), within the render's size limit.
+std::string spaces(int64_t width, const char* what) {
+  if (width <= 0) return "";
+  check_size(uint64_t(width), what);
+  return std::string(size_t(width), ' ');
+}
+
 Value lower_if_string(const Value& v) {
   return v.is_string() ? Value::string(py_lower(v.as_string())) : v;
+}
+
+// Filters that call a str method on soft_str(value) return Markup for Markup.
+Value same_string_kind(const Value& subject, std::string text) {
+  return subject.is_markup() ? Value::markup(std::move(text)) : Value::string(std::move(text));
 }
 
 // make_attrgetter: "a.b.0" looks up a, then b, then index 0 (environment.getitem each step).
@@ -60,6 +81,9 @@ Value attribute_path(const Value& item, const Value& attribute, const Value* def
 // select/reject/selectattr/rejectattr.
 Value select_or_reject(Interpreter& interp, const Value& seq, const CallArgs& args,
                        bool lookup_attr, bool keep_when) {
+  // jinja2 filters nothing (and checks no arguments) when the sequence is falsy: None,
+  // undefined, empty.
+  if (!truthy(seq)) return Value::generator({});
   size_t off = 0;
   Value attr;
   if (lookup_attr) {
@@ -84,6 +108,7 @@ Value select_or_reject(Interpreter& interp, const Value& seq, const CallArgs& ar
 }
 
 Value filter_map(Interpreter& interp, const Value& seq, const CallArgs& args) {
+  if (!truthy(seq)) return Value::generator({});  // as select: a falsy sequence maps to nothing
   std::vector<Value> out;
   const Value* attribute = nullptr;
   const Value* default_value = nullptr;
@@ -117,7 +142,7 @@ Value filter_tojson(Interpreter&, const Value& v, const CallArgs& args) {
     if (b[1]->is_string()) {
       o.indent = b[1]->as_string();
     } else if (b[1]->is_int()) {
-      o.indent = std::string(size_t(std::max<int64_t>(0, b[1]->as_int())), ' ');
+      o.indent = spaces(b[1]->as_int(), "tojson's indent");
     } else {
       eval_fail("tojson indent must be an int or a string");
     }
@@ -172,9 +197,11 @@ Value filter_join(Interpreter&, const Value& v, const CallArgs& args) {
   std::string out;
   bool first = true;
   for (const Value& item : iterate(v)) {
+    const std::string text = to_str(b[1] ? attribute_path(item, *b[1], nullptr) : item);
+    check_size(uint64_t(out.size()) + sep.size() + text.size(), "join's result");
     if (!first) out += sep;
     first = false;
-    out += to_str(b[1] ? attribute_path(item, *b[1], nullptr) : item);
+    out += text;
   }
   return Value::string(std::move(out));
 }
@@ -183,17 +210,17 @@ Value filter_trim(Interpreter&, const Value& v, const CallArgs& args) {
   const auto b = bind_args("trim", args, {"chars"}, 0);
   std::optional<std::string> chars;
   if (b[0] && !b[0]->is_none()) chars = to_str(*b[0]);
-  return Value::string(py_strip(to_str(v), chars, true, true));
+  return same_string_kind(v, py_strip(to_str(v), chars, true, true));
 }
 
 Value filter_upper(Interpreter&, const Value& v, const CallArgs&) {
-  return Value::string(py_upper(to_str(v)));
+  return same_string_kind(v, py_upper(to_str(v)));
 }
 Value filter_lower(Interpreter&, const Value& v, const CallArgs&) {
-  return Value::string(py_lower(to_str(v)));
+  return same_string_kind(v, py_lower(to_str(v)));
 }
 Value filter_capitalize(Interpreter&, const Value& v, const CallArgs&) {
-  return Value::string(py_capitalize(to_str(v)));
+  return same_string_kind(v, py_capitalize(to_str(v)));
 }
 
 Value filter_title(Interpreter&, const Value& v, const CallArgs&) {
@@ -223,7 +250,7 @@ Value filter_title(Interpreter&, const Value& v, const CallArgs&) {
 
 Value filter_replace(Interpreter&, const Value& v, const CallArgs& args) {
   const auto b = bind_args("replace", args, {"old", "new", "count"}, 2);
-  const int64_t count = b[2] && !b[2]->is_none() ? b[2]->as_int() : -1;
+  const int64_t count = b[2] && !b[2]->is_none() ? int_arg(*b[2], "replace count") : -1;
   return Value::string(py_replace(to_str(v), to_str(*b[0]), to_str(*b[1]), count));
 }
 
@@ -232,7 +259,7 @@ Value filter_indent(Interpreter&, const Value& v, const CallArgs& args) {
   if (!v.is_string()) eval_fail("indent expects a string, got ", type_name(v));
   std::string indention = "    ";
   if (b[0])
-    indention = b[0]->is_string() ? b[0]->as_string() : std::string(size_t(b[0]->as_int()), ' ');
+    indention = b[0]->is_string() ? b[0]->as_string() : spaces(int_arg(*b[0], "indent"), "indent");
   const std::vector<std::string> lines = py_splitlines(v.as_string() + "\n");
   std::string rv;
   if (opt_bool(b[2], false)) {
@@ -303,16 +330,17 @@ std::optional<int64_t> parse_python_int(const std::string& text, int base) {
 Value filter_int(Interpreter&, const Value& v, const CallArgs& args) {
   const auto b = bind_args("int", args, {"default", "base"}, 0);
   const Value fallback = b[0] ? *b[0] : Value::integer(0);
-  const int base = b[1] ? int(b[1]->as_int()) : 10;
+  const int64_t base = b[1] ? int_arg(*b[1], "int base") : 10;
+  if (base != 0 && (base < 2 || base > 36)) eval_fail("int() base must be >= 2 and <= 36, or 0");
   if (v.is_int()) return Value::integer(v.as_int());
   if (v.is_float()) {
     if (!std::isfinite(v.as_double())) return fallback;
-    return Value::integer(int64_t(std::trunc(v.as_double())));
+    return Value::integer(float_to_int64(v.as_double()));
   }
   if (v.is_string()) {
-    if (auto i = parse_python_int(v.as_string(), base)) return Value::integer(*i);
+    if (auto i = parse_python_int(v.as_string(), int(base))) return Value::integer(*i);
     if (auto d = parse_python_float(v.as_string()); d && std::isfinite(*d)) {
-      return Value::integer(int64_t(std::trunc(*d)));
+      return Value::integer(float_to_int64(*d));
     }
   }
   return fallback;
@@ -330,14 +358,17 @@ Value filter_float(Interpreter&, const Value& v, const CallArgs& args) {
 
 Value filter_abs(Interpreter&, const Value& v, const CallArgs&) {
   if (v.is_float()) return Value::number(std::fabs(v.as_double()));
-  if (v.is_int()) return Value::integer(v.as_int() < 0 ? -v.as_int() : v.as_int());
+  if (v.is_int()) {
+    if (v.as_int() == INT64_MIN) eval_fail("integer overflow (the renderer uses 64-bit integers)");
+    return Value::integer(v.as_int() < 0 ? -v.as_int() : v.as_int());
+  }
   if (v.is_undefined()) fail_undefined(v);
   eval_fail("bad operand type for abs(): '", type_name(v), "'");
 }
 
 Value filter_round(Interpreter&, const Value& v, const CallArgs& args) {
   const auto b = bind_args("round", args, {"precision", "method"}, 0);
-  const int64_t precision = b[0] ? b[0]->as_int() : 0;
+  const int64_t precision = b[0] ? int_arg(*b[0], "round precision") : 0;
   const std::string method = b[1] ? to_str(*b[1]) : "common";
   if (method != "common" && method != "ceil" && method != "floor") {
     eval_fail("method must be common, ceil or floor");
@@ -345,7 +376,25 @@ Value filter_round(Interpreter&, const Value& v, const CallArgs& args) {
   if (v.is_undefined()) fail_undefined(v);
   if (!v.is_number()) eval_fail("type ", type_name(v), " doesn't define __round__ method");
   if (method == "common") {
-    if (v.is_int()) return Value::integer(v.as_int());
+    if (v.is_int()) {
+      // round(int, -k): to a multiple of 10**k, halves to even, as Python does.
+      if (precision >= 0) return Value::integer(v.as_int());
+      if (precision < -18) return Value::integer(0);
+      int64_t unit = 1;
+      for (int64_t i = 0; i < -precision; ++i) unit *= 10;
+      const int64_t x = v.as_int();
+      int64_t q = x / unit, r = x % unit;
+      if (r < 0) {
+        r += unit;
+        --q;
+      }
+      if (2 * r > unit || (2 * r == unit && (q & 1))) ++q;
+      int64_t rounded = 0;
+      if (__builtin_mul_overflow(q, unit, &rounded)) {
+        eval_fail("integer overflow (the renderer uses 64-bit integers)");
+      }
+      return Value::integer(rounded);
+    }
     if (precision < 0 || !std::isfinite(v.as_double())) {
       const double scale = std::pow(10.0, double(-precision));
       return Value::number(std::nearbyint(v.as_double() / scale) * scale);
@@ -503,33 +552,15 @@ Value filter_rejectattr(Interpreter& i, const Value& v, const CallArgs& a) {
 }
 
 Value filter_escape(Interpreter&, const Value& v, const CallArgs&) {
-  std::string out;
-  for (char c : to_str(v)) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&#34;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return Value::string(std::move(out));
+  return escape_value(v);
+}
+
+Value filter_forceescape(Interpreter&, const Value& v, const CallArgs&) {
+  return Value::markup(html_escape(to_str(v)));
 }
 
 Value filter_safe(Interpreter&, const Value& v, const CallArgs&) {
-  return Value::string(to_str(v));
+  return v.is_markup() ? v : Value::markup(to_str(v));
 }
 
 Value filter_attr(Interpreter&, const Value& v, const CallArgs& args) {
@@ -543,12 +574,12 @@ Value filter_attr(Interpreter&, const Value& v, const CallArgs& args) {
 Value filter_center(Interpreter&, const Value& v, const CallArgs& args) {
   const auto b = bind_args("center", args, {"width"}, 0);
   const std::u32string s = utf8_decode(to_str(v));
-  const int64_t width = b[0] ? b[0]->as_int() : 80;
+  const int64_t width = b[0] ? int_arg(*b[0], "center width") : 80;
   if (width <= int64_t(s.size())) return Value::string(utf8_encode(s));
+  check_size(uint64_t(width), "center's result");
   const int64_t marg = width - int64_t(s.size());
   const int64_t left = marg / 2 + (marg & width & 1);
-  return Value::string(std::string(size_t(left), ' ') + utf8_encode(s) +
-                       std::string(size_t(marg - left), ' '));
+  return Value::string(spaces(left, "center") + utf8_encode(s) + spaces(marg - left, "center"));
 }
 
 Value filter_wordcount(Interpreter&, const Value& v, const CallArgs&) {
@@ -576,8 +607,10 @@ Value filter_format(Interpreter&, const Value& v, const CallArgs& args) {
 
 Value filter_batch(Interpreter&, const Value& v, const CallArgs& args) {
   const auto b = bind_args("batch", args, {"linecount", "fill_with"}, 1);
-  const int64_t n = b[0]->as_int();
+  const int64_t n = int_arg(*b[0], "batch size");
   if (n <= 0) eval_fail("batch size must be positive");
+  check_size(uint64_t(n), "a batch");
+  charge_steps(uint64_t(n));
   std::vector<Value> out, cur;
   for (const Value& item : iterate(v)) {
     cur.push_back(item);
@@ -591,6 +624,91 @@ Value filter_batch(Interpreter&, const Value& v, const CallArgs& args) {
       while (int64_t(cur.size()) < n) cur.push_back(*b[1]);
     }
     out.push_back(Value::list(std::move(cur)));
+  }
+  return Value::generator(std::move(out));
+}
+
+Value filter_truncate(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("truncate", args, {"length", "killwords", "end", "leeway"}, 0);
+  const int64_t length = b[0] ? int_arg(*b[0], "truncate length") : 255;
+  const std::u32string end = utf8_decode(b[2] ? to_str(*b[2]) : "...");
+  const int64_t leeway = b[3] && !b[3]->is_none() ? int_arg(*b[3], "truncate leeway") : 5;
+  if (length < int64_t(end.size())) eval_fail("expected length >= ", end.size(), ", got ", length);
+  if (leeway < 0) eval_fail("expected leeway >= 0, got ", leeway);
+  const std::u32string text = utf8_decode(to_str(v));
+  if (int64_t(text.size()) <= length + leeway) return Value::string(to_str(v));
+  std::u32string head = text.substr(0, size_t(length) - end.size());
+  if (!opt_bool(b[1], false)) {
+    const size_t space = head.rfind(U' ');
+    if (space != std::u32string::npos) head = head.substr(0, space);
+  }
+  return Value::string(utf8_encode(head + end));
+}
+
+// Markup.striptags: drop comments and tags, collapse whitespace, unescape the basic entities.
+Value filter_striptags(Interpreter&, const Value& v, const CallArgs&) {
+  std::string text = to_str(v), kept;
+  for (size_t i = 0; i < text.size();) {
+    if (text.compare(i, 4, "<!--") == 0) {
+      const size_t close = text.find("-->", i + 4);
+      if (close == std::string::npos) {
+        kept += text.substr(i);
+        break;
+      }
+      i = close + 3;
+    } else if (text[i] == '<') {
+      const size_t close = text.find('>', i + 1);
+      if (close == std::string::npos) {
+        kept += text.substr(i);
+        break;
+      }
+      i = close + 1;
+    } else {
+      kept.push_back(text[i++]);
+    }
+  }
+  std::string collapsed;
+  for (const std::string& word : py_split_whitespace(kept)) {
+    if (!collapsed.empty()) collapsed.push_back(' ');
+    collapsed += word;
+  }
+  static const std::pair<const char*, const char*> kEntities[] = {
+      {"&lt;", "<"},  {"&gt;", ">"},   {"&quot;", "\""}, {"&#34;", "\""},
+      {"&#39;", "'"}, {"&apos;", "'"}, {"&amp;", "&"}};
+  std::string out;
+  for (size_t i = 0; i < collapsed.size();) {
+    bool replaced = false;
+    for (const auto& [entity, ch] : kEntities) {
+      if (collapsed.compare(i, std::string_view(entity).size(), entity) == 0) {
+        out += ch;
+        i += std::string_view(entity).size();
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out.push_back(collapsed[i++]);
+  }
+  return Value::string(std::move(out));
+}
+
+Value filter_slice(Interpreter&, const Value& v, const CallArgs& args) {
+  const auto b = bind_args("slice", args, {"slices", "fill_with"}, 1);
+  const int64_t slices = int_arg(*b[0], "slice count");
+  if (slices <= 0) eval_fail("slice count must be positive");
+  check_size(uint64_t(slices), "slice's result");
+  charge_steps(uint64_t(slices));
+  const std::vector<Value> seq = iterate(v);
+  const int64_t length = int64_t(seq.size());
+  const int64_t per_slice = length / slices, with_extra = length % slices;
+  int64_t offset = 0;
+  std::vector<Value> out;
+  for (int64_t n = 0; n < slices; ++n) {
+    const int64_t start = offset + n * per_slice;
+    if (n < with_extra) ++offset;
+    const int64_t end = offset + (n + 1) * per_slice;
+    std::vector<Value> part(seq.begin() + start, seq.begin() + end);
+    if (b[1] && !b[1]->is_none() && n >= with_extra) part.push_back(*b[1]);
+    out.push_back(Value::list(std::move(part)));
   }
   return Value::generator(std::move(out));
 }
@@ -609,6 +727,7 @@ const std::unordered_map<std::string, Filter>& filters() {
       {"e", filter_escape},
       {"escape", filter_escape},
       {"first", filter_first},
+      {"forceescape", filter_forceescape},
       {"float", filter_float},
       {"format", filter_format},
       {"indent", filter_indent},
@@ -628,14 +747,17 @@ const std::unordered_map<std::string, Filter>& filters() {
       {"reverse", filter_reverse},
       {"round", filter_round},
       {"safe", filter_safe},
+      {"slice", filter_slice},
       {"select", filter_select},
       {"selectattr", filter_selectattr},
       {"sort", filter_sort},
       {"string", filter_string},
       {"sum", filter_sum},
+      {"striptags", filter_striptags},
       {"title", filter_title},
       {"tojson", filter_tojson},
       {"trim", filter_trim},
+      {"truncate", filter_truncate},
       {"unique", filter_unique},
       {"upper", filter_upper},
       {"wordcount", filter_wordcount},
@@ -705,7 +827,7 @@ bool apply_test(Interpreter&, const std::string& name, const Value& v, const Cal
     return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined();
   }
   if (name == "callable") return v.is_function() || v.is_loop();
-  if (name == "escaped") return false;
+  if (name == "escaped") return v.is_markup();
   if (name == "sameas") return python_is(v, *bind_args("sameas", args, {"other"}, 1)[0]);
   if (name == "in") return compare_op("in", v, *bind_args("in", args, {"seq"}, 1)[0]);
   if (name == "==" || name == "eq" || name == "equalto") return test_compare("eq", v, args);

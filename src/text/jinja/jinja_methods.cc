@@ -51,15 +51,25 @@ std::string py_lower(const std::string& s) {
   return out;
 }
 
+// Python's full titlecase mapping of one code point (ß -> Ss, ﬁ -> Fi).
+static std::string title_char(char32_t c) {
+  icu::UnicodeString u{UChar32(c)};
+  u.toTitle(nullptr, icu::Locale::getRoot(),
+            U_TITLECASE_NO_LOWERCASE | U_TITLECASE_NO_BREAK_ADJUSTMENT);
+  std::string out;
+  u.toUTF8String(out);
+  return out;
+}
+
 std::string py_title(const std::string& s) {
-  std::u32string out;
+  std::string text;
   bool previous_cased = false;
   for (char32_t c : utf8_decode(s)) {
-    out.push_back(previous_cased ? char32_t(u_tolower(UChar32(c)))
-                                 : char32_t(u_totitle(UChar32(c))));
+    const std::string one = utf8_encode(std::u32string(1, c));
+    text += previous_cased ? py_lower(one) : title_char(c);
     previous_cased = is_cased(c);
   }
-  return utf8_encode(out);
+  return text;
 }
 
 std::string py_capitalize(const std::string& s) {
@@ -96,6 +106,7 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
     const std::u32string chars = utf8_decode(s);
     for (size_t i = 0; i <= chars.size(); ++i) {
       if (count < 0 || done < count) {
+        check_size(uint64_t(out.size()) + repl.size(), "replace's result");
         out += repl;
         ++done;
       }
@@ -108,6 +119,7 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
   while (count < 0 || done < count) {
     const size_t hit = s.find(old, pos);
     if (hit == std::string::npos) break;
+    check_size(uint64_t(out.size()) + (hit - pos) + repl.size(), "replace's result");
     out.append(s, pos, hit - pos);
     out += repl;
     pos = hit + old.size();
@@ -144,6 +156,21 @@ std::vector<std::string> splitlines_impl(const std::string& s, bool keepends) {
 
 std::vector<std::string> py_splitlines(const std::string& s) {
   return splitlines_impl(s, false);
+}
+
+std::vector<std::string> py_split_whitespace(const std::string& s) {
+  std::vector<std::string> out;
+  std::u32string word;
+  for (char32_t c : utf8_decode(s)) {
+    if (is_python_space(c)) {
+      if (!word.empty()) out.push_back(utf8_encode(word));
+      word.clear();
+    } else {
+      word.push_back(c);
+    }
+  }
+  if (!word.empty()) out.push_back(utf8_encode(word));
+  return out;
 }
 
 namespace {
@@ -291,6 +318,7 @@ std::string py_format(const std::string& fmt, const CallArgs& args) {
     }
     const Value* v = nullptr;
     if (field.empty() || std::all_of(field.begin(), field.end(), ::isdigit)) {
+      if (field.size() > 9) eval_fail("Replacement index ", field, " out of range");
       const size_t idx = field.empty() ? auto_index++ : std::stoul(field);
       if (idx >= args.positional.size()) {
         eval_fail("Replacement index ", idx, " out of range for positional args tuple");
@@ -302,7 +330,9 @@ std::string py_format(const std::string& fmt, const CallArgs& args) {
       }
       if (!v) eval_fail("KeyError: '", field, "'");
     }
-    out += conversion == 'r' ? repr(*v) : to_str(*v);
+    const std::string text = conversion == 'r' ? repr(*v) : to_str(*v);
+    check_size(uint64_t(out.size()) + text.size(), "str.format's result");
+    out += text;
   }
   return out;
 }
@@ -326,8 +356,83 @@ std::optional<Value> string_method(const std::string& s, const std::string& name
       return Value::string(fn(s));
     });
   };
+  if (name == "center" || name == "ljust" || name == "rjust") {
+    const std::string n = name;
+    return method([s, n](Interpreter&, CallArgs& a) {
+      const auto b = bind_args(n, a, {"width", "fillchar"}, 1);
+      if (!b[0]->is_int())
+        eval_fail("'", type_name(*b[0]), "' object cannot be interpreted as an integer");
+      std::u32string fill = U" ";
+      if (b[1]) {
+        fill = utf8_decode(arg_str(*b[1], "fillchar"));
+        if (fill.size() != 1) eval_fail("The fill character must be exactly one character long");
+      }
+      const std::u32string text = utf8_decode(s);
+      const int64_t width = b[0]->as_int();
+      if (width <= int64_t(text.size())) return Value::string(s);
+      check_size(uint64_t(width) * 4, n == "center" ? "center's result" : "a padded string");
+      const int64_t marg = width - int64_t(text.size());
+      int64_t left = n == "ljust" ? 0 : n == "rjust" ? marg : marg / 2 + (marg & width & 1);
+      return Value::string(utf8_encode(std::u32string(size_t(left), fill[0]) + text +
+                                       std::u32string(size_t(marg - left), fill[0])));
+    });
+  }
+  if (name == "zfill") {
+    return method([s](Interpreter&, CallArgs& a) {
+      const auto b = bind_args("zfill", a, {"width"}, 1);
+      if (!b[0]->is_int())
+        eval_fail("'", type_name(*b[0]), "' object cannot be interpreted as an integer");
+      const std::u32string text = utf8_decode(s);
+      const int64_t width = b[0]->as_int();
+      if (width <= int64_t(text.size())) return Value::string(s);
+      check_size(uint64_t(width), "zfill's result");
+      const size_t sign = !text.empty() && (text[0] == '+' || text[0] == '-') ? 1 : 0;
+      return Value::string(utf8_encode(text.substr(0, sign) +
+                                       std::u32string(size_t(width) - text.size(), U'0') +
+                                       text.substr(sign)));
+    });
+  }
+  if (name == "swapcase") {
+    return method([s](Interpreter&, CallArgs& a) {
+      bind_args("swapcase", a, {}, 0);
+      std::string out;
+      for (char32_t c : utf8_decode(s)) {
+        const std::string one = utf8_encode(std::u32string(1, c));
+        out += u_isupper(UChar32(c)) ? py_lower(one) : u_islower(UChar32(c)) ? py_upper(one) : one;
+      }
+      return Value::string(std::move(out));
+    });
+  }
+  if (name == "istitle") {
+    return method([s](Interpreter&, CallArgs& a) {
+      bind_args("istitle", a, {}, 0);
+      bool cased = false, previous_cased = false;
+      for (char32_t c : utf8_decode(s)) {
+        const bool upper = u_isupper(UChar32(c)) || u_istitle(UChar32(c));
+        if (upper) {
+          if (previous_cased) return Value::boolean(false);
+          previous_cased = cased = true;
+        } else if (u_islower(UChar32(c))) {
+          if (!previous_cased) return Value::boolean(false);
+          previous_cased = cased = true;
+        } else {
+          previous_cased = false;
+        }
+      }
+      return Value::boolean(cased);
+    });
+  }
   if (name == "upper") return no_args(py_upper);
-  if (name == "lower" || name == "casefold") return no_args(py_lower);
+  if (name == "lower") return no_args(py_lower);
+  if (name == "casefold") {
+    return no_args([](const std::string& text) {
+      icu::UnicodeString u = icu::UnicodeString::fromUTF8(text);
+      u.foldCase();
+      std::string out;
+      u.toUTF8String(out);
+      return out;
+    });
+  }
   if (name == "title") return no_args(py_title);
   if (name == "capitalize") return no_args(py_capitalize);
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
@@ -552,9 +657,92 @@ std::optional<Value> list_method(const Value& obj, const std::string& name) {
   return std::nullopt;
 }
 
+// markupsafe.Markup's methods (markupsafe 3): the str method, with Markup results (or lists and
+// tuples of them); `join` escapes the joined items, `format` its arguments, `replace` its
+// replacement and `center`/`ljust`/`rjust` their fill character.
+Value as_markup_result(const Value& v) {
+  if (v.is_string()) return Value::markup(v.as_string());
+  if (!v.is_list()) return v;
+  std::vector<Value> items;
+  for (const Value& item : v.list_data().items) items.push_back(as_markup_result(item));
+  return v.is_tuple() ? Value::tuple(std::move(items)) : Value::list(std::move(items));
+}
+
+std::optional<Value> markup_method(const Value& obj, const std::string& name) {
+  static const char* kMarkupResult[] = {
+      "capitalize", "title",     "lower",      "upper",        "replace",
+      "ljust",      "rjust",     "lstrip",     "rstrip",       "center",
+      "strip",      "translate", "expandtabs", "swapcase",     "zfill",
+      "split",      "rsplit",    "splitlines", "partition",    "rpartition",
+      "join",       "format",    "casefold",   "removeprefix", "removesuffix"};
+  std::optional<Value> plain = string_method(obj.as_string(), name);
+  if (!plain || std::none_of(std::begin(kMarkupResult), std::end(kMarkupResult),
+                             [&](const char* w) { return name == w; })) {
+    return plain;
+  }
+  const Value inner = *plain;
+  // Which positional argument is escaped: -1 none, -2 all (format), -3 join's items.
+  int escaped_arg = -1;
+  if (name == "replace" || name == "center" || name == "ljust" || name == "rjust") escaped_arg = 1;
+  if (name == "format") escaped_arg = -2;
+  if (name == "join") escaped_arg = -3;
+  return Value::function(name, [inner, escaped_arg](Interpreter& interp, CallArgs& args) {
+    CallArgs escaped = args;
+    if (escaped_arg == -3 && !escaped.positional.empty()) {
+      std::vector<Value> items;
+      for (const Value& item : iterate(escaped.positional[0])) items.push_back(escape_value(item));
+      escaped.positional[0] = Value::list(std::move(items));
+    } else if (escaped_arg == -2) {
+      for (Value& a : escaped.positional) {
+        if (a.is_string()) a = escape_value(a);
+      }
+      for (auto& [k, a] : escaped.keyword) {
+        if (a.is_string()) a = escape_value(a);
+      }
+    } else if (escaped_arg >= 0 && size_t(escaped_arg) < escaped.positional.size()) {
+      escaped.positional[size_t(escaped_arg)] =
+          escape_value(escaped.positional[size_t(escaped_arg)]);
+    }
+    return as_markup_result(inner.function_data().call(interp, escaped));
+  });
+}
+
 }  // namespace
 
+std::string html_escape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
+    }
+  }
+  return out;
+}
+
+Value escape_value(const Value& v) {
+  if (v.is_markup()) return v;
+  return Value::markup(html_escape(to_str(v)));
+}
+
 std::optional<Value> builtin_method(const Value& obj, const std::string& name) {
+  if (obj.is_markup()) return markup_method(obj, name);
   if (obj.is_string()) return string_method(obj.as_string(), name);
   if (obj.is_dict()) return dict_method(obj, name);
   if (obj.is_list()) return list_method(obj, name);

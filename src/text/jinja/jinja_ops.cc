@@ -35,10 +35,17 @@ bool mul_ovf(int64_t a, int64_t b, int64_t* r) {
 }
 
 Value repeat(const Value& seq, int64_t n) {
+  const uint64_t unit = seq.is_string() ? seq.as_string().size() : seq.list_data().items.size();
+  if (n > 0 && unit > 0) {
+    // Checked before building: "x" * 3000000000 must not allocate gigabytes first.
+    const uint64_t total = uint64_t(n) > UINT64_MAX / unit ? UINT64_MAX : uint64_t(n) * unit;
+    check_size(total, seq.is_string() ? "a repeated string" : "a repeated list");
+    charge_steps(seq.is_string() ? total / 64 : total);
+  }
   if (seq.is_string()) {
     std::string out;
     for (int64_t i = 0; i < n; ++i) out += seq.as_string();
-    return Value::string(std::move(out));
+    return seq.is_markup() ? Value::markup(std::move(out)) : Value::string(std::move(out));
   }
   std::vector<Value> out;
   for (int64_t i = 0; i < n; ++i) {
@@ -48,12 +55,14 @@ Value repeat(const Value& seq, int64_t n) {
 }
 
 int64_t floor_div(int64_t a, int64_t b) {
+  if (a == INT64_MIN && b == -1) eval_fail("integer overflow (the renderer uses 64-bit integers)");
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
 }
 
 int64_t py_mod(int64_t a, int64_t b) {
+  if (b == -1) return 0;  // INT64_MIN % -1 traps in C++
   int64_t r = a % b;
   if (r != 0 && ((r < 0) != (b < 0))) r += b;
   return r;
@@ -166,7 +175,10 @@ std::vector<int64_t> slice_indices(int64_t len, const Value& start_v, const Valu
   const int64_t start = adjust(as_index(start_v), true);
   const int64_t stop = adjust(as_index(stop_v), false);
   std::vector<int64_t> out;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(i);
+  for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
+    out.push_back(i);
+    if (__builtin_add_overflow(i, step, &i)) break;  // a huge step leaves the sequence
+  }
   return out;
 }
 
@@ -180,8 +192,21 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
   if (op == "+") {
     if (floats) return Value::number(a.as_double() + b.as_double());
     if (nums) return Value::integer(checked(add_ovf, a.as_int(), b.as_int()));
-    if (a.is_string() && b.is_string()) return Value::string(a.as_string() + b.as_string());
+    if (a.is_markup() || b.is_markup()) {
+      // Markup.__add__/__radd__: the other operand is escaped (it must be a str).
+      if (a.is_string() && b.is_string()) {
+        return Value::markup(escape_value(a).as_string() + escape_value(b).as_string());
+      }
+      unsupported("+", a, b);
+    }
+    if (a.is_string() && b.is_string()) {
+      check_size(uint64_t(a.as_string().size()) + b.as_string().size(), "a concatenated string");
+      return Value::string(a.as_string() + b.as_string());
+    }
     if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
+      const uint64_t n = a.list_data().items.size() + b.list_data().items.size();
+      check_size(n, "a concatenated list");
+      charge_steps(n);
       std::vector<Value> items = a.list_data().items;
       for (const auto& v : b.list_data().items) items.push_back(v);
       return a.is_tuple() ? Value::tuple(std::move(items)) : Value::list(std::move(items));
@@ -219,6 +244,7 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
     return Value::integer(floor_div(a.as_int(), b.as_int()));
   }
   if (op == "%") {
+    if (a.is_markup()) return Value::markup(percent_format(a.as_string(), b, true));
     if (a.is_string()) return Value::string(percent_format(a.as_string(), b));
     if (!nums) unsupported("%", a, b);
     if (floats) {
@@ -231,9 +257,14 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
   if (op == "**") {
     if (!nums) unsupported("** or pow()", a, b);
     if (!floats && b.as_int() >= 0) {
+      // Square-and-multiply: O(log e) even for 1 ** 10**18; overflow is an error.
       int64_t result = 1, base = a.as_int();
-      for (int64_t e = b.as_int(); e > 0; --e) {
-        result = checked(mul_ovf, result, base);
+      for (int64_t e = b.as_int(); e > 0; e >>= 1) {
+        if (e & 1) result = checked(mul_ovf, result, base);
+        if (e > 1) {
+          if (base == 0 || base == 1) break;
+          base = checked(mul_ovf, base, base);
+        }
       }
       return Value::integer(result);
     }
@@ -293,8 +324,11 @@ Value get_attribute(const Value& obj, const std::string& name) {
 Value get_item(const Value& obj, const Value& key) {
   if (obj.is_undefined()) fail_undefined(obj);
   if (obj.is_dict()) {
-    if (key.is_list() && !key.is_tuple()) eval_fail("unhashable type: 'list'");
-    if (const Value* v = obj.dict_data().find(key)) return *v;
+    // An unhashable key (list, dict) is a TypeError that the sandbox's getitem turns into
+    // undefined, like a missing key.
+    const bool hashable = !(key.is_list() && !key.is_tuple()) && !key.is_dict() &&
+                          !key.is_namespace() && !key.is_generator() && !key.is_loop();
+    if (const Value* v = hashable ? obj.dict_data().find(key) : nullptr) return *v;
   } else if ((obj.is_list() || obj.is_string()) && key.is_int()) {
     const bool is_str = obj.is_string();
     const std::u32string chars = is_str ? utf8_decode(obj.as_string()) : std::u32string();
@@ -305,7 +339,7 @@ Value get_item(const Value& obj, const Value& key) {
       if (!is_str) return obj.list_data().items[size_t(i)];
       std::string s;
       utf8_append(s, chars[size_t(i)]);
-      return Value::string(std::move(s));
+      return obj.is_markup() ? Value::markup(std::move(s)) : Value::string(std::move(s));
     }
     return Value::undefined(element_missing(obj, key));
   }
@@ -325,7 +359,7 @@ Value get_slice(const Value& obj, const Value& start, const Value& stop, const V
     for (int64_t i : slice_indices(int64_t(chars.size()), start, stop, step)) {
       out.push_back(chars[size_t(i)]);
     }
-    return Value::string(utf8_encode(out));
+    return obj.is_markup() ? Value::markup(utf8_encode(out)) : Value::string(utf8_encode(out));
   }
   if (obj.is_list()) {
     const auto& items = obj.list_data().items;
@@ -338,7 +372,7 @@ Value get_slice(const Value& obj, const Value& start, const Value& stop, const V
   return Value::undefined("'" + type_name(obj) + " object' has no element slice");
 }
 
-std::string percent_format(const std::string& fmt, const Value& args) {
+std::string percent_format(const std::string& fmt, const Value& args, bool escape) {
   std::vector<Value> positional;
   const bool mapping = args.is_dict();
   if (args.is_tuple()) {
@@ -363,13 +397,38 @@ std::string percent_format(const std::string& fmt, const Value& args) {
       if (!arg) eval_fail("KeyError: ", fmt.substr(i + 1, close - i - 1));
       i = close + 1;
     }
-    std::string spec = "%";
+    // Flags, width and precision; '*' takes them from the arguments.
+    std::string flags;
     while (i < fmt.size() && std::string_view("-+ #0").find(fmt[i]) != std::string_view::npos) {
-      spec.push_back(fmt[i++]);
+      flags.push_back(fmt[i++]);
     }
-    while (i < fmt.size() && (std::isdigit(static_cast<unsigned char>(fmt[i])) || fmt[i] == '.')) {
-      spec.push_back(fmt[i++]);
+    auto read_number = [&](const char* what) -> int64_t {
+      if (i < fmt.size() && fmt[i] == '*') {
+        ++i;
+        if (next_arg >= positional.size()) eval_fail("not enough arguments for format string");
+        const Value& n = positional[next_arg++];
+        if (!n.is_int()) eval_fail("* wants int");
+        return n.as_int();
+      }
+      int64_t n = 0;
+      while (i < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[i]))) {
+        n = n * 10 + (fmt[i++] - '0');
+        if (n > int64_t(INT32_MAX)) eval_fail(what, " too big");
+      }
+      return n;
+    };
+    int64_t width = read_number("width");
+    if (width < 0) {
+      flags.push_back('-');
+      width = -width;
     }
+    int64_t precision = -1;
+    if (i < fmt.size() && fmt[i] == '.') {
+      ++i;
+      precision = std::max<int64_t>(0, read_number("precision"));
+    }
+    // Length modifiers (h, l, L) are accepted and ignored, as in Python.
+    while (i < fmt.size() && (fmt[i] == 'h' || fmt[i] == 'l' || fmt[i] == 'L')) ++i;
     if (i >= fmt.size()) eval_fail("incomplete format");
     const char conv = fmt[i];
     if (conv == '%') {
@@ -380,38 +439,93 @@ std::string percent_format(const std::string& fmt, const Value& args) {
       if (next_arg >= positional.size()) eval_fail("not enough arguments for format string");
       arg = &positional[next_arg++];
     }
-    char buf[512];
+    check_size(uint64_t(out.size()) + uint64_t(width) + uint64_t(std::max<int64_t>(precision, 0)),
+               "a %-formatted string");
+    const bool left = flags.find('-') != std::string::npos;
+    // Pads `text` (counted in code points) to the width.
+    auto pad = [&](const std::string& text) {
+      const int64_t n = int64_t(utf8_decode(text).size());
+      const std::string fill(size_t(std::max<int64_t>(0, width - n)), ' ');
+      out += left ? text + fill : fill + text;
+    };
+    // printf of one number with the parsed flags/width/precision, sized to fit.
+    auto printf_number = [&](const char* length, char c, auto value) {
+      std::string spec = "%" + flags + std::to_string(width);
+      if (precision >= 0) spec += "." + std::to_string(precision);
+      spec += length;
+      spec.push_back(c);
+      const int n = std::snprintf(nullptr, 0, spec.c_str(), value);
+      if (n < 0) eval_fail("bad format");
+      check_size(uint64_t(out.size()) + uint64_t(n), "a %-formatted string");
+      std::string buf(size_t(n) + 1, '\0');
+      std::snprintf(buf.data(), buf.size(), spec.c_str(), value);
+      buf.resize(size_t(n));
+      out += buf;
+    };
     switch (conv) {
       case 's':
-      case 'r': {
-        // Width and precision count code points, as in Python.
-        std::u32string text = utf8_decode(conv == 's' ? to_str(*arg) : repr(*arg));
-        const size_t dot = spec.find('.');
-        if (dot != std::string::npos) {
-          text = text.substr(0, std::stoul("0" + spec.substr(dot + 1)));
+      case 'r':
+      case 'a': {
+        std::string arg_text = conv == 's' ? to_str(*arg) : repr(*arg);
+        if (escape && !arg->is_markup()) arg_text = html_escape(arg_text);
+        if (precision >= 0) {
+          const std::u32string chars = utf8_decode(arg_text);
+          if (int64_t(chars.size()) > precision) {
+            arg_text = utf8_encode(chars.substr(0, size_t(precision)));
+          }
         }
-        const std::string digits = spec.substr(0, dot).substr(
-            spec.find_first_of("123456789") == std::string::npos ? spec.size()
-                                                                 : spec.find_first_of("123456789"));
-        const size_t width = digits.empty() ? 0 : std::stoul(digits);
-        const std::u32string pad(width > text.size() ? width - text.size() : 0, U' ');
-        const bool left = spec.find('-') != std::string::npos;
-        out += utf8_encode(left ? text + pad : pad + text);
+        pad(arg_text);
+        break;
+      }
+      case 'c': {
+        std::string ch;
+        if (arg->is_int()) {
+          if (arg->as_int() < 0 || arg->as_int() > 0x10FFFF)
+            eval_fail("%c arg not in range(0x110000)");
+          utf8_append(ch, char32_t(arg->as_int()));
+        } else if (arg->is_string() && utf8_decode(arg->as_string()).size() == 1) {
+          ch = arg->as_string();
+        } else {
+          eval_fail("%c requires an int or a unicode character");
+        }
+        pad(ch);
         break;
       }
       case 'd':
       case 'i':
+      case 'u':
       case 'x':
       case 'X':
       case 'o': {
         if (!arg->is_number()) {
           eval_fail("%", conv, " format: a real number is required, not ", type_name(*arg));
         }
-        const int64_t v = arg->is_float() ? int64_t(arg->as_double()) : arg->as_int();
-        spec += "ll";
-        spec.push_back(conv == 'i' ? 'd' : conv);
-        std::snprintf(buf, sizeof(buf), spec.c_str(), static_cast<long long>(v));
-        out += buf;
+        if (arg->is_float() && (conv == 'd' || conv == 'i' || conv == 'u') &&
+            std::fabs(arg->as_double()) >= 9.2e18 && std::isfinite(arg->as_double())) {
+          // int(x) of a float this large is exactly the float's value: print it in full.
+          precision = 0;
+          printf_number("", 'f', std::trunc(arg->as_double()));
+          break;
+        }
+        const int64_t v = arg->is_float() ? float_to_int64(arg->as_double()) : arg->as_int();
+        const char c = (conv == 'i' || conv == 'u') ? 'd' : conv;
+        if (c != 'd' && v < 0) {
+          // Python prints a minus sign and the magnitude, not the two's complement.
+          if (v == INT64_MIN) eval_fail("integer overflow (the renderer uses 64-bit integers)");
+          std::string body;
+          {
+            const size_t mark = out.size();
+            const int64_t saved_width = width;
+            width = 0;
+            printf_number("ll", c, static_cast<unsigned long long>(-v));
+            body = "-" + out.substr(mark);
+            out.resize(mark);
+            width = saved_width;
+          }
+          pad(body);
+          break;
+        }
+        printf_number("ll", c, static_cast<long long>(v));
         break;
       }
       case 'f':
@@ -420,12 +534,8 @@ std::string percent_format(const std::string& fmt, const Value& args) {
       case 'E':
       case 'g':
       case 'G': {
-        if (!arg->is_number()) {
-          eval_fail("must be real number, not ", type_name(*arg));
-        }
-        spec.push_back(conv);
-        std::snprintf(buf, sizeof(buf), spec.c_str(), arg->as_double());
-        out += buf;
+        if (!arg->is_number()) eval_fail("must be real number, not ", type_name(*arg));
+        printf_number("", conv, arg->as_double());
         break;
       }
       default:
@@ -436,6 +546,19 @@ std::string percent_format(const std::string& fmt, const Value& args) {
     eval_fail("not all arguments converted during string formatting");
   }
   return out;
+}
+
+int64_t float_to_int64(double d) {
+  if (!std::isfinite(d)) {
+    eval_fail(std::isnan(d) ? "cannot convert float NaN to integer"
+                            : "cannot convert float infinity to integer");
+  }
+  const double t = std::trunc(d);
+  // [-2^63, 2^63): the doubles that convert without undefined behaviour.
+  if (t < -9223372036854775808.0 || t >= 9223372036854775808.0) {
+    eval_fail("integer overflow (the renderer uses 64-bit integers)");
+  }
+  return int64_t(t);
 }
 
 std::vector<std::optional<Value>> bind_args(std::string_view function, const CallArgs& args,

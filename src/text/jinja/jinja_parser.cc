@@ -91,6 +91,7 @@ class Parser : public ExpressionParser {
   }
 
   Body parse_statements(const std::vector<std::string>& end_names, bool drop_needle) {
+    const NestingGuard nesting(*this);
     skip_op(":");
     expect_type(Token::Type::kBlockEnd, "end of statement block");
     Body body = subparse(end_names);
@@ -157,10 +158,15 @@ class Parser : public ExpressionParser {
     Stmt* node = s.get();
     node->expr = parse_tuple(false, false, {}, false);
     node->body = parse_statements({"elif", "else", "endif"}, false);
+    int elifs = 0;
     while (true) {
       const Token& t = next();
       if (t.value == "elif") {
-        // elif becomes a nested If in the else branch; all share one endif.
+        // elif becomes a nested If in the else branch; all share one endif. The chain is as
+        // deep as it is long, so it counts against the nesting limit.
+        if (++elifs > kMaxParseNesting) {
+          fail_here(str_cat("more than ", kMaxParseNesting, " elif branches in one if"));
+        }
         auto nested = make_stmt(Stmt::Kind::kIf, cur().line);
         nested->expr = parse_tuple(false, false, {}, false);
         nested->body = parse_statements({"elif", "else", "endif"}, false);

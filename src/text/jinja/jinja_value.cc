@@ -11,22 +11,97 @@
 
 namespace m2fp4::jinja {
 
+// ---- render budget ---------------------------------------------------------------------------
+
+namespace {
+thread_local RenderBudget* active_budget = nullptr;
+const RenderLimits kDefaultLimits;
+}  // namespace
+
+RenderBudget::RenderBudget(const RenderLimits& limits) : limits_(limits), previous_(active_budget) {
+  active_budget = this;
+}
+
+RenderBudget::~RenderBudget() {
+  active_budget = previous_;
+}
+
+const RenderLimits& active_limits() {
+  return active_budget ? active_budget->limits() : kDefaultLimits;
+}
+
+void check_size(uint64_t bytes, const char* what) {
+  const size_t limit = active_limits().max_output_bytes;
+  if (bytes > limit) {
+    eval_fail(what, " would be ", bytes, " bytes long, over the render limit of ", limit,
+              " bytes (max_output_bytes)");
+  }
+}
+
+void charge_steps(uint64_t n) {
+  RenderBudget* b = active_budget;
+  if (!b) return;
+  b->steps_ += n;
+  if (b->steps_ > b->limits_.max_steps) {
+    eval_fail("the template did more than ", b->limits_.max_steps,
+              " steps of work (max_steps): is it looping without end?");
+  }
+}
+
 // ---- construction ----------------------------------------------------------------------------
+
+namespace {
+
+// How deeply a container nests, from its direct items (each container records its own), so a
+// template cannot build values so deep that printing or freeing them overflows the stack.
+int nested_depth(const std::vector<Value>& items) {
+  int deepest = 0;
+  for (const Value& v : items) deepest = std::max(deepest, value_depth(v));
+  if (deepest + 1 > kMaxValueDepth) {
+    eval_fail("a value is nested more than ", kMaxValueDepth, " levels deep");
+  }
+  return deepest + 1;
+}
+
+}  // namespace
+
+int value_depth(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::kList:
+      return v.list_data().depth;
+    case Value::Kind::kDict:
+      return v.dict_data().depth;
+    case Value::Kind::kGenerator:
+      return v.generator_data().depth;
+    default:
+      return 0;
+  }
+}
 
 Value Value::list(std::vector<Value> items) {
   auto data = std::make_shared<ListData>();
+  data->depth = nested_depth(items);
   data->items = std::move(items);
   return Value(Kind::kList, std::move(data));
 }
 
 Value Value::tuple(std::vector<Value> items) {
   auto data = std::make_shared<ListData>();
+  data->depth = nested_depth(items);
   data->items = std::move(items);
   data->is_tuple = true;
   return Value(Kind::kList, std::move(data));
 }
 
 Value Value::dict(DictData dict) {
+  int deepest = 0;
+  for (const auto& [k, v] : dict.entries) {
+    deepest = std::max({deepest, value_depth(k), value_depth(v)});
+  }
+  if (deepest + 1 > kMaxValueDepth) {
+    eval_fail("a value is nested more than ", kMaxValueDepth, " levels deep");
+  }
+  dict.depth = deepest + 1;
   return Value(Kind::kDict, std::make_shared<DictData>(std::move(dict)));
 }
 
@@ -47,6 +122,7 @@ Value Value::function(std::string name, std::function<Value(Interpreter&, CallAr
 
 Value Value::generator(std::vector<Value> items) {
   auto data = std::make_shared<GeneratorData>();
+  data->depth = nested_depth(items);
   data->items = std::move(items);
   return Value(Kind::kGenerator, std::move(data));
 }
@@ -292,7 +368,7 @@ std::string type_name(const Value& v) {
     case Value::Kind::kFloat:
       return "float";
     case Value::Kind::kString:
-      return "str";
+      return v.is_markup() ? "Markup" : "str";
     case Value::Kind::kList:
       return v.is_tuple() ? "tuple" : "list";
     case Value::Kind::kDict:
@@ -311,22 +387,25 @@ std::string type_name(const Value& v) {
 
 namespace {
 
-void append_repr(std::string& out, const Value& v);
+void append_repr(std::string& out, const Value& v, int depth = 0);
 
-void append_dict_repr(std::string& out, const DictData& d) {
+void append_dict_repr(std::string& out, const DictData& d, int depth) {
   out.push_back('{');
   bool first = true;
   for (const auto& [k, val] : d.entries) {
     if (!first) out += ", ";
     first = false;
-    append_repr(out, k);
+    append_repr(out, k, depth + 1);
     out += ": ";
-    append_repr(out, val);
+    append_repr(out, val, depth + 1);
   }
   out.push_back('}');
 }
 
-void append_repr(std::string& out, const Value& v) {
+void append_repr(std::string& out, const Value& v, int depth) {
+  // A namespace can hold itself; Python's repr then fails with RecursionError.
+  if (depth > kMaxValueDepth) eval_fail("maximum recursion depth exceeded while printing a value");
+  check_size(out.size(), "a printed value");
   switch (v.kind()) {
     case Value::Kind::kUndefined:
       out += "Undefined";
@@ -344,25 +423,29 @@ void append_repr(std::string& out, const Value& v) {
       out += float_repr(v.as_double());
       return;
     case Value::Kind::kString:
-      out += string_repr(v.as_string());
+      if (v.is_markup()) {
+        out += "Markup(" + string_repr(v.as_string()) + ")";
+      } else {
+        out += string_repr(v.as_string());
+      }
       return;
     case Value::Kind::kList: {
       const auto& l = v.list_data();
       out.push_back(l.is_tuple ? '(' : '[');
       for (size_t i = 0; i < l.items.size(); ++i) {
         if (i) out += ", ";
-        append_repr(out, l.items[i]);
+        append_repr(out, l.items[i], depth + 1);
       }
       if (l.is_tuple && l.items.size() == 1) out.push_back(',');
       out.push_back(l.is_tuple ? ')' : ']');
       return;
     }
     case Value::Kind::kDict:
-      append_dict_repr(out, v.dict_data());
+      append_dict_repr(out, v.dict_data(), depth);
       return;
     case Value::Kind::kNamespace:
       out += "<Namespace ";
-      append_dict_repr(out, v.namespace_data().attrs);
+      append_dict_repr(out, v.namespace_data().attrs, depth);
       out += ">";
       return;
     case Value::Kind::kFunction:
@@ -599,9 +682,11 @@ void append_json(std::string& out, const Value& v, const JsonOptions& o, int lev
   const std::string key_sep = o.separators ? o.separators->second : ": ";
   auto newline = [&](int lvl) {
     if (!o.indent) return;
+    check_size(out.size() + 1 + uint64_t(lvl) * o.indent->size(), "tojson's text");
     out.push_back('\n');
     for (int i = 0; i < lvl; ++i) out += *o.indent;
   };
+  if (level > kMaxValueDepth) eval_fail("tojson: value nested too deeply (or contains itself)");
   switch (v.kind()) {
     case Value::Kind::kNone:
       out += "null";
@@ -635,16 +720,20 @@ void append_json(std::string& out, const Value& v, const JsonOptions& o, int lev
       return;
     }
     case Value::Kind::kDict: {
-      std::vector<std::pair<std::string, const Value*>> entries;
-      for (const auto& [k, val] : v.dict_data().entries) entries.emplace_back(json_key(k), &val);
-      if (entries.empty()) {
+      std::vector<const std::pair<Value, Value>*> sorted;
+      for (const auto& entry : v.dict_data().entries) sorted.push_back(&entry);
+      if (sorted.empty()) {
         out += "{}";
         return;
       }
       if (o.sort_keys) {
-        std::stable_sort(entries.begin(), entries.end(),
-                         [](const auto& a, const auto& b) { return a.first < b.first; });
+        // json.dumps sorts the original keys (ints numerically; mixed types raise TypeError).
+        std::stable_sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) {
+          return less_than(a->first, b->first);
+        });
       }
+      std::vector<std::pair<std::string, const Value*>> entries;
+      for (const auto* entry : sorted) entries.emplace_back(json_key(entry->first), &entry->second);
       out.push_back('{');
       for (size_t i = 0; i < entries.size(); ++i) {
         if (i) out += item_sep;
@@ -670,7 +759,10 @@ std::string to_json(const Value& v, const JsonOptions& options) {
   return out;
 }
 
-Value from_json(const nlohmann::ordered_json& json) {
+Value from_json(const nlohmann::ordered_json& json, int depth) {
+  if (depth >= kMaxValueDepth) {
+    fail("JSON value nested more than ", kMaxValueDepth, " levels deep");
+  }
   switch (json.type()) {
     case nlohmann::ordered_json::value_t::null:
       return Value::none();
@@ -689,13 +781,13 @@ Value from_json(const nlohmann::ordered_json& json) {
       return Value::string(json.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       std::vector<Value> items;
-      for (const auto& item : json) items.push_back(from_json(item));
+      for (const auto& item : json) items.push_back(from_json(item, depth + 1));
       return Value::list(std::move(items));
     }
     case nlohmann::ordered_json::value_t::object: {
       DictData d;
       for (const auto& [k, item] : json.items()) {
-        d.entries.emplace_back(Value::string(k), from_json(item));
+        d.entries.emplace_back(Value::string(k), from_json(item, depth + 1));
       }
       return Value::dict(std::move(d));
     }

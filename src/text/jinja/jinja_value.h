@@ -6,6 +6,7 @@
 // byte (see jinja_value.cc).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -20,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "text/jinja/jinja_limits.h"
 
 namespace m2fp4::jinja {
 
@@ -41,11 +43,13 @@ class Interpreter;
 struct ListData {
   std::vector<Value> items;
   bool is_tuple = false;
+  int depth = 1;  // nesting of lists/dicts in it, this one included (see value_depth)
 };
 
 // A Python dict: keys compared with Python equality, iteration in insertion order.
 struct DictData {
   std::vector<std::pair<Value, Value>> entries;
+  int depth = 1;  // set by Value::dict
   const Value* find(const Value& key) const;
   const Value* find(std::string_view key) const;
   void set(Value key, Value value);
@@ -53,7 +57,13 @@ struct DictData {
 
 // jinja2's namespace(): a mutable attribute bag shared by reference.
 struct NamespaceData {
+  NamespaceData() { ++live; }
+  ~NamespaceData() { --live; }
+  NamespaceData(const NamespaceData&) = delete;
+  NamespaceData& operator=(const NamespaceData&) = delete;
   DictData attrs;
+  // Namespaces alive in this process (tests check that renders free theirs, cycles included).
+  static inline std::atomic<int64_t> live{0};
 };
 
 struct CallArgs {
@@ -73,6 +83,7 @@ struct FunctionData {
 struct GeneratorData {
   std::vector<Value> items;
   bool consumed = false;
+  int depth = 1;
 };
 
 // The `loop` variable of a for loop.
@@ -110,6 +121,13 @@ class Value {
   static Value integer(int64_t i) { return Value(Kind::kInt, i); }
   static Value number(double d) { return Value(Kind::kFloat, d); }
   static Value string(std::string s) { return Value(Kind::kString, std::move(s)); }
+  // markupsafe.Markup (what `|safe` and `|escape` return): a str that escapes what is
+  // concatenated onto it with `+`, formatted into it with `%`, or joined by it.
+  static Value markup(std::string s) {
+    Value v(Kind::kString, std::move(s));
+    v.markup_ = true;
+    return v;
+  }
   static Value list(std::vector<Value> items);
   static Value tuple(std::vector<Value> items);
   static Value dict(DictData dict);
@@ -128,6 +146,7 @@ class Value {
   bool is_float() const { return kind_ == Kind::kFloat; }
   bool is_number() const { return is_int() || is_float(); }
   bool is_string() const { return kind_ == Kind::kString; }
+  bool is_markup() const { return kind_ == Kind::kString && markup_; }
   bool is_list() const { return kind_ == Kind::kList; }  // list or tuple
   bool is_tuple() const { return kind_ == Kind::kList && list_data().is_tuple; }
   bool is_dict() const { return kind_ == Kind::kDict; }
@@ -163,6 +182,7 @@ class Value {
   Value(Kind kind, T&& data) : kind_(kind), data_(std::forward<T>(data)) {}
 
   Kind kind_ = Kind::kUndefined;
+  bool markup_ = false;
   Data data_ = std::string();
 };
 
@@ -196,8 +216,11 @@ struct JsonOptions {
   bool sort_keys = false;
 };
 std::string to_json(const Value& v, const JsonOptions& options);
-// Converts parsed JSON (objects keep their key order) into template values.
-Value from_json(const nlohmann::ordered_json& json);
+// Converts parsed JSON (objects keep their key order) into template values; JSON nested more
+// than kMaxValueDepth levels is an m2fp4::Error.
+Value from_json(const nlohmann::ordered_json& json, int depth = 0);
+// Nesting depth of a list/tuple/dict/generator value (0 for scalars and other objects).
+int value_depth(const Value& v);
 
 // ---- UTF-8 / Python str helpers ------------------------------------------------------------
 
