@@ -7,6 +7,7 @@
 #include "numerics/f16.h"
 #include "numerics/iq4nl.h"
 #include "quant/block_kernels.h"
+#include "quant/iq4nl16_simd.h"
 #include "quant/parallel_rows.h"
 
 namespace m2fp4 {
@@ -144,22 +145,33 @@ Iq4nl16Tensor iq4nl16_quantize(const ConstMatrix& w, const Iq4nl16Options& optio
   const int64_t blocks_per_row = w.cols / kIq4nl16Block;
   parallel_rows(w.rows, row_grain(w.cols), [&](int64_t begin, int64_t end) {
     std::vector<float> row(static_cast<size_t>(w.cols));
-    uint8_t codes[kN];
+    constexpr int64_t kSimdBlocks = 16;
+    uint8_t codes[kSimdBlocks * kN];
+    float scales[kSimdBlocks];
+    const bool simd = options.allow_simd && iq4nl16_simd_available();
     for (int64_t r = begin; r < end; ++r) {
       w.load(r, 0, w.cols, row.data());
-      for (int64_t b = 0; b < blocks_per_row; ++b) {
+      for (int64_t c = 0; c < w.cols; ++c) {
+        M2_CHECK(std::isfinite(row[c]), "IQ4_NL x16: row ", r, " column ", c,
+                 " is NaN or infinite");
+      }
+      uint16_t* row_scales = out.scales.data() + r * blocks_per_row;
+      uint8_t* row_packed = out.packed.data() + r * w.cols / 2;
+      for (int64_t b = 0; b < blocks_per_row;) {
         const float* x = row.data() + b * kN;
-        for (int64_t j = 0; j < kN; ++j) {
-          M2_CHECK(std::isfinite(x[j]), "IQ4_NL x16: row ", r, " column ", b * kN + j,
-                   " is NaN or infinite");
-        }
         const float* importance = options.importance ? options.importance + b * kN : nullptr;
-        const float d = iq4nl16_quantize_block(x, importance, options, codes);
-        out.scales[static_cast<size_t>(r * blocks_per_row + b)] = f32_to_f16(d);
-        uint8_t* packed = out.packed.data() + (r * w.cols + b * kN) / 2;
-        for (int64_t j = 0; j < kN / 2; ++j) {
+        const int64_t n = simd && b + kSimdBlocks <= blocks_per_row ? kSimdBlocks : 1;
+        if (n == kSimdBlocks) {
+          iq4nl16_quantize_16_blocks(x, importance, options, scales, codes);
+        } else {
+          scales[0] = iq4nl16_quantize_block(x, importance, options, codes);
+        }
+        for (int64_t i = 0; i < n; ++i) row_scales[b + i] = f32_to_f16(scales[i]);
+        uint8_t* packed = row_packed + b * kN / 2;
+        for (int64_t j = 0; j < n * kN / 2; ++j) {
           packed[j] = static_cast<uint8_t>(codes[2 * j] | (codes[2 * j + 1] << 4));
         }
+        b += n;
       }
     }
   });

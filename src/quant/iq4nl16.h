@@ -22,6 +22,9 @@ struct Iq4nl16Options {
   // §3.3 takes codes as nearest(x / d); llama.cpp itself multiplies by id = 1/d, which differs
   // in rare near-ties. true reproduces llama.cpp.
   bool multiply_by_reciprocal = false;
+  // Quantize 16 blocks at a time with the SIMD search where the CPU has it (bit-identical);
+  // false runs the scalar twin on every block (tests compare the two).
+  bool allow_simd = true;
 };
 
 struct Iq4nl16Tensor {

@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "base/error.h"
 #include "numerics/f16.h"
 #include "numerics/iq4nl.h"
+#include "quant/iq4nl16_simd.h"
 #include "quant/nibble_pack.h"
 
 namespace m2fp4 {
@@ -118,6 +120,76 @@ TEST(Iq4nl16, RoundTripErrorOnGaussianWeights) {
     ref2 += std::pow(w[i], 2);
   }
   EXPECT_LT(std::sqrt(err2 / ref2), 0.1);  // IQ4_NL x16 beats NVFP4's ~0.095 only slightly
+}
+
+// The 16-blocks-per-vector search against its scalar twin, bit for bit: Gaussian blocks of
+// several magnitudes, dead and nearly dead blocks, blocks on the level grid (ties), subnormal
+// and huge values, one outlier per block; plain, imatrix-weighted, reciprocal, other ntry.
+TEST(Iq4nl16, SimdSearchIsBitIdenticalToScalarTwin) {
+  if (!iq4nl16_simd_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  std::mt19937_64 rng(11);
+  const int64_t rows = 24, cols = 16 * 16 * 2 + 16 * 3;  // two SIMD groups and a scalar tail
+  std::vector<float> w(rows * cols);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> level(0, 15), kind(0, 7);
+  for (int64_t blk = 0; blk < rows * cols / 16; ++blk) {
+    float* x = w.data() + blk * 16;
+    const int k = kind(rng);
+    const float scale = std::ldexp(1.0f, static_cast<int>(blk % 41) - 20);
+    for (int j = 0; j < 16; ++j) {
+      switch (k) {
+        case 0:
+          x[j] = 0.0f;
+          break;
+        case 1:
+          x[j] = 1e-16f * normal(rng);  // dead: amax below 1e-15
+          break;
+        case 2:
+          x[j] = scale * 0.5f * kIq4nlLevels[level(rng)];  // on the grid: near-ties
+          break;
+        case 3:
+          x[j] = 1e-41f * normal(rng);  // subnormal
+          break;
+        case 4:
+          x[j] = 1e30f * normal(rng);
+          break;
+        default:
+          x[j] = scale * normal(rng);
+          break;
+      }
+    }
+    if (k == 5) x[blk % 16] *= 40.0f;  // one outlier
+  }
+  std::vector<float> importance(cols);
+  for (float& v : importance) v = std::fabs(normal(rng)) + 0.01f;
+  for (int variant = 0; variant < 4; ++variant) {
+    Iq4nl16Options options;
+    options.importance = variant == 1 ? importance.data() : nullptr;
+    options.multiply_by_reciprocal = variant == 2;
+    options.ntry = variant == 3 ? 2 : 7;
+    Iq4nl16Options scalar = options;
+    scalar.allow_simd = false;
+    const Iq4nl16Tensor fast = iq4nl16_quantize(ConstMatrix::f32(w, rows, cols), options);
+    const Iq4nl16Tensor ref = iq4nl16_quantize(ConstMatrix::f32(w, rows, cols), scalar);
+    ASSERT_EQ(fast.scales, ref.scales) << "variant " << variant;
+    ASSERT_EQ(fast.packed, ref.packed) << "variant " << variant;
+    // Also the float32 scales and codes of single blocks, before the fp16 rounding.
+    for (int64_t b0 = 0; b0 + 256 <= rows * cols; b0 += 256 * 7) {
+      if (b0 % cols + 256 > cols) continue;
+      float d[16];
+      uint8_t codes[256];
+      const float* imp = options.importance ? options.importance + b0 % cols : nullptr;
+      iq4nl16_quantize_16_blocks(w.data() + b0, imp, options, d, codes);
+      for (int b = 0; b < 16; ++b) {
+        uint8_t ref_codes[16];
+        const float ref_d = iq4nl16_quantize_block(
+            w.data() + b0 + 16 * b, imp ? imp + 16 * b : nullptr, options, ref_codes);
+        ASSERT_EQ(std::memcmp(&d[b], &ref_d, 4), 0)
+            << b0 << " " << b << " " << d[b] << " " << ref_d;
+        for (int j = 0; j < 16; ++j) ASSERT_EQ(codes[16 * b + j], ref_codes[j]) << b0 << " " << b;
+      }
+    }
+  }
 }
 
 TEST(Iq4nl16, BadInputIsAnError) {

@@ -1,0 +1,217 @@
+// IQ4_NL x16 scale search, 16 blocks at once (one block per AVX-512 lane).
+//
+// The scalar search (iq4nl16.cc) sums 16 products left to right per block, an order no
+// horizontal vector sum reproduces. Here lane b of every vector belongs to block b, and element
+// j of all 16 blocks is processed in step j: each lane performs exactly the scalar float32
+// operations in the same order (separate multiplies and adds, IEEE division and square root,
+// the quant layer builds with -ffp-contract=off), so the scales and codes are bit-identical.
+// The level lookup replaces the 435-entry table by a 28-entry bucket table plus one threshold
+// compare, checked equal to the table for every entry at compile time.
+#include "quant/iq4nl16_simd.h"
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+
+#include "numerics/iq4nl.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// GCC 12 flags the intrinsics' own _mm512_undefined_* placeholders as (maybe) uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#define M2FP4_IQ4_SIMD 1
+#endif
+
+namespace m2fp4 {
+namespace {
+
+// k = floor(2v) clamped to [kIq4nlTableLow, kIq4nlTableHigh], shifted to kk = k - low >= 0.
+constexpr int kTableSize = kIq4nlTableHigh - kIq4nlTableLow + 1;
+constexpr int kBuckets = (kTableSize + 15) / 16;  // 16 consecutive kk per bucket
+
+struct BucketTables {
+  std::array<int32_t, 32> base{};  // index at the bucket's first kk
+  std::array<int32_t, 16> next{};  // kk at which index i + 1 starts (past the end for 15)
+};
+
+constexpr BucketTables make_bucket_tables() {
+  BucketTables t{};
+  for (int b = 0; b < kBuckets; ++b) t.base[b] = kIq4nlIndexTable[16 * b];
+  for (int i = 0; i < 16; ++i) {
+    t.next[i] = 1 << 20;
+    for (int kk = kTableSize - 1; kk >= 0; --kk) {
+      if (kIq4nlIndexTable[kk] > i) t.next[i] = kk;
+    }
+  }
+  return t;
+}
+constexpr BucketTables kBucketTables = make_bucket_tables();
+
+constexpr bool bucket_lookup_matches_table() {
+  for (int kk = 0; kk < kTableSize; ++kk) {
+    const int base = kBucketTables.base[kk / 16];
+    const int index = base + (kk >= kBucketTables.next[base] ? 1 : 0);
+    if (index != kIq4nlIndexTable[kk]) return false;
+  }
+  return true;
+}
+static_assert(bucket_lookup_matches_table(),
+              "IQ4_NL levels closer than 16 half-units: one compare per bucket is not enough");
+
+}  // namespace
+
+#ifdef M2FP4_IQ4_SIMD
+
+#define M2FP4_AVX512 __attribute__((target("avx512f")))
+
+namespace {
+
+struct Lookup {
+  __m512i base_lo, base_hi, next;
+  __m512 levels;
+};
+
+M2FP4_AVX512 Lookup make_lookup() {
+  Lookup l;
+  l.base_lo = _mm512_loadu_si512(kBucketTables.base.data());
+  l.base_hi = _mm512_loadu_si512(kBucketTables.base.data() + 16);
+  l.next = _mm512_loadu_si512(kBucketTables.next.data());
+  alignas(64) float levels[16];
+  for (int i = 0; i < 16; ++i) levels[i] = static_cast<float>(kIq4nlLevels[i]);
+  l.levels = _mm512_load_ps(levels);
+  return l;
+}
+
+// iq4nl_nearest_index_table(v) per lane: 2v clamped (NaN -> low, as the scalar code), floored.
+M2FP4_AVX512 inline __m512i nearest_index(const Lookup& l, __m512 v) {
+  __m512 twice = _mm512_mul_ps(_mm512_set1_ps(2.0f), v);
+  // max returns its second operand when the first is NaN.
+  twice = _mm512_max_ps(twice, _mm512_set1_ps(static_cast<float>(kIq4nlTableLow)));
+  twice = _mm512_min_ps(twice, _mm512_set1_ps(static_cast<float>(kIq4nlTableHigh)));
+  const __m512 k = _mm512_roundscale_ps(twice, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m512i kk = _mm512_sub_epi32(_mm512_cvttps_epi32(k), _mm512_set1_epi32(kIq4nlTableLow));
+  const __m512i base = _mm512_permutex2var_epi32(l.base_lo, _mm512_srli_epi32(kk, 4), l.base_hi);
+  const __mmask16 past = _mm512_cmpge_epi32_mask(kk, _mm512_permutexvar_epi32(base, l.next));
+  return _mm512_mask_add_epi32(base, past, base, _mm512_set1_epi32(1));
+}
+
+M2FP4_AVX512 inline __m512 level_of(const Lookup& l, __m512i index) {
+  return _mm512_permutexvar_ps(index, l.levels);
+}
+
+struct SumsV {
+  __m512 qx, q2;
+};
+
+// assign(): q = nearest level of v_j = scale * x_j (or x_j / d), sums left to right per lane.
+template <bool kDivide>
+M2FP4_AVX512 inline SumsV assign(const Lookup& l, const __m512* x, const __m512* w, __m512 s) {
+  SumsV sums{_mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (int j = 0; j < 16; ++j) {
+    const __m512 v = kDivide ? _mm512_div_ps(x[j], s) : _mm512_mul_ps(s, x[j]);
+    const __m512 q = level_of(l, nearest_index(l, v));
+    const __m512 wq = _mm512_mul_ps(w[j], q);
+    sums.qx = _mm512_add_ps(sums.qx, _mm512_mul_ps(wq, x[j]));
+    sums.q2 = _mm512_add_ps(sums.q2, _mm512_mul_ps(wq, q));
+  }
+  return sums;
+}
+
+}  // namespace
+
+M2FP4_AVX512 void iq4nl16_quantize_16_blocks_avx512(const float* x_rows, const float* importance,
+                                                    const Iq4nl16Options& options, float* d_out,
+                                                    uint8_t* codes_out) {
+  const Lookup l = make_lookup();
+  // Transpose: x[j] lane b = element j of block b.
+  __m512 x[16], w[16];
+  {
+    alignas(64) float t[16][16];
+    for (int b = 0; b < 16; ++b) {
+      for (int j = 0; j < 16; ++j) t[j][b] = x_rows[16 * b + j];
+    }
+    for (int j = 0; j < 16; ++j) x[j] = _mm512_load_ps(t[j]);
+    if (importance != nullptr) {
+      for (int b = 0; b < 16; ++b) {
+        for (int j = 0; j < 16; ++j) t[j][b] = importance[16 * b + j];
+      }
+    }
+    if (importance != nullptr) {
+      __m512 sigma2 = _mm512_setzero_ps();
+      for (int j = 0; j < 16; ++j) sigma2 = _mm512_add_ps(sigma2, _mm512_mul_ps(x[j], x[j]));
+      sigma2 = _mm512_mul_ps(sigma2, _mm512_set1_ps(2.0f / 16.0f));
+      for (int j = 0; j < 16; ++j) {
+        w[j] = _mm512_mul_ps(_mm512_load_ps(t[j]),
+                             _mm512_sqrt_ps(_mm512_add_ps(sigma2, _mm512_mul_ps(x[j], x[j]))));
+      }
+    } else {
+      for (int j = 0; j < 16; ++j) w[j] = _mm512_mul_ps(x[j], x[j]);
+    }
+  }
+  // amax and the signed element of largest magnitude (first one on ties).
+  __m512 amax = _mm512_setzero_ps(), max = _mm512_setzero_ps();
+  for (int j = 0; j < 16; ++j) {
+    const __m512 ax = _mm512_abs_ps(x[j]);
+    const __mmask16 bigger = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
+    amax = _mm512_mask_mov_ps(amax, bigger, ax);
+    max = _mm512_mask_mov_ps(max, bigger, x[j]);
+  }
+  const __mmask16 dead = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(1e-15f), _CMP_LT_OQ);
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 minus_max =
+      _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(max), _mm512_set1_epi32(INT32_MIN)));
+  __m512 d = _mm512_div_ps(minus_max, _mm512_set1_ps(static_cast<float>(kIq4nlLevels[0])));
+  SumsV sums = options.multiply_by_reciprocal
+                   ? assign<false>(l, x, w, _mm512_div_ps(_mm512_set1_ps(1.0f), d))
+                   : assign<true>(l, x, w, d);
+  const __mmask16 q2_positive = _mm512_cmp_ps_mask(sums.q2, zero, _CMP_GT_OQ);
+  d = _mm512_maskz_div_ps(q2_positive, sums.qx, sums.q2);
+  __m512 best = _mm512_mul_ps(d, sums.qx);
+  for (int t = -options.ntry; t <= options.ntry; ++t) {
+    const __m512 id = _mm512_div_ps(_mm512_set1_ps(static_cast<float>(t + kIq4nlLevels[0])), max);
+    const SumsV trial = assign<false>(l, x, w, id);
+    const __mmask16 better = _mm512_cmp_ps_mask(trial.q2, zero, _CMP_GT_OQ) &
+                             _mm512_cmp_ps_mask(_mm512_mul_ps(trial.qx, trial.qx),
+                                                _mm512_mul_ps(best, trial.q2), _CMP_GT_OQ);
+    d = _mm512_mask_div_ps(d, better, trial.qx, trial.q2);
+    best = _mm512_mask_mul_ps(best, better, d, trial.qx);
+  }
+  d = _mm512_mask_mov_ps(d, dead, zero);
+  // Final codes from the float32 d: nearest(x / d) or nearest(x * (1 / d)); d == 0: code of 0.
+  const __mmask16 d_zero = _mm512_cmp_ps_mask(d, zero, _CMP_EQ_OQ);
+  const __m512 recip = _mm512_div_ps(_mm512_set1_ps(1.0f), d);
+  alignas(64) int32_t codes[16][16];
+  for (int j = 0; j < 16; ++j) {
+    __m512 v = options.multiply_by_reciprocal ? _mm512_mul_ps(recip, x[j]) : _mm512_div_ps(x[j], d);
+    v = _mm512_mask_mov_ps(v, d_zero, zero);
+    _mm512_store_si512(codes[j], nearest_index(l, v));
+  }
+  _mm512_storeu_ps(d_out, d);
+  for (int b = 0; b < 16; ++b) {
+    for (int j = 0; j < 16; ++j) codes_out[16 * b + j] = static_cast<uint8_t>(codes[j][b]);
+  }
+}
+
+bool iq4nl16_simd_available() {
+  static const bool available = __builtin_cpu_supports("avx512f");
+  return available;
+}
+
+void iq4nl16_quantize_16_blocks(const float* x, const float* importance,
+                                const Iq4nl16Options& options, float* d, uint8_t* codes) {
+  iq4nl16_quantize_16_blocks_avx512(x, importance, options, d, codes);
+}
+
+#else
+
+bool iq4nl16_simd_available() {
+  return false;
+}
+
+void iq4nl16_quantize_16_blocks(const float*, const float*, const Iq4nl16Options&, float*,
+                                uint8_t*) {}
+
+#endif
+
+}  // namespace m2fp4

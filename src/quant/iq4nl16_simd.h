@@ -1,0 +1,20 @@
+// The IQ4_NL x16 block quantizer for 16 consecutive blocks at once, bit-identical to
+// iq4nl16_quantize_block (iq4nl16.cc, its scalar twin) on every block.
+#pragma once
+
+#include <cstdint>
+
+#include "quant/iq4nl16.h"
+
+namespace m2fp4 {
+
+// Whether this CPU runs iq4nl16_quantize_16_blocks (AVX-512F).
+bool iq4nl16_simd_available();
+
+// Blocks b = 0..15 of x (256 consecutive floats, all finite) with importance + 16 b (or none):
+// d[b] as iq4nl16_quantize_block returns it and its 16 codes at codes + 16 b.
+// Only when iq4nl16_simd_available().
+void iq4nl16_quantize_16_blocks(const float* x, const float* importance,
+                                const Iq4nl16Options& options, float* d, uint8_t* codes);
+
+}  // namespace m2fp4
