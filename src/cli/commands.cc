@@ -12,6 +12,7 @@ int cmd_tokenize(int argc, char** argv);
 int cmd_chat_template(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_serve(int argc, char** argv);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
@@ -20,6 +21,8 @@ const std::vector<Command>& commands() {
       {"eval", "perplexity and KL divergence of a model against a reference", cmd_eval},
       {"quantize", "quantize a checkpoint to NVFP4 / MXFP4 / IQ4_NL x16, one layer at a time",
        cmd_quantize},
+      {"serve", "OpenAI-compatible HTTP server (vLLM's flags; no model: the built-in tiny one)",
+       cmd_serve},
       {"bench", "prefill and decode tok/s of checkpoints (llama-bench's interface)", cmd_bench},
       {"inspect", "summarise a checkpoint: config, tensors by role and format, bytes", cmd_inspect},
       {"tokenize", "text -> token ids and back with a tokenizer.json (--json, --file, --bench)",
