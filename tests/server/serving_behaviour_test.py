@@ -170,3 +170,21 @@ def test_bad_flags_are_errors(tiny_model):
     r = subprocess.run([EXE, "serve", tiny_model, "--tensor-parallel-size", "2"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
+
+
+def test_template_error_is_400_naming_the_line(tiny_model, tmp_path):
+    template = tmp_path / "t.jinja"
+    template.write_text("{% for m in messages %}{{ m.content }}\n"
+                        "{% if m.role == 'assistant' %}{{ raise_exception('no assistants') }}"
+                        "{% endif %}{% endfor %}")
+    s = Server(tiny_model, SERVE_FLAGS + ["--chat-template", str(template)])
+    try:
+        ok = {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+        assert http("POST", s.base + "/v1/chat/completions", ok)[0] == 200
+        bad = dict(ok, messages=[{"role": "user", "content": "hi"},
+                                 {"role": "assistant", "content": "x"}])
+        status, body = http("POST", s.base + "/v1/chat/completions", bad)
+        message = json.loads(body)["error"]["message"]
+        assert status == 400 and "line 2" in message and "no assistants" in message
+    finally:
+        s.stop()
