@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -55,8 +56,15 @@ struct ModelConfig {
 
   // Parses and validates; refuses other architectures by name and features the forward pass
   // does not implement (shared experts, non-sigmoid scoring, linear attention layers, ...).
+  // Widths above 2^31 and products of widths that overflow int64 are refused, and a field of
+  // the wrong JSON type is an m2fp4::Error naming it.
   static ModelConfig from_json(const nlohmann::json& json);
+  // From the text of a config.json (nested at most kMaxJsonDepth deep).
+  static ModelConfig from_json_text(std::string_view text);
   nlohmann::json to_json() const;
+
+ private:
+  static ModelConfig parse(const nlohmann::json& json);
 };
 
 }  // namespace m2fp4
