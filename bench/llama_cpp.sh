@@ -4,7 +4,9 @@
 # llama.cpp computes the same model as m2fp4 before any speed ratio is trusted.
 #
 #   bench/llama_cpp.sh build                       build llama.cpp (once; prints the bin folder)
-#   bench/llama_cpp.sh gguf CHECKPOINT OUT_DIR     OUT_DIR/{bf16,q4_0,mxfp4_moe,iq4_nl}.gguf
+#   bench/llama_cpp.sh gguf CHECKPOINT OUT_DIR [TYPE...]
+#                                                  OUT_DIR/bf16.gguf and one llama-quantize output
+#                                                  per type (Q4_0 MXFP4_MOE IQ4_NL), e.g. q4_0.gguf
 #   bench/llama_cpp.sh verify CHECKPOINT OUT_DIR [M2FP4_EXE]
 #                                                  greedy tokens and perplexity, llama.cpp vs m2fp4
 #
@@ -58,6 +60,9 @@ build() {
 
 gguf() {
   local ckpt=${1:?checkpoint folder} out=${2:?output folder}
+  shift 2
+  local types=("$@")
+  if [ ${#types[@]} -eq 0 ]; then types=(Q4_0 MXFP4_MOE IQ4_NL); fi
   [ -f "$ckpt/config.json" ] || die "$ckpt has no config.json"
   build >/dev/null
   mkdir -p "$out"
@@ -66,7 +71,8 @@ gguf() {
     mv "$out/bf16.gguf.part" "$out/bf16.gguf"
   fi
   local type
-  for type in Q4_0 MXFP4_MOE IQ4_NL; do
+  for type in "${types[@]}"; do
+    [ "$type" = BF16 ] && continue  # bf16.gguf itself
     local name
     name=$(echo "$type" | tr 'A-Z' 'a-z')
     if [ ! -f "$out/$name.gguf" ]; then
@@ -89,5 +95,5 @@ case "${1:-}" in
   build) build ;;
   gguf) shift; gguf "$@" ;;
   verify) shift; verify "$@" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
 esac

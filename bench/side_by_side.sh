@@ -64,8 +64,11 @@ if [ ! -f "$src/config.json" ]; then
   nice "$exe" make-tiny --out "$src" --preset "$preset" --seed 1 >&2
 fi
 declare -A recipe_of=([mxfp4]=mxfp4 [nvfp4]=nvfp4 [iq4nl]=mxfp4-16)
+declare -A gguf_type_of=([mxfp4]=MXFP4_MOE [nvfp4]=Q4_0 [iq4nl]=IQ4_NL)
+gguf_types=(BF16)
 IFS=, read -r -a pair_list <<<"$pairs"
 for pair in "${pair_list[@]}"; do
+  [ "$pair" = bf16 ] || gguf_types+=("${gguf_type_of[$pair]:-}")
   case "$pair" in
     bf16) ;;
     mxfp4|nvfp4|iq4nl)
@@ -78,7 +81,7 @@ for pair in "${pair_list[@]}"; do
     *) echo "side_by_side.sh: unknown pair $pair (bf16, mxfp4, nvfp4, iq4nl)" >&2; exit 2 ;;
   esac
 done
-"$here/llama_cpp.sh" gguf "$src" "$dir/gguf" >&2
+"$here/llama_cpp.sh" gguf "$src" "$dir/gguf" "${gguf_types[@]}" >&2
 bin=$("$here/llama_cpp.sh" build)
 
 exec "$python" "$here/side_by_side.py" --exe "$exe" --probe "$probe" --llama-bench "$bin/llama-bench" \
