@@ -168,8 +168,15 @@ std::string train_byte_level_bpe_tokenizer_json(const std::string& corpus, int v
     tokens.push_back(std::move(filler));
   }
 
+  // Appended without ordered_map's per-insert key search (quadratic at a 200k vocabulary, the
+  // wide preset): the tokens are distinct by construction (token_ids).
   nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
-  for (size_t id = 0; id < tokens.size(); ++id) vocab[tokens[id]] = id;
+  auto& entries = vocab.get_ref<nlohmann::ordered_json::object_t&>();
+  using Entries = nlohmann::ordered_json::object_t::Container;
+  static_cast<Entries&>(entries).reserve(tokens.size());
+  for (size_t id = 0; id < tokens.size(); ++id) {
+    static_cast<Entries&>(entries).emplace_back(tokens[id], id);
+  }
   nlohmann::ordered_json merge_list = nlohmann::ordered_json::array();
   for (const auto& [left, right] : merges) merge_list.push_back({tokens[left], tokens[right]});
   nlohmann::ordered_json added = nlohmann::ordered_json::array();
