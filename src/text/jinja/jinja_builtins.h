@@ -67,6 +67,8 @@ std::optional<Value> builtin_method(const Value& obj, const std::string& name);
 Value apply_filter(Interpreter& interp, const std::string& name, const Value& subject,
                    const CallArgs& args);
 bool apply_test(Interpreter& interp, const std::string& name, const Value& subject,
-                const CallArgs& args);
+                const CallArgs& args);  // jinja_tests.cc
+// Whether a filter of that name exists (`'upper' is filter`).
+bool has_filter(const std::string& name);
 
 }  // namespace m2fp4::jinja

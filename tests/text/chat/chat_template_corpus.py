@@ -386,5 +386,6 @@ CONVERSATIONS = [
 EXTRA_CONTEXTS = [
     {},
     {"enable_thinking": False},
+    {"enable_thinking": True},
     {"model_identity": "You are MiniMax-M2, made by MiniMax."},
 ]
