@@ -79,7 +79,7 @@ void graph_destroy(GraphExec graph);
 
 // ---- kernels ----------------------------------------------------------------------------------
 
-// y[t, r] = sum_c W[r, c] x[t, c] (kernels/cpu/matmul.h's contract). GEMV (one warp per row) for
+// y[t, r] = sum_c W[r, c] x[t, c] (kernels/cpu/matmul.h's contract). GEMV (a warp per 4 rows) for
 // few tokens, a shared-memory tiled GEMM otherwise; 4-bit weights decoded in registers.
 void matmul(const Weight& w, const float* x, int64_t n_tokens, float* y, Stream stream);
 

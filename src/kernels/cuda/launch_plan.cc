@@ -19,7 +19,7 @@ void check_grid(const Grid& g, const char* what) {
 
 Grid gemv_grid(int64_t rows, int64_t n_tokens) {
   return {ceil_div(rows, kGemvRowsPerBlock), ceil_div(n_tokens, kGemvTokens), 1,
-          kGemvRowsPerBlock * kWarp};
+          kGemvWarps * kWarp};
 }
 
 Grid gemm_grid(int64_t rows, int64_t n_tokens) {

@@ -11,11 +11,14 @@
 
 namespace m2fp4::cuda {
 
-// GEMV: one warp per weight row, kGemvRowsPerBlock rows per block, up to kGemvTokens tokens per
-// block held in registers. Used while n_tokens <= kGemvMaxTokens.
+// GEMV: each warp owns kGemvRowsPerWarp weight rows (the input chunk a lane loads is reused for
+// all of them, and their loads are in flight together), kGemvWarps warps per block, up to
+// kGemvTokens tokens per block held in registers. Used while n_tokens <= kGemvMaxTokens.
 inline constexpr int kWarp = 32;
-inline constexpr int kGemvRowsPerBlock = 8;
-inline constexpr int kGemvTokens = 4;
+inline constexpr int kGemvWarps = 4;
+inline constexpr int kGemvRowsPerWarp = 4;
+inline constexpr int kGemvRowsPerBlock = kGemvWarps * kGemvRowsPerWarp;
+inline constexpr int kGemvTokens = 2;
 inline constexpr int64_t kGemvMaxTokens = 8;
 // Tiled GEMM: a block computes kGemmTileRows x kGemmTileTokens outputs, kGemmTileK columns of the
 // weight decoded into shared memory per step, 256 threads each owning 4 x 4 outputs.

@@ -1,6 +1,7 @@
 // Matmul kernels of the CUDA backend for every WeightFormat, weights decoded in registers by
 // decode_chunk() (weight_decode_hd.h, host-tested against the scalar decode):
-// - GEMV, one warp per weight row, for decode (few tokens), and its per-expert-slot variant;
+// - GEMV, a warp per kGemvRowsPerWarp weight rows, for decode (few tokens), and its per-expert-slot
+//   variant;
 // - a shared-memory tiled GEMM for prefill, and its grouped variant over the tiles of the
 //   tokens routed to each expert.
 // Every output is a sum of fmaf(W[r, c], x[t, c]) over c; only the summation order differs from
@@ -34,58 +35,71 @@ struct GemvArgs {
   float* y;
 };
 
-__global__ void __launch_bounds__(kGemvRowsPerBlock* kWarp) gemv_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(kGemvWarps* kWarp) gemv_kernel(GemvArgs a) {
   const int warp = static_cast<int>(threadIdx.x) / kWarp;
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
   const Weight w = a.table ? a.table[a.expert_ids[blockIdx.y]] : a.w;
-  const int64_t r = static_cast<int64_t>(blockIdx.x) * kGemvRowsPerBlock + warp;
-  if (r >= w.rows) return;  // the whole warp leaves together; no block barrier below
+  // This warp's rows r0 .. r0 + nr - 1.
+  const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + warp) * kGemvRowsPerWarp;
+  if (r0 >= w.rows) return;  // the whole warp leaves together; no block barrier below
+  const int nr = static_cast<int>(min(static_cast<int64_t>(kGemvRowsPerWarp), w.rows - r0));
 
   const float* xs[kGemvTokens];
   int nt = 1;
   int64_t y_row0 = blockIdx.y;
   if (a.table) {
     xs[0] = a.x + (static_cast<int64_t>(blockIdx.y) / a.x_div) * w.cols;
+    for (int t = 1; t < kGemvTokens; ++t) xs[t] = xs[0];
   } else {
     y_row0 = static_cast<int64_t>(blockIdx.y) * kGemvTokens;
     nt = static_cast<int>(min(static_cast<int64_t>(kGemvTokens), a.n_tokens - y_row0));
     for (int t = 0; t < kGemvTokens; ++t) xs[t] = a.x + (y_row0 + (t < nt ? t : 0)) * w.cols;
   }
-  if (a.table) {
-    for (int t = 1; t < kGemvTokens; ++t) xs[t] = xs[0];
-  }
 
-  float acc[kGemvTokens];
+  float acc[kGemvRowsPerWarp][kGemvTokens];
 #pragma unroll
-  for (int t = 0; t < kGemvTokens; ++t) acc[t] = 0.0f;
+  for (int i = 0; i < kGemvRowsPerWarp; ++i)
+#pragma unroll
+    for (int t = 0; t < kGemvTokens; ++t) acc[i][t] = 0.0f;
   const int64_t n_chunks = w.cols / kChunk;
-#pragma unroll 2
   for (int64_t ch = lane; ch < n_chunks; ch += kWarp) {
-    float wv[kChunk];
-    decode_chunk(w, r, ch * kChunk, wv);
+    // The input chunk once per token, then every row's weights against it.
+    float xv[kGemvTokens][kChunk];
 #pragma unroll
     for (int t = 0; t < kGemvTokens; ++t) {
       if (t < nt) {
         const float4 lo = *reinterpret_cast<const float4*>(xs[t] + ch * kChunk);
         const float4 hi = *reinterpret_cast<const float4*>(xs[t] + ch * kChunk + 4);
-        float s = acc[t];
-        s = fmaf(wv[0], lo.x, s);
-        s = fmaf(wv[1], lo.y, s);
-        s = fmaf(wv[2], lo.z, s);
-        s = fmaf(wv[3], lo.w, s);
-        s = fmaf(wv[4], hi.x, s);
-        s = fmaf(wv[5], hi.y, s);
-        s = fmaf(wv[6], hi.z, s);
-        s = fmaf(wv[7], hi.w, s);
-        acc[t] = s;
+        xv[t][0] = lo.x, xv[t][1] = lo.y, xv[t][2] = lo.z, xv[t][3] = lo.w;
+        xv[t][4] = hi.x, xv[t][5] = hi.y, xv[t][6] = hi.z, xv[t][7] = hi.w;
+      }
+    }
+    float wv[kGemvRowsPerWarp][kChunk];
+#pragma unroll
+    for (int i = 0; i < kGemvRowsPerWarp; ++i) {
+      if (i < nr) decode_chunk(w, r0 + i, ch * kChunk, wv[i]);
+    }
+#pragma unroll
+    for (int i = 0; i < kGemvRowsPerWarp; ++i) {
+#pragma unroll
+      for (int t = 0; t < kGemvTokens; ++t) {
+        if (i < nr && t < nt) {
+          float s = acc[i][t];
+#pragma unroll
+          for (int k = 0; k < kChunk; ++k) s = fmaf(wv[i][k], xv[t][k], s);
+          acc[i][t] = s;
+        }
       }
     }
   }
 #pragma unroll
-  for (int t = 0; t < kGemvTokens; ++t) {
-    if (t < nt) {  // nt is uniform over the warp
-      const float v = warp_sum(acc[t]);
-      if (lane == 0) a.y[(y_row0 + t) * w.rows + r] = v;
+  for (int i = 0; i < kGemvRowsPerWarp; ++i) {
+#pragma unroll
+    for (int t = 0; t < kGemvTokens; ++t) {
+      if (i < nr && t < nt) {  // nr and nt are uniform over the warp
+        const float v = warp_sum(acc[i][t]);
+        if (lane == 0) a.y[(y_row0 + t) * w.rows + r0 + i] = v;
+      }
     }
   }
 }

@@ -218,7 +218,7 @@ TEST(CudaLaunchPlan, GridsCoverEveryRowAndToken) {
       EXPECT_GE(v.x * cuda::kGemvRowsPerBlock, rows);
       EXPECT_LT((v.x - 1) * cuda::kGemvRowsPerBlock, rows);
       EXPECT_GE(v.y * cuda::kGemvTokens, n);
-      EXPECT_EQ(v.threads, cuda::kGemvRowsPerBlock * cuda::kWarp);
+      EXPECT_EQ(v.threads * cuda::kGemvRowsPerWarp, cuda::kGemvRowsPerBlock * cuda::kWarp);
       const cuda::Grid m = cuda::gemm_grid(rows, n);
       EXPECT_GE(m.x * cuda::kGemmTileRows, rows);
       EXPECT_GE(m.y * cuda::kGemmTileTokens, n);
