@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/json_depth.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "text/parsers/output_parser.h"
@@ -27,6 +28,9 @@ struct ParseRequest {
 
 // Reads and checks the request; any problem is an m2fp4::Error naming it.
 ParseRequest read_request(const std::string& text) {
+  // Tools are copied and walked recursively below: a request nested tens of thousands deep
+  // would overflow the stack there.
+  check_json_depth(text, "stdin");
   const nlohmann::json in = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   M2_CHECK(!in.is_discarded(), "stdin is not valid JSON");
   M2_CHECK(in.is_object(), "stdin must be a JSON object with \"chunks\"");

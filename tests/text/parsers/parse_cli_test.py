@@ -180,6 +180,9 @@ def test_reasoning_parser_variants():
         "{\"chunks\": [], \"reasoning_parser\": \"deepseek\"}",
         "{\"chunks\": [], \"finish\": \"tool_calls\"}",
         "{\"chunks\": [], \"tools\": [{\"function\": {}}]}",
+        # A tool schema nested 20,000 deep (issue 8: SIGSEGV): refused by the nesting limit.
+        "{\"chunks\": [], \"tools\": [{\"type\": \"function\", \"function\": {\"name\": "
+        "\"f\", \"parameters\": " + "{\"anyOf\": [" * 20000 + "{}" + "]}" * 20000 + "}}]}",
     ],
 )
 def test_bad_stdin_is_one_line_and_exit_2(stdin_text):
@@ -188,3 +191,22 @@ def test_bad_stdin_is_one_line_and_exit_2(stdin_text):
     assert proc.stdout == b""
     lines = proc.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("m2fp4 parse: error:"), lines
+
+
+def test_deeply_nested_parameter_value_stays_text():
+    # Issue 8: a parameter value nested 100,000 deep made `m2fp4 parse` die with SIGSEGV. Past
+    # the nesting limit (512) the value is not parsed as JSON and is kept as the string it is,
+    # as vLLM keeps it when json.loads fails with RecursionError; shallower values still parse.
+    deep = "[" * 100000 + "]" * 100000
+    shallow = "[" * 100 + "]" * 100
+    output = (
+        "</think><minimax:tool_call>\n<invoke name=\"typed\">\n"
+        f"<parameter name=\"o\">{deep}</parameter>\n"
+        f"<parameter name=\"opt\">{shallow}</parameter>\n</invoke>\n</minimax:tool_call>"
+    )
+    out = parse([output[i : i + 4096] for i in range(0, len(output), 4096)], tools=TOOLS)
+    _, _, calls = merge(out["deltas"])
+    assert len(calls) == 1
+    arguments = json.loads(calls[0]["arguments"])
+    assert arguments["o"] == deep
+    assert arguments["opt"] == json.loads(shallow)
