@@ -64,6 +64,7 @@ def main() -> int:
     ap.add_argument("-p", type=int, default=512)
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("--markdown")
+    ap.add_argument("--llama-args", default="")
     a = ap.parse_args()
     pairs = a.pairs.split(",")
     tests = a.tests.split(",")
@@ -75,7 +76,7 @@ def main() -> int:
     print(f"# side by side: {a.dir}, {a.threads} threads, {a.rounds} rounds, "
           f"{started:%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} CPUs")
     print("# m2fp4: bench -r 1 (after a warmup run); llama.cpp: llama-bench -r 1 -lm none "
-          "(after its warmup run)")
+          f"{a.llama_args} (after its warmup run)")
     rows = []  # (round, pair, test, bw, load, m2fp4 t/s, llama t/s)
     sizes: dict[str, tuple[int, int]] = {}
     header = (f"{'round':>5} {'pair':<6} {'test':<6} {'bw GB/s':>8} {'load':>5} "
@@ -88,7 +89,7 @@ def main() -> int:
                      "-n", str(n_gen), "-t", str(a.threads), "-r", "1", "--json"]
             l_cmd = [a.llama_bench, "-m", os.path.join(a.dir, "gguf", gguf), "-p", str(n_prompt),
                      "-n", str(n_gen), "-t", str(a.threads), "-r", "1", "-lm", "none",
-                     "-o", "json"]
+                     "-o", "json", *a.llama_args.split()]
             bw = bandwidth(a.probe, a.threads)
             load = load_average()
             if rnd % 2:
@@ -109,7 +110,9 @@ def main() -> int:
 
     lines = [
         f"Bench: `bench/side_by_side.sh --preset {os.path.basename(a.dir)} --rounds {a.rounds} "
-        f"--threads {a.threads}`, {started:%Y-%m-%d %H:%M} UTC, {cpu_name()} "
+        f"--threads {a.threads}"
+        f"{' --llama-args ' + repr(a.llama_args) if a.llama_args else ''}`, "
+        f"{started:%Y-%m-%d %H:%M} UTC, {cpu_name()} "
         f"({os.cpu_count()} CPUs), load average {rng([r[4] for r in rows])}.",
         "",
         "| pair | test | m2fp4 size | llama.cpp size | m2fp4 t/s median (range) "

@@ -15,6 +15,7 @@
 #     --tests LIST       comma list of tg, pp (both)
 #     -p N / -n N        prompt tokens of pp, generated tokens of tg (512 / 128)
 #     --markdown FILE    also write the medians table as markdown
+#     --llama-args ARGS  extra llama-bench arguments (e.g. "--poll 0"), recorded in the table
 #
 # The pairs: m2fp4 BF16 vs GGUF BF16; m2fp4 mxfp4 vs MXFP4_MOE; m2fp4 nvfp4 vs Q4_0; m2fp4
 # mxfp4-16 (IQ4_NL x16 blocks) vs IQ4_NL. The m2fp4 checkpoints come from `m2fp4 quantize`, the
@@ -34,6 +35,7 @@ tests=tg,pp
 n_prompt=512
 n_gen=128
 markdown=
+llama_args=
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -46,7 +48,8 @@ while [ $# -gt 0 ]; do
     -p) n_prompt=$2; shift 2 ;;
     -n) n_gen=$2; shift 2 ;;
     --markdown) markdown=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --llama-args) llama_args=$2; shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "side_by_side.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -86,4 +89,4 @@ bin=$("$here/llama_cpp.sh" build)
 
 exec "$python" "$here/side_by_side.py" --exe "$exe" --probe "$probe" --llama-bench "$bin/llama-bench" \
   --dir "$dir" --rounds "$rounds" --threads "$threads" --pairs "$pairs" --tests "$tests" \
-  -p "$n_prompt" -n "$n_gen" ${markdown:+--markdown "$markdown"}
+  -p "$n_prompt" -n "$n_gen" ${markdown:+--markdown "$markdown"} --llama-args "$llama_args"
