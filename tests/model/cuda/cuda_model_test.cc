@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <ostream>
 #include <string>
 
 #include "base/error.h"
@@ -28,6 +29,10 @@ struct Case {
   const char* dtype;
   KvCacheDtype kv;
 };
+// Stable test names in ctest (the default printer shows the bytes, pointer included).
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.dtype << (c.kv == KvCacheDtype::kFp8E4M3 ? "+fp8kv" : "");
+}
 
 class CudaModelTest : public ::testing::TestWithParam<Case> {
  protected:
