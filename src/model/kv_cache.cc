@@ -75,6 +75,34 @@ const T* KvCache::gather_rows(int32_t seq, int64_t layer, int64_t n_ctx, const T
   return gather.data();
 }
 
+void KvCache::block_rows(int32_t seq, int64_t layer, std::vector<const float*>& k,
+                         std::vector<const float*>& v) {
+  M2_CHECK(is_paged() && dtype_ == KvCacheDtype::kF32,
+           "KV cache: block_rows needs a paged f32 cache");
+  const SequenceKv& s = get(seq);
+  k.resize(s.blocks.size());
+  v.resize(s.blocks.size());
+  for (size_t b = 0; b < s.blocks.size(); ++b) {
+    const size_t offset = paged_offset(s, layer, static_cast<int64_t>(b) * block_size_);
+    k[b] = k_pool_.get() + offset;
+    v[b] = v_pool_.get() + offset;
+  }
+}
+
+void KvCache::block_rows8(int32_t seq, int64_t layer, std::vector<const uint8_t*>& k,
+                          std::vector<const uint8_t*>& v) {
+  M2_CHECK(is_paged() && dtype_ == KvCacheDtype::kFp8E4M3,
+           "KV cache: block_rows8 needs a paged FP8 cache");
+  const SequenceKv& s = get(seq);
+  k.resize(s.blocks.size());
+  v.resize(s.blocks.size());
+  for (size_t b = 0; b < s.blocks.size(); ++b) {
+    const size_t offset = paged_offset(s, layer, static_cast<int64_t>(b) * block_size_);
+    k[b] = k8_pool_.get() + offset;
+    v[b] = v8_pool_.get() + offset;
+  }
+}
+
 const float* KvCache::key_rows(int32_t seq, int64_t layer, int64_t n_ctx,
                                std::vector<float>& gather) {
   if (!is_paged()) return keys(seq, layer, 0);

@@ -67,6 +67,13 @@ class KvCache {
   uint8_t* keys8(int32_t seq, int64_t layer, int64_t position);
   uint8_t* values8(int32_t seq, int64_t layer, int64_t position);
 
+  // Paged caches: for each block of the sequence, the address of its first key / value row in
+  // `layer` (rows of a block are kv_width apart); what the paged attention kernels read.
+  void block_rows(int32_t seq, int64_t layer, std::vector<const float*>& k,
+                  std::vector<const float*>& v);
+  void block_rows8(int32_t seq, int64_t layer, std::vector<const uint8_t*>& k,
+                   std::vector<const uint8_t*>& v);
+
   // Rows [0, n_ctx) of a sequence's keys / values for a layer as one contiguous array of
   // kv_width-wide rows: a pointer into the cache when it is contiguous, else the rows gathered
   // from the blocks into `gather`.

@@ -45,11 +45,7 @@ struct MiniMaxM2::Scratch {
   std::vector<float> expert_w;      // [n, top_k]
   std::vector<float> expert_in, gate, up, down;  // per-expert gathered rows
   std::vector<std::vector<float>> attn_scratch;  // per thread, [max n_ctx]
-  // Per sequence of the batch: its cached rows of the current layer, gathered from the blocks of
-  // a paged cache (once per layer for all of the sequence's tokens).
-  std::vector<std::vector<float>> gather_k, gather_v;
-  std::vector<std::vector<uint8_t>> gather_k8, gather_v8;
-  std::deque<std::vector<float>> w4a4;  // NVFP4-quantized copies of linear inputs
+  std::deque<std::vector<float>> w4a4;           // NVFP4-quantized copies of linear inputs
 };
 
 MiniMaxM2::MiniMaxM2(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool,
@@ -230,73 +226,83 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
   if (observer) observer->on_kv(l, s.k.data(), s.v.data(), n, KW);
 
   // Causal attention: token i sees its sequence's positions 0..pos (all keys are in the cache).
-  // Each sequence's rows as one contiguous array (pointers into a contiguous cache; gathered from
-  // the blocks of a paged one).
+  // A contiguous cache gives each sequence's rows as one array; a paged one its block table
+  // (the paged kernels read rows in place, bit-identical to the contiguous ones).
   struct SeqRows {
     int32_t seq = 0;
-    int64_t n_ctx = 0;
     const float* k = nullptr;
     const float* v = nullptr;
     const uint8_t* k8 = nullptr;
     const uint8_t* v8 = nullptr;
+    std::vector<const float*> k_blocks, v_blocks;
+    std::vector<const uint8_t*> k8_blocks, v8_blocks;
   };
+  const bool paged = cache.is_paged();
+  const int64_t bs = cache.block_size();
   std::vector<SeqRows> rows;
   std::vector<size_t> row_of(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     size_t r = 0;
     while (r < rows.size() && rows[r].seq != batch.seq_ids[i]) ++r;
-    if (r == rows.size()) rows.push_back({batch.seq_ids[i], 0});
-    rows[r].n_ctx = std::max<int64_t>(rows[r].n_ctx, batch.positions[i] + 1);
+    if (r == rows.size()) {
+      SeqRows sr;
+      sr.seq = batch.seq_ids[i];
+      if (paged && fp8_cache) {
+        cache.block_rows8(sr.seq, l, sr.k8_blocks, sr.v8_blocks);
+      } else if (paged) {
+        cache.block_rows(sr.seq, l, sr.k_blocks, sr.v_blocks);
+      } else if (fp8_cache) {
+        sr.k8 = cache.keys8(sr.seq, l, 0);
+        sr.v8 = cache.values8(sr.seq, l, 0);
+      } else {
+        sr.k = cache.keys(sr.seq, l, 0);
+        sr.v = cache.values(sr.seq, l, 0);
+      }
+      rows.push_back(std::move(sr));
+    }
     row_of[i] = r;
   }
-  const size_t n_seqs = rows.size();
-  if (fp8_cache) {
-    s.gather_k8.resize(std::max(s.gather_k8.size(), n_seqs));
-    s.gather_v8.resize(std::max(s.gather_v8.size(), n_seqs));
-  } else {
-    s.gather_k.resize(std::max(s.gather_k.size(), n_seqs));
-    s.gather_v.resize(std::max(s.gather_v.size(), n_seqs));
-  }
-  auto fetch_rows = [&](int64_t r, int) {
-    SeqRows& sr = rows[r];
-    if (fp8_cache) {
-      sr.k8 = cache.key_rows8(sr.seq, l, sr.n_ctx, s.gather_k8[r]);
-      sr.v8 = cache.value_rows8(sr.seq, l, sr.n_ctx, s.gather_v8[r]);
+  const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HD = c.head_dim;
+  s.attn.resize(static_cast<size_t>(n * QW));
+  // One token: heads split across threads; more: tokens across threads.
+  auto attend = [&](int64_t i, int thread, bool parallel) {
+    const SeqRows& sr = rows[row_of[i]];
+    const int64_t n_ctx = batch.positions[i] + 1;
+    const float* q = s.q.data() + i * QW;
+    float* out = s.attn.data() + i * QW;
+    float* scratch = s.attn_scratch[thread].data();
+    if (paged && fp8_cache) {
+      if (parallel) {
+        attention_fp8_paged_parallel(q, sr.k8_blocks.data(), sr.v8_blocks.data(), bs, n_ctx, KW, NH,
+                                     NKV, HD, k_scale, v_scale, out, pool_);
+      } else {
+        attention_fp8_paged(q, sr.k8_blocks.data(), sr.v8_blocks.data(), bs, n_ctx, KW, NH, NKV, HD,
+                            k_scale, v_scale, out);
+      }
+    } else if (paged) {
+      if (parallel) {
+        attention_paged_parallel(q, sr.k_blocks.data(), sr.v_blocks.data(), bs, n_ctx, KW, NH, NKV,
+                                 HD, out, pool_);
+      } else {
+        attention_paged(q, sr.k_blocks.data(), sr.v_blocks.data(), bs, n_ctx, KW, NH, NKV, HD, out);
+      }
+    } else if (fp8_cache) {
+      if (parallel) {
+        attention_fp8_parallel(q, sr.k8, sr.v8, n_ctx, KW, NH, NKV, HD, k_scale, v_scale, out,
+                               pool_);
+      } else {
+        attention_fp8(q, sr.k8, sr.v8, n_ctx, KW, NH, NKV, HD, k_scale, v_scale, out, scratch);
+      }
+    } else if (parallel) {
+      attention_parallel(q, sr.k, sr.v, n_ctx, KW, NH, NKV, HD, out, pool_);
     } else {
-      sr.k = cache.key_rows(sr.seq, l, sr.n_ctx, s.gather_k[r]);
-      sr.v = cache.value_rows(sr.seq, l, sr.n_ctx, s.gather_v[r]);
+      attention(q, sr.k, sr.v, n_ctx, KW, NH, NKV, HD, out, scratch);
     }
   };
-  if (cache.is_paged() && n_seqs > 1) {
-    pool_.run(static_cast<int64_t>(n_seqs), fetch_rows);
+  if (n == 1) {
+    attend(0, 0, true);
   } else {
-    for (size_t r = 0; r < n_seqs; ++r) fetch_rows(static_cast<int64_t>(r), 0);
-  }
-
-  s.attn.resize(static_cast<size_t>(n * QW));
-  if (fp8_cache && n == 1) {
-    attention_fp8_parallel(s.q.data(), rows[0].k8, rows[0].v8, batch.positions[0] + 1, KW,
-                           c.num_attention_heads, c.num_key_value_heads, c.head_dim, k_scale,
-                           v_scale, s.attn.data(), pool_);
-  } else if (fp8_cache) {
-    pool_.run(n, [&](int64_t i, int thread) {
-      const SeqRows& sr = rows[row_of[i]];
-      attention_fp8(s.q.data() + i * QW, sr.k8, sr.v8, batch.positions[i] + 1, KW,
-                    c.num_attention_heads, c.num_key_value_heads, c.head_dim, k_scale, v_scale,
-                    s.attn.data() + i * QW, s.attn_scratch[thread].data());
-    });
-  } else if (n == 1) {  // decode: split the heads across threads
-    attention_parallel(s.q.data(), rows[0].k, rows[0].v, batch.positions[0] + 1, KW,
-                       c.num_attention_heads, c.num_key_value_heads, c.head_dim, s.attn.data(),
-                       pool_);
-  } else {
-    pool_.run(n, [&](int64_t i, int thread) {
-      const SeqRows& sr = rows[row_of[i]];
-      const int64_t n_ctx = batch.positions[i] + 1;
-      attention(s.q.data() + i * QW, sr.k, sr.v, n_ctx, KW, c.num_attention_heads,
-                c.num_key_value_heads, c.head_dim, s.attn.data() + i * QW,
-                s.attn_scratch[thread].data());
-    });
+    pool_.run(n, [&](int64_t i, int thread) { attend(i, thread, false); });
   }
 
   if (observer) observer->on_linear_input(l, LinearSite::kO, -1, s.attn.data(), n, QW);

@@ -260,6 +260,46 @@ void AttentionHeadsImpl(const float* q, const float* k, const float* v, int64_t 
   }
 }
 
+// AttentionHeadsImpl over a paged cache: row j of K (V) starts at
+// k_blocks[j / block_size] + (j % block_size) * kv_row_stride. The same sums in the same order
+// (the weighted sum of V continues across blocks through `out`), so the result is bit-identical
+// to AttentionHeadsImpl on the rows laid out contiguously.
+void AttentionHeadsPagedImpl(const float* q, const float* const* k_blocks,
+                             const float* const* v_blocks, int64_t block_size, int64_t n_ctx,
+                             int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
+                             int64_t head_dim, float* out, float* scores) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const int64_t col = g * head_dim;
+  for (int64_t hb = h_begin; hb < h_end; hb += kHeadsPerPass) {
+    const int64_t n_heads = std::min<int64_t>(kHeadsPerPass, h_end - hb);
+    float max_score[kHeadsPerPass];
+    for (int64_t i = 0; i < n_heads; ++i) max_score[i] = -INFINITY;
+    for (int64_t j0 = 0; j0 < n_ctx; j0 += block_size) {
+      const float* kb = k_blocks[j0 / block_size] + col;
+      const int64_t nb = std::min(block_size, n_ctx - j0);
+      for (int64_t j = 0; j < nb; ++j) {
+        const float* kj = kb + j * kv_row_stride;
+        for (int64_t i = 0; i < n_heads; ++i) {
+          const float s = dot(q + (hb + i) * head_dim, kj, head_dim) * scale;
+          scores[i * n_ctx + j0 + j] = s;
+          max_score[i] = std::max(max_score[i], s);
+        }
+      }
+    }
+    float inv_sum[kHeadsPerPass];
+    const float* p[kHeadsPerPass];
+    float* o[kHeadsPerPass];
+    softmax_rows(scores, n_heads, n_ctx, max_score, inv_sum);
+    for (int64_t i = 0; i < n_heads; ++i) o[i] = out + (hb + i) * head_dim;
+    for (int64_t j0 = 0; j0 < n_ctx; j0 += block_size) {
+      const int64_t nb = std::min(block_size, n_ctx - j0);
+      for (int64_t i = 0; i < n_heads; ++i) p[i] = scores + i * n_ctx + j0;
+      weighted_values_heads(n_heads, p, v_blocks[j0 / block_size] + col, nb, kv_row_stride,
+                            head_dim, inv_sum, j0 == 0, j0 + nb == n_ctx, o);
+    }
+  }
+}
+
 // ---- FP8 (E4M3) KV cache ----
 
 // E4M3 bytes to exact f32 values times `scale` (one rounding: f32(e4m3(b) * scale)), n of them.
@@ -289,13 +329,12 @@ void decode_fp8(const uint8_t* b, int64_t n, float scale, float* out) {
 // positions of K (then V) are decoded into `tile` (tile_rows x head_dim floats) and run through
 // the f32 code above, so K and V are read once per block of heads. scores as for
 // AttentionHeadsImpl.
-void AttentionFp8HeadsImpl(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
-                           int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
-                           int64_t head_dim, float k_scale, float v_scale, float* out,
-                           float* scores, float* tile, int64_t tile_rows) {
+// k_row(j) / v_row(j): cached row j's bytes for KV head g.
+template <class KeyRow, class ValueRow>
+void AttentionFp8Rows(const float* q, KeyRow k_row, ValueRow v_row, int64_t n_ctx, int64_t h_begin,
+                      int64_t h_end, int64_t head_dim, float k_scale, float v_scale, float* out,
+                      float* scores, float* tile, int64_t tile_rows) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const uint8_t* kg = k + g * head_dim;
-  const uint8_t* vg = v + g * head_dim;
   for (int64_t hb = h_begin; hb < h_end; hb += kHeadsPerPass) {
     const int64_t n_heads = std::min<int64_t>(kHeadsPerPass, h_end - hb);
     float max_score[kHeadsPerPass];
@@ -303,7 +342,7 @@ void AttentionFp8HeadsImpl(const float* q, const uint8_t* k, const uint8_t* v, i
     for (int64_t j0 = 0; j0 < n_ctx; j0 += tile_rows) {
       const int64_t nb = std::min(tile_rows, n_ctx - j0);
       for (int64_t j = 0; j < nb; ++j) {
-        decode_fp8(kg + (j0 + j) * kv_row_stride, head_dim, k_scale, tile + j * head_dim);
+        decode_fp8(k_row(j0 + j), head_dim, k_scale, tile + j * head_dim);
       }
       for (int64_t j = 0; j < nb; ++j) {
         for (int64_t i = 0; i < n_heads; ++i) {
@@ -321,13 +360,39 @@ void AttentionFp8HeadsImpl(const float* q, const uint8_t* k, const uint8_t* v, i
     for (int64_t j0 = 0; j0 < n_ctx; j0 += tile_rows) {
       const int64_t nb = std::min(tile_rows, n_ctx - j0);
       for (int64_t j = 0; j < nb; ++j) {
-        decode_fp8(vg + (j0 + j) * kv_row_stride, head_dim, v_scale, tile + j * head_dim);
+        decode_fp8(v_row(j0 + j), head_dim, v_scale, tile + j * head_dim);
       }
       for (int64_t i = 0; i < n_heads; ++i) p[i] = scores + i * n_ctx + j0;
       weighted_values_heads(n_heads, p, tile, nb, head_dim, head_dim, inv_sum, j0 == 0,
                             j0 + nb == n_ctx, o);
     }
   }
+}
+
+void AttentionFp8HeadsImpl(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
+                           int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
+                           int64_t head_dim, float k_scale, float v_scale, float* out,
+                           float* scores, float* tile, int64_t tile_rows) {
+  const uint8_t* kg = k + g * head_dim;
+  const uint8_t* vg = v + g * head_dim;
+  AttentionFp8Rows(
+      q, [&](int64_t j) { return kg + j * kv_row_stride; },
+      [&](int64_t j) { return vg + j * kv_row_stride; }, n_ctx, h_begin, h_end, head_dim, k_scale,
+      v_scale, out, scores, tile, tile_rows);
+}
+
+// AttentionFp8HeadsImpl over a paged cache (rows addressed as in AttentionHeadsPagedImpl).
+void AttentionFp8HeadsPagedImpl(const float* q, const uint8_t* const* k_blocks,
+                                const uint8_t* const* v_blocks, int64_t block_size, int64_t n_ctx,
+                                int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
+                                int64_t head_dim, float k_scale, float v_scale, float* out,
+                                float* scores, float* tile, int64_t tile_rows) {
+  const int64_t col = g * head_dim;
+  AttentionFp8Rows(
+      q,
+      [&](int64_t j) { return k_blocks[j / block_size] + (j % block_size) * kv_row_stride + col; },
+      [&](int64_t j) { return v_blocks[j / block_size] + (j % block_size) * kv_row_stride + col; },
+      n_ctx, h_begin, h_end, head_dim, k_scale, v_scale, out, scores, tile, tile_rows);
 }
 
 // out[i] = e4m3_satfinite(x[i] / scale), RNE (the bit recipe of quant-formats.md §1.2).

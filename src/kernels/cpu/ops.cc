@@ -25,6 +25,8 @@ HWY_EXPORT(AttentionHeadsImpl);
 HWY_EXPORT(SiluMulImpl);
 HWY_EXPORT(AttentionFp8HeadsImpl);
 HWY_EXPORT(KvStoreFp8Impl);
+HWY_EXPORT(AttentionHeadsPagedImpl);
+HWY_EXPORT(AttentionFp8HeadsPagedImpl);
 
 void rms_norm(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps,
               float* out) {
@@ -165,6 +167,86 @@ void attention_fp8_parallel(const float* q, const uint8_t* k, const uint8_t* v, 
       HWY_DYNAMIC_DISPATCH(AttentionFp8HeadsImpl)
       (q, k, v, n_ctx, kv_row_stride, g, h, end, head_dim, k_scale, v_scale, out, scores, tile,
        fp8_tile_rows(head_dim));
+      h = end;
+    }
+  });
+}
+
+namespace {
+void check_paged_args(int64_t block_size, const void* k_blocks, const void* v_blocks) {
+  M2_CHECK(block_size >= 1, "paged attention: block_size must be positive, got ", block_size);
+  M2_CHECK(k_blocks != nullptr && v_blocks != nullptr, "paged attention: no block table");
+}
+}  // namespace
+
+void attention_paged(const float* q, const float* const* k_blocks, const float* const* v_blocks,
+                     int64_t block_size, int64_t n_ctx, int64_t kv_row_stride, int64_t n_heads,
+                     int64_t n_kv_heads, int64_t head_dim, float* out) {
+  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
+  check_paged_args(block_size, k_blocks, v_blocks);
+  const int64_t group = n_heads / n_kv_heads;
+  float* scores = thread_scratch(2, std::min(group, kAttentionHeadsPerPass) * n_ctx);
+  for (int64_t g = 0; g < n_kv_heads; ++g) {
+    HWY_DYNAMIC_DISPATCH(AttentionHeadsPagedImpl)
+    (q, k_blocks, v_blocks, block_size, n_ctx, kv_row_stride, g, g * group, (g + 1) * group,
+     head_dim, out, scores);
+  }
+}
+
+void attention_paged_parallel(const float* q, const float* const* k_blocks,
+                              const float* const* v_blocks, int64_t block_size, int64_t n_ctx,
+                              int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                              int64_t head_dim, float* out, ThreadPool& pool) {
+  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
+  check_paged_args(block_size, k_blocks, v_blocks);
+  const int64_t group = n_heads / n_kv_heads;
+  const int64_t grain = std::max<int64_t>(1, 16384 / (n_ctx * head_dim));
+  pool.parallel_for(n_heads, grain, [&](int64_t h0, int64_t h1, int) {
+    float* scores = thread_scratch(2, std::min(group, kAttentionHeadsPerPass) * n_ctx);
+    for (int64_t h = h0; h < h1;) {
+      const int64_t g = h / group;
+      const int64_t end = std::min(h1, (g + 1) * group);
+      HWY_DYNAMIC_DISPATCH(AttentionHeadsPagedImpl)
+      (q, k_blocks, v_blocks, block_size, n_ctx, kv_row_stride, g, h, end, head_dim, out, scores);
+      h = end;
+    }
+  });
+}
+
+void attention_fp8_paged(const float* q, const uint8_t* const* k_blocks,
+                         const uint8_t* const* v_blocks, int64_t block_size, int64_t n_ctx,
+                         int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                         int64_t head_dim, float k_scale, float v_scale, float* out) {
+  check_attention_fp8_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim, k_scale, v_scale);
+  check_paged_args(block_size, k_blocks, v_blocks);
+  const int64_t group = n_heads / n_kv_heads;
+  float* tile = nullptr;
+  float* scores = fp8_attention_scratch(group, n_ctx, head_dim, &tile);
+  for (int64_t g = 0; g < n_kv_heads; ++g) {
+    HWY_DYNAMIC_DISPATCH(AttentionFp8HeadsPagedImpl)
+    (q, k_blocks, v_blocks, block_size, n_ctx, kv_row_stride, g, g * group, (g + 1) * group,
+     head_dim, k_scale, v_scale, out, scores, tile, fp8_tile_rows(head_dim));
+  }
+}
+
+void attention_fp8_paged_parallel(const float* q, const uint8_t* const* k_blocks,
+                                  const uint8_t* const* v_blocks, int64_t block_size, int64_t n_ctx,
+                                  int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                                  int64_t head_dim, float k_scale, float v_scale, float* out,
+                                  ThreadPool& pool) {
+  check_attention_fp8_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim, k_scale, v_scale);
+  check_paged_args(block_size, k_blocks, v_blocks);
+  const int64_t group = n_heads / n_kv_heads;
+  const int64_t grain = std::max<int64_t>(1, 16384 / (n_ctx * head_dim));
+  pool.parallel_for(n_heads, grain, [&](int64_t h0, int64_t h1, int) {
+    float* tile = nullptr;
+    float* scores = fp8_attention_scratch(group, n_ctx, head_dim, &tile);
+    for (int64_t h = h0; h < h1;) {
+      const int64_t g = h / group;
+      const int64_t end = std::min(h1, (g + 1) * group);
+      HWY_DYNAMIC_DISPATCH(AttentionFp8HeadsPagedImpl)
+      (q, k_blocks, v_blocks, block_size, n_ctx, kv_row_stride, g, h, end, head_dim, k_scale,
+       v_scale, out, scores, tile, fp8_tile_rows(head_dim));
       h = end;
     }
   });

@@ -53,6 +53,28 @@ void attention_fp8_parallel(const float* q, const uint8_t* k, const uint8_t* v, 
                             int64_t head_dim, float k_scale, float v_scale, float* out,
                             ThreadPool& pool);
 
+// attention() / attention_parallel() over a paged KV cache: cached row j (of K; V alike) starts
+// at k_blocks[j / block_size] + (j % block_size) * kv_row_stride. Bit-identical to attention() on
+// the same rows laid out contiguously (the same sums in the same order). Scratch is per thread,
+// internal.
+void attention_paged(const float* q, const float* const* k_blocks, const float* const* v_blocks,
+                     int64_t block_size, int64_t n_ctx, int64_t kv_row_stride, int64_t n_heads,
+                     int64_t n_kv_heads, int64_t head_dim, float* out);
+void attention_paged_parallel(const float* q, const float* const* k_blocks,
+                              const float* const* v_blocks, int64_t block_size, int64_t n_ctx,
+                              int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                              int64_t head_dim, float* out, ThreadPool& pool);
+// attention_fp8() / attention_fp8_parallel() over a paged E4M3 cache, rows addressed as above.
+void attention_fp8_paged(const float* q, const uint8_t* const* k_blocks,
+                         const uint8_t* const* v_blocks, int64_t block_size, int64_t n_ctx,
+                         int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                         int64_t head_dim, float k_scale, float v_scale, float* out);
+void attention_fp8_paged_parallel(const float* q, const uint8_t* const* k_blocks,
+                                  const uint8_t* const* v_blocks, int64_t block_size, int64_t n_ctx,
+                                  int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                                  int64_t head_dim, float k_scale, float v_scale, float* out,
+                                  ThreadPool& pool);
+
 // MiniMax-M2 router for one token: score = sigmoid(logit); experts chosen by the top_k largest
 // score + bias (bias may be null); weights = chosen scores renormalised to sum 1.
 // expert_ids/expert_weights: top_k entries, in descending order of score + bias.
@@ -73,6 +95,13 @@ void kv_store_fp8(const float* x, int64_t n, float scale, uint8_t* out);
 void attention_fp8(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
                    int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                    float k_scale, float v_scale, float* out, float* scratch);
+void attention_paged(const float* q, const float* const* k_blocks, const float* const* v_blocks,
+                     int64_t block_size, int64_t n_ctx, int64_t kv_row_stride, int64_t n_heads,
+                     int64_t n_kv_heads, int64_t head_dim, float* out);
+void attention_fp8_paged(const float* q, const uint8_t* const* k_blocks,
+                         const uint8_t* const* v_blocks, int64_t block_size, int64_t n_ctx,
+                         int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                         int64_t head_dim, float k_scale, float v_scale, float* out);
 void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
                         int32_t* expert_ids, float* expert_weights);
 void silu_mul(const float* gate, const float* up, int64_t n, float* out);

@@ -108,6 +108,39 @@ void attention_fp8(const float* q, const uint8_t* k, const uint8_t* v, int64_t n
       [v, v_scale](int64_t i) { return e4m3_to_f32(v[i]) * v_scale; });
 }
 
+void attention_paged(const float* q, const float* const* k_blocks, const float* const* v_blocks,
+                     int64_t block_size, int64_t n_ctx, int64_t kv_row_stride, int64_t n_heads,
+                     int64_t n_kv_heads, int64_t head_dim, float* out) {
+  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
+  // Element i of the contiguous layout is row i / stride, column i % stride.
+  auto at = [=](const float* const* blocks, int64_t i) {
+    const int64_t row = i / kv_row_stride;
+    return blocks[row / block_size][(row % block_size) * kv_row_stride + i % kv_row_stride];
+  };
+  std::vector<float> scratch(static_cast<size_t>(n_ctx));
+  attention_rows(
+      q, n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim, out, scratch.data(),
+      [&](int64_t i) { return at(k_blocks, i); }, [&](int64_t i) { return at(v_blocks, i); });
+}
+
+void attention_fp8_paged(const float* q, const uint8_t* const* k_blocks,
+                         const uint8_t* const* v_blocks, int64_t block_size, int64_t n_ctx,
+                         int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                         int64_t head_dim, float k_scale, float v_scale, float* out) {
+  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
+  check_fp8_scale(k_scale, "attention_fp8: k_scale");
+  check_fp8_scale(v_scale, "attention_fp8: v_scale");
+  auto at = [=](const uint8_t* const* blocks, int64_t i) {
+    const int64_t row = i / kv_row_stride;
+    return blocks[row / block_size][(row % block_size) * kv_row_stride + i % kv_row_stride];
+  };
+  std::vector<float> scratch(static_cast<size_t>(n_ctx));
+  attention_rows(
+      q, n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim, out, scratch.data(),
+      [&](int64_t i) { return e4m3_to_f32(at(k_blocks, i)) * k_scale; },
+      [&](int64_t i) { return e4m3_to_f32(at(v_blocks, i)) * v_scale; });
+}
+
 void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
                         int32_t* expert_ids, float* expert_weights) {
   check_route_args(n_experts, top_k);
