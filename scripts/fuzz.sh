@@ -5,15 +5,16 @@
 #                                                    template output_parser (default: all)
 # Environment: FUZZ_JOBS (targets run at once, default 1), FUZZ_BUILD_DIR (default build-fuzz),
 # FUZZ_WORK_DIR (working corpora and crash files, default build-fuzz/runs), FUZZ_ARGS (extra
-# libFuzzer flags). Each target starts from fuzz/corpus/<target>/ (never written to) plus its
-# working corpus; a crash, leak, timeout or out-of-memory input is saved in the work directory
-# as crash-*/leak-*/timeout-*/oom-* and the script exits non-zero.
+# libFuzzer flags), FUZZ_SKIP_BUILD=1 (run the binaries already built). Each target starts
+# from fuzz/corpus/<target>/ (never written to) plus its working corpus; a crash, leak, timeout
+# or out-of-memory input is saved in the work directory as crash-*/leak-*/timeout-*/oom-* and
+# the script exits non-zero. A target that does not build is reported; the others still run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
 if [[ $# -lt 1 || ! "$1" =~ ^[0-9]+$ ]]; then
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 seconds=$1
@@ -33,7 +34,16 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DM2FP4_FUZZ=ON \
   -DM2FP4_TESTS=OFF -DM2FP4_BENCH=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   "${launcher[@]}" >/dev/null
-cmake --build "$build_dir" -j "${FUZZ_BUILD_JOBS:-2}" --target "${targets[@]/#/fuzz_}"
+# Each target is built on its own: one that does not compile is reported and the others still run.
+# FUZZ_SKIP_BUILD=1 runs the binaries already in the build folder.
+declare -A build_failed=()
+for t in "${targets[@]}"; do
+  [[ ${FUZZ_SKIP_BUILD:-0} == 1 && -x $build_dir/fuzz/fuzz_$t ]] && continue
+  if ! cmake --build "$build_dir" -j "${FUZZ_BUILD_JOBS:-2}" --target "fuzz_$t" >"$build_dir/fuzz_$t.build.log" 2>&1; then
+    echo "fuzz_$t does not build (see $build_dir/fuzz_$t.build.log)" >&2
+    build_failed[$t]=1
+  fi
+done
 
 run_one() {
   local t=$1
@@ -67,10 +77,16 @@ declare -A pids=()
 failed=0
 results=()
 for t in "${targets[@]}"; do
+  [[ -n ${build_failed[$t]:-} ]] && continue
   while [[ $(jobs -rp | wc -l) -ge $jobs ]]; do sleep 1; done
   run_one "$t" & pids[$t]=$!
 done
 for t in "${targets[@]}"; do
+  if [[ -n ${build_failed[$t]:-} ]]; then
+    results+=("$(printf '%-15s BUILD FAILED (see %s)' "$t" "$build_dir/fuzz_$t.build.log")")
+    failed=1
+    continue
+  fi
   rc=0
   wait "${pids[$t]}" || rc=$?
   [[ $rc -ne 0 ]] && failed=1
