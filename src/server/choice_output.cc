@@ -61,6 +61,7 @@ void ChoiceOutput::add_delta(Json delta, std::vector<OutputPiece>& out) {
   OutputPiece piece;
   piece.delta = std::move(delta);
   piece.logprobs = take_logprobs();
+  piece.token_ids.swap(pending_ids_);
   out.push_back(std::move(piece));
 }
 
@@ -84,6 +85,7 @@ bool ChoiceOutput::add_tokens(const std::vector<int32_t>& tokens,
   if (finished_) return false;
   for (size_t i = 0; i < tokens.size(); ++i) {
     ++tokens_;
+    pending_ids_.push_back(tokens[i]);
     if (options_.logprobs && i < logprobs.size()) {
       if (options_.chat) {
         if (pending_lp_.is_null()) pending_lp_ = {{"content", Json::array()}};
@@ -130,10 +132,12 @@ void ChoiceOutput::finish(const std::string& engine_reason, std::vector<OutputPi
   } else {
     finish_reason_ = reason;
   }
-  if (!pending_lp_.is_null()) {
-    // Logprobs of tokens whose text was held back and never sent: attach to an empty delta.
+  if (!pending_lp_.is_null() || !pending_ids_.empty()) {
+    // Tokens whose text was held back and never sent (or had none, like EOS): an empty delta
+    // carries their logprobs and ids.
     OutputPiece piece;
     piece.logprobs = take_logprobs();
+    piece.token_ids.swap(pending_ids_);
     out.push_back(std::move(piece));
   }
 }

@@ -34,6 +34,7 @@ struct ChoiceOptions {
 struct OutputPiece {
   nlohmann::ordered_json delta = nlohmann::ordered_json::object();
   nlohmann::ordered_json logprobs;  // null when none
+  std::vector<int32_t> token_ids;   // the tokens whose text this delta completes
 };
 
 class ChoiceOutput {
@@ -67,6 +68,7 @@ class ChoiceOutput {
   int64_t tokens_ = 0;
   size_t text_offset_ = 0;             // completions logprobs: bytes of text so far
   nlohmann::ordered_json pending_lp_;  // logprobs not yet attached to a delta
+  std::vector<int32_t> pending_ids_;   // token ids not yet attached to a delta
 };
 
 // The token's text as logprobs show it, and its bytes.

@@ -155,6 +155,7 @@ struct Generation {
     }
     c["logprobs"] = piece.logprobs;
     c["finish_reason"] = finish_reason;
+    if (req.return_token_ids) c["token_ids"] = piece.token_ids;
     return c;
   }
 
@@ -209,7 +210,7 @@ struct Generation {
       }
       if (emit) {
         for (const auto& p : pieces) {
-          if (p.delta.empty() && p.logprobs.is_null()) continue;
+          if (p.delta.empty() && p.logprobs.is_null() && p.token_ids.empty()) continue;
           if (!emit(chunk(stream_choice(index, p, nullptr)))) return;
         }
         if (done) {
@@ -238,7 +239,9 @@ struct Generation {
       Json logprobs = nullptr;
       std::vector<nlohmann::ordered_json> deltas;
       std::string text = echo_text;
+      std::vector<int32_t> token_ids;
       for (auto& p : collected[i]) {
+        token_ids.insert(token_ids.end(), p.token_ids.begin(), p.token_ids.end());
         if (!p.logprobs.is_null()) {
           if (logprobs.is_null()) {
             logprobs = p.logprobs;
@@ -265,6 +268,7 @@ struct Generation {
       }
       c["logprobs"] = logprobs;
       c["finish_reason"] = choices[i].finish_reason();
+      if (req.return_token_ids) c["token_ids"] = token_ids;
       list.push_back(std::move(c));
     }
     out["choices"] = std::move(list);

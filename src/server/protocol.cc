@@ -163,6 +163,7 @@ void parse_common(const Json& body, const GenerationDefaults& defaults, ParsedRe
   if (present(body, "include_stop_str_in_output")) {
     req.include_stop_str_in_output = get_bool(body, "include_stop_str_in_output");
   }
+  if (present(body, "return_token_ids")) req.return_token_ids = get_bool(body, "return_token_ids");
   if (present(body, "skip_special_tokens")) {
     req.skip_special_tokens = get_bool(body, "skip_special_tokens");
   }

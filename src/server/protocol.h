@@ -41,6 +41,7 @@ struct ParsedRequest {
   std::vector<std::string> stop;
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;
+  bool return_token_ids = false;  // vLLM's: each choice/chunk carries its "token_ids"
   bool logprobs = false;
   int64_t top_logprobs = 0;
   std::string response_format = "text";  // text | json_object | json_schema (not enforced)

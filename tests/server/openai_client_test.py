@@ -72,6 +72,22 @@ def test_stream_matches_non_stream(client):
     assert len({c.id for c in chunks}) == 1
 
 
+def test_return_token_ids(client, server):
+    kwargs = dict(model="tiny", messages=MESSAGES, max_tokens=12, temperature=0,
+                  extra_body={"return_token_ids": True, "ignore_eos": True})
+    full = client.chat.completions.create(**kwargs)
+    ids = full.choices[0].model_extra["token_ids"]
+    assert len(ids) == full.usage.completion_tokens == 12
+    chunks = list(client.chat.completions.create(stream=True, **kwargs))
+    streamed = [t for c in chunks for t in c.choices[0].model_extra.get("token_ids", [])]
+    assert streamed == ids
+    # Every chunk with text carries the ids of the tokens it completes.
+    for c in chunks[1:]:
+        d = c.choices[0].delta
+        if d.content or (d.model_extra or {}).get("reasoning_content"):
+            assert c.choices[0].model_extra["token_ids"]
+
+
 def test_completions_and_stop_strings(client):
     base = client.completions.create(model="tiny", prompt="The weather today", max_tokens=24,
                                      temperature=0, extra_body={"ignore_eos": True})
