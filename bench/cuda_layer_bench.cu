@@ -313,8 +313,9 @@ int run(const Args& args) {
   CudaActivationBuffers act(c, std::max<int64_t>(args.prefill, 1));
   const CudaActivations& a = act.view();
   const int64_t H = c.hidden_size;
-  DeviceBuffer x0(args.prefill * H * 4);
-  fill(x0.get(), args.prefill * H, 7, Fill::kF32, 1.0f);
+  const int64_t x0_rows = std::max<int64_t>(args.prefill, 1);
+  DeviceBuffer x0(x0_rows * H * 4);
+  fill(x0.get(), x0_rows * H, 7, Fill::kF32, 1.0f);
   const int32_t pos_decode = static_cast<int32_t>(args.ctx - 1);
   M2_CUDA(cudaMemcpy(act.positions(), &pos_decode, 4, cudaMemcpyHostToDevice));
   M2_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
