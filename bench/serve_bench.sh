@@ -104,11 +104,17 @@ done
 # llama-server on GGUFs of the same weights (bench/llama_cpp.sh builds llama.cpp and the GGUFs).
 if [ "$llama" != off ] && [ -x "$here/llama_cpp.sh" ]; then
   bin=$("$here/llama_cpp.sh" build)
-  "$here/llama_cpp.sh" gguf "$bf16" "$work/gguf" >&2
+  need_gguf=0
+  for g in "${ggufs[@]}"; do [ -f "$work/gguf/$g.gguf" ] || need_gguf=1; done
+  if [ "$need_gguf" = 1 ]; then "$here/llama_cpp.sh" gguf "$bf16" "$work/gguf" >&2; fi
   for g in "${ggufs[@]}"; do
     port=$(free_port)
+    # The same chat template as m2fp4 serves (the GGUF writer does not store one).
+    "$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["chat_template"], end="")' \
+      "$bf16/tokenizer_config.json" >"$work/chat_template.jinja"
     "$bin/llama-server" -m "$work/gguf/$g.gguf" --host 127.0.0.1 --port "$port" -t "$threads" \
-      -np 8 -c $(( 8 * max_len )) --jinja -a "llama-$g" >"$out/llama-$g.server.log" 2>&1 &
+      -np 8 -c $(( 8 * max_len )) --jinja --chat-template-file "$work/chat_template.jinja" \
+      -a "llama-$g" >"$out/llama-$g.server.log" 2>&1 &
     pid=$!
     pids+=("$pid")
     wait_health "http://127.0.0.1:$port/health" "$pid"

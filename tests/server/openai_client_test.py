@@ -204,3 +204,28 @@ def test_auth(tiny_model):
         assert http("GET", s.base + "/metrics")[0] == 401
     finally:
         s.stop()
+
+
+def test_keep_alive_connections_are_not_dropped(server):
+    """cpp-httplib closes a kept-alive connection after 5 requests or 5 s idle by default, under
+    clients that reuse it (llama-benchy's "Server disconnected"); the server lifts both."""
+    import http.client
+    host, port = server.base.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    body = json.dumps({"model": "tiny", "max_tokens": 1,
+                       "messages": [{"role": "user", "content": "hi"}]})
+    sock = None
+    for i in range(12):
+        conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        assert r.status == 200 and r.getheader("Connection", "").lower() != "close"
+        r.read()
+        sock = sock or conn.sock
+        assert conn.sock is sock  # the same connection every time
+    import time
+    time.sleep(6)  # longer than cpp-httplib's default keep-alive timeout
+    conn.request("GET", "/v1/models")
+    r = conn.getresponse()
+    assert r.status == 200 and conn.sock is sock
+    r.read()
+    conn.close()
