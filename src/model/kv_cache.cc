@@ -63,18 +63,6 @@ size_t KvCache::paged_offset(const SequenceKv& s, int64_t layer, int64_t positio
       ((slot(layer) * n_blocks_ + block) * block_size_ + position % block_size_) * kv_width_);
 }
 
-template <typename T>
-const T* KvCache::gather_rows(int32_t seq, int64_t layer, int64_t n_ctx, const T* pool,
-                              std::vector<T>& gather) {
-  const SequenceKv& s = get(seq);
-  gather.resize(static_cast<size_t>(n_ctx * kv_width_));
-  for (int64_t p = 0; p < n_ctx; p += block_size_) {
-    const int64_t rows = std::min(block_size_, n_ctx - p);
-    std::copy_n(pool + paged_offset(s, layer, p), rows * kv_width_, gather.data() + p * kv_width_);
-  }
-  return gather.data();
-}
-
 void KvCache::block_rows(int32_t seq, int64_t layer, std::vector<const float*>& k,
                          std::vector<const float*>& v) {
   M2_CHECK(is_paged() && dtype_ == KvCacheDtype::kF32,
@@ -101,30 +89,6 @@ void KvCache::block_rows8(int32_t seq, int64_t layer, std::vector<const uint8_t*
     k[b] = k8_pool_.get() + offset;
     v[b] = v8_pool_.get() + offset;
   }
-}
-
-const float* KvCache::key_rows(int32_t seq, int64_t layer, int64_t n_ctx,
-                               std::vector<float>& gather) {
-  if (!is_paged()) return keys(seq, layer, 0);
-  return gather_rows(seq, layer, n_ctx, k_pool_.get(), gather);
-}
-
-const float* KvCache::value_rows(int32_t seq, int64_t layer, int64_t n_ctx,
-                                 std::vector<float>& gather) {
-  if (!is_paged()) return values(seq, layer, 0);
-  return gather_rows(seq, layer, n_ctx, v_pool_.get(), gather);
-}
-
-const uint8_t* KvCache::key_rows8(int32_t seq, int64_t layer, int64_t n_ctx,
-                                  std::vector<uint8_t>& gather) {
-  if (!is_paged()) return keys8(seq, layer, 0);
-  return gather_rows(seq, layer, n_ctx, k8_pool_.get(), gather);
-}
-
-const uint8_t* KvCache::value_rows8(int32_t seq, int64_t layer, int64_t n_ctx,
-                                    std::vector<uint8_t>& gather) {
-  if (!is_paged()) return values8(seq, layer, 0);
-  return gather_rows(seq, layer, n_ctx, v8_pool_.get(), gather);
 }
 
 int64_t KvCache::length(int32_t seq) const {

@@ -74,15 +74,6 @@ class KvCache {
   void block_rows8(int32_t seq, int64_t layer, std::vector<const uint8_t*>& k,
                    std::vector<const uint8_t*>& v);
 
-  // Rows [0, n_ctx) of a sequence's keys / values for a layer as one contiguous array of
-  // kv_width-wide rows: a pointer into the cache when it is contiguous, else the rows gathered
-  // from the blocks into `gather`.
-  const float* key_rows(int32_t seq, int64_t layer, int64_t n_ctx, std::vector<float>& gather);
-  const float* value_rows(int32_t seq, int64_t layer, int64_t n_ctx, std::vector<float>& gather);
-  const uint8_t* key_rows8(int32_t seq, int64_t layer, int64_t n_ctx, std::vector<uint8_t>& gather);
-  const uint8_t* value_rows8(int32_t seq, int64_t layer, int64_t n_ctx,
-                             std::vector<uint8_t>& gather);
-
  private:
   struct SequenceKv {
     int64_t length = 0;
@@ -96,9 +87,6 @@ class KvCache {
   SequenceKv& get(int32_t seq);
   // Paged: element offset of (layer slot, position) of a sequence in the pools.
   size_t paged_offset(const SequenceKv& s, int64_t layer, int64_t position) const;
-  template <typename T>
-  const T* gather_rows(int32_t seq, int64_t layer, int64_t n_ctx, const T* pool,
-                       std::vector<T>& gather);
 
   int64_t n_layers_;
   int64_t kv_width_;
