@@ -26,6 +26,7 @@
 #include <limits>
 #include <utility>
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/weight_decode.h"
@@ -272,11 +273,23 @@ inline int64_t multiplier_stride(int64_t groups) {
 
 // ---- GEMV: R rows x TB tokens per tile ----
 
+// Bytes ahead of the current chunk that each row stream prefetches: the hardware prefetcher
+// stops at 4 KiB boundaries and tracks few streams, while decode streams R rows of many small
+// matrices back to back.
+constexpr int64_t kPrefetchBytes = 512;
+
 // y[t, r0 + r] for r < R, t < TB. mult[r]: the multipliers of row r0 + r (all groups).
 // xp: TB tokens in permuted order, cols floats each.
-template <int R, int TB>
+// All 8 vectors of a chunk share one multiplier vector (lane j lies in one group), so when the
+// registers allow (R * TB <= 8) the chunk's code values are dotted with x first and scaled once
+// per chunk: 8 lookups, 8 FMAs and 1 scaling FMA per row and token instead of 8 multiplies more.
+// Both orders are f32 sums of the same products within the usual rounding bound, as long as the
+// multipliers are finite (an infinite one must meet each product on its own, as in the scalar
+// twin, to give the same NaN or infinity), which the caller checks.
+template <int R, int TB, bool kFiniteScales>
 HWY_NOINLINE void gemv_tile(const Source& src, int64_t r0, const float* const* mult,
                             const float* xp, int64_t n_rows_total, float* y) {
+  constexpr bool kScalePerChunk = kFiniteScales && R * TB <= 8;
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const int64_t cols = src.cols, group = src.group;
@@ -291,27 +304,57 @@ HWY_NOINLINE void gemv_tile(const Source& src, int64_t r0, const float* const* m
     for (int t = 0; t < TB; ++t) acc[r][t] = hn::Zero(df);
   }
   const int64_t groups_per_chunk = src.chunk / group;  // 0: a group spans several chunks
+  const int64_t row_bytes = cols / 2;
   for (int64_t k = 0, c0 = 0; c0 < src.full; ++k, c0 += src.chunk) {
     const int64_t g = groups_per_chunk > 0 ? k * groups_per_chunk : c0 / group;
     CodeWords words[R];
     VF scale[R];
     HWY_UNROLL(8)
     for (int r = 0; r < R; ++r) {
+      if (c0 / 2 + kPrefetchBytes < row_bytes) {
+        hwy::Prefetch(rows[r] + c0 / 2 + kPrefetchBytes);
+      }
       words[r] = load_code_words(rows[r] + c0 / 2);
       scale[r] = hn::TableLookupLanes(hn::LoadU(df, mult[r] + g), spread);
     }
-    for_each_code_slot([&](auto slot) {
-      constexpr int S = decltype(slot)::value;
-      VF xv[TB];
-      HWY_UNROLL(8)
-      for (int t = 0; t < TB; ++t) xv[t] = hn::LoadU(df, xp + t * cols + c0 + S * n);
+    if constexpr (kScalePerChunk) {
+      VF dot[R][TB];
       HWY_UNROLL(8)
       for (int r = 0; r < R; ++r) {
-        const VF wv = hn::Mul(lookup_codes<S>(table, words[r]), scale[r]);
         HWY_UNROLL(8)
-        for (int t = 0; t < TB; ++t) acc[r][t] = hn::MulAdd(wv, xv[t], acc[r][t]);
+        for (int t = 0; t < TB; ++t) dot[r][t] = hn::Zero(df);
       }
-    });
+      for_each_code_slot([&](auto slot) {
+        constexpr int S = decltype(slot)::value;
+        VF xv[TB];
+        HWY_UNROLL(8)
+        for (int t = 0; t < TB; ++t) xv[t] = hn::LoadU(df, xp + t * cols + c0 + S * n);
+        HWY_UNROLL(8)
+        for (int r = 0; r < R; ++r) {
+          const VF wv = lookup_codes<S>(table, words[r]);
+          HWY_UNROLL(8)
+          for (int t = 0; t < TB; ++t) dot[r][t] = hn::MulAdd(wv, xv[t], dot[r][t]);
+        }
+      });
+      HWY_UNROLL(8)
+      for (int r = 0; r < R; ++r) {
+        HWY_UNROLL(8)
+        for (int t = 0; t < TB; ++t) acc[r][t] = hn::MulAdd(dot[r][t], scale[r], acc[r][t]);
+      }
+    } else {
+      for_each_code_slot([&](auto slot) {
+        constexpr int S = decltype(slot)::value;
+        VF xv[TB];
+        HWY_UNROLL(8)
+        for (int t = 0; t < TB; ++t) xv[t] = hn::LoadU(df, xp + t * cols + c0 + S * n);
+        HWY_UNROLL(8)
+        for (int r = 0; r < R; ++r) {
+          const VF wv = hn::Mul(lookup_codes<S>(table, words[r]), scale[r]);
+          HWY_UNROLL(8)
+          for (int t = 0; t < TB; ++t) acc[r][t] = hn::MulAdd(wv, xv[t], acc[r][t]);
+        }
+      });
+    }
   }
   HWY_UNROLL(8)
   for (int r = 0; r < R; ++r) {
@@ -328,21 +371,44 @@ HWY_NOINLINE void gemv_tile(const Source& src, int64_t r0, const float* const* m
   }
 }
 
-template <int R>
-void gemv_tile_tokens(const Source& src, int64_t r0, const float* const* mult, const float* xp,
-                      int64_t t0, int64_t nt, int64_t n_rows_total, float* y) {
-  const float* xt = xp + t0 * src.cols;
-  float* yt = y + t0 * n_rows_total;
+template <int R, bool kFiniteScales>
+void gemv_tile_tokens_scaled(const Source& src, int64_t r0, const float* const* mult,
+                             const float* xt, int64_t nt, int64_t n_rows_total, float* yt) {
   switch (nt) {
     case 1:
-      return gemv_tile<R, 1>(src, r0, mult, xt, n_rows_total, yt);
+      return gemv_tile<R, 1, kFiniteScales>(src, r0, mult, xt, n_rows_total, yt);
     case 2:
-      return gemv_tile<R, 2>(src, r0, mult, xt, n_rows_total, yt);
+      return gemv_tile<R, 2, kFiniteScales>(src, r0, mult, xt, n_rows_total, yt);
     case 3:
-      return gemv_tile<R, 3>(src, r0, mult, xt, n_rows_total, yt);
+      return gemv_tile<R, 3, kFiniteScales>(src, r0, mult, xt, n_rows_total, yt);
     default:
-      return gemv_tile<R, 4>(src, r0, mult, xt, n_rows_total, yt);
+      return gemv_tile<R, 4, kFiniteScales>(src, r0, mult, xt, n_rows_total, yt);
   }
+}
+
+template <int R>
+void gemv_tile_tokens(const Source& src, int64_t r0, const float* const* mult, const float* xp,
+                      int64_t t0, int64_t nt, int64_t n_rows_total, float* y, bool finite_scales) {
+  const float* xt = xp + t0 * src.cols;
+  float* yt = y + t0 * n_rows_total;
+  if (finite_scales)
+    return gemv_tile_tokens_scaled<R, true>(src, r0, mult, xt, nt, n_rows_total, yt);
+  return gemv_tile_tokens_scaled<R, false>(src, r0, mult, xt, nt, n_rows_total, yt);
+}
+
+// Whether all n multipliers are finite (NaN and infinities fail x - x == 0).
+inline bool all_finite(const float* m, int64_t n) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  auto ok = hn::Eq(hn::Zero(df), hn::Zero(df));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const VF v = hn::LoadU(df, m + i);
+    ok = hn::And(ok, hn::Eq(hn::Sub(v, v), hn::Zero(df)));
+  }
+  bool finite = hn::AllTrue(df, ok);
+  for (; i < n; ++i) finite &= m[i] - m[i] == 0.0f;
+  return finite;
 }
 
 // x86 AVX2/SSE have 16 vector registers: 2 rows (tables, words, scales and 2 x TB accumulators).
@@ -364,19 +430,22 @@ inline void gemv_rows(const Source& src, int64_t row_begin, int64_t row_end, con
   for (int r = 0; r < kGemvRows; ++r) mult[r] = storage + r * stride;
   int64_t r = row_begin;
   for (; r + kGemvRows <= row_end; r += kGemvRows) {
+    bool finite = true;
     for (int i = 0; i < kGemvRows; ++i) {
       decode_group_scales(*src.w, r + i, 0, groups, storage + i * stride);
+      finite &= all_finite(storage + i * stride, groups);
     }
     for (int64_t t0 = 0; t0 < n_tokens; t0 += 4) {
       gemv_tile_tokens<kGemvRows>(src, r, mult, xp, t0, std::min<int64_t>(4, n_tokens - t0),
-                                  n_rows_total, y);
+                                  n_rows_total, y, finite);
     }
   }
   for (; r < row_end; ++r) {
     decode_group_scales(*src.w, r, 0, groups, storage);
+    const bool finite = all_finite(storage, groups);
     for (int64_t t0 = 0; t0 < n_tokens; t0 += 4) {
       gemv_tile_tokens<1>(src, r, mult, xp, t0, std::min<int64_t>(4, n_tokens - t0), n_rows_total,
-                          y);
+                          y, finite);
     }
   }
 }
