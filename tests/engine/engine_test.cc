@@ -2,6 +2,8 @@
 // and batched; finish reasons; abort; bad requests.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "base/error.h"
 #include "engine_test_util.h"
 
@@ -105,6 +107,47 @@ TEST_F(EngineTest, BadRequestsThrowClearErrors) {
   bad_p.sampling.top_p = 0.0f;
   EXPECT_THROW(engine.submit(std::move(bad_p)), Error);
   EXPECT_EQ(engine.max_model_len(), 64);
+}
+
+TEST_F(EngineTest, FrequencyPenaltyForbidsRepeats) {
+  // A penalty far above the tiny model's logit range: greedy never picks a generated token again.
+  Engine engine(model(), testing::test_options());
+  Collector c;
+  auto r = greedy_request(make_prompt(17, 6, vocab()), 40, c);
+  r.sampling.frequency_penalty = 1000.0f;
+  const uint64_t id = engine.submit(std::move(r));
+  auto plain = greedy_request(make_prompt(17, 6, vocab()), 40, c);
+  const uint64_t plain_id = engine.submit(std::move(plain));
+  engine.drain();
+  const auto got = c.get(id).tokens;
+  ASSERT_EQ(got.size(), 40u);
+  std::set<int32_t> distinct(got.begin(), got.end());
+  EXPECT_EQ(distinct.size(), got.size());
+  // Without the penalty this prompt's greedy continuation does repeat (else the test is moot).
+  const auto free_run = c.get(plain_id).tokens;
+  EXPECT_LT(std::set<int32_t>(free_run.begin(), free_run.end()).size(), free_run.size());
+}
+
+TEST_F(EngineTest, KvMemoryFromAFractionOfFreeRamOrAClearError) {
+  EngineOptions o = testing::test_options();
+  o.kv_cache_memory = 0;
+  o.kv_memory_fraction = 0.001;
+  {
+    Engine engine(model(), o);
+    EXPECT_GT(engine.kv_cache_tokens(), 0);
+    EXPECT_EQ(engine.kv_cache_tokens() % 16, 0);
+    EXPECT_LE(engine.max_model_len(), engine.kv_cache_tokens());
+  }
+  o.kv_cache_memory = 100;  // less than one block
+  EXPECT_THROW(Engine(model(), o), Error);
+  o.kv_cache_memory = int64_t{1} << 20;  // 128 blocks of 16 = 2048 tokens
+  o.max_model_len = 4096;
+  EXPECT_THROW(Engine(model(), o), Error);
+  o.max_model_len = 0;  // defaults to the model's 4096, capped by the cache
+  Engine capped(model(), o);
+  EXPECT_EQ(capped.max_model_len(), 2048);
+  o.speculative = {"eagle", 3, 1, 3};
+  EXPECT_THROW(Engine(model(), o), Error);
 }
 
 }  // namespace
