@@ -278,7 +278,12 @@ Interpreter::Flow Interpreter::exec(const Stmt& s, Frame* frame, std::string& ou
 }
 
 Interpreter::Flow Interpreter::exec_for(const Stmt& s, Frame* frame, std::string& out) {
-  const Value iterable = eval(*s.expr, frame);
+  run_loop(s, frame, eval(*s.expr, frame), 0, out);
+  return Flow::kNormal;
+}
+
+void Interpreter::run_loop(const Stmt& s, Frame* frame, const Value& iterable, int64_t depth0,
+                           std::string& out) {
   std::vector<Value> items = iterate(iterable);
   if (s.cond) {
     std::vector<Value> kept;
@@ -295,10 +300,23 @@ Interpreter::Flow Interpreter::exec_for(const Stmt& s, Frame* frame, std::string
   }
   if (items.empty()) {
     exec_body(s.else_body, new_frame(frame), out);
-    return Flow::kNormal;
+    return;
   }
   auto loop = std::make_shared<LoopData>();
   loop->items = std::make_shared<const std::vector<Value>>(std::move(items));
+  loop->depth0 = depth0;
+  if (s.recursive) {
+    // `loop(children)` renders this loop again over `children`, one level deeper, in the scope
+    // the for statement runs in (which must outlive the loop object: count it as a closure).
+    ++closures_made_;
+    const Stmt* stmt = &s;
+    loop->recurse = [this, stmt, frame, depth0](Interpreter&, CallArgs& args) {
+      const auto bound = bind_args("loop", args, {"iterable"}, 1);
+      std::string nested;
+      run_loop(*stmt, frame, *bound[0], depth0 + 1, nested);
+      return Value::string(std::move(nested));
+    };
+  }
   const Value loop_value = Value::loop(loop);
   for (size_t i = 0; i < loop->items->size(); ++i) {
     charge_steps(1);
@@ -311,7 +329,6 @@ Interpreter::Flow Interpreter::exec_for(const Stmt& s, Frame* frame, std::string
     release_frames(mark);
     if (flow == Flow::kBreak) break;
   }
-  return Flow::kNormal;
 }
 
 void Interpreter::assign(const Expr& target, const Value& value, Frame* frame) {
@@ -443,7 +460,10 @@ Value Interpreter::invoke_macro_in_frame(const Stmt& def, Frame* closure, const 
 
 Value Interpreter::call(const Value& callee, CallArgs& args) {
   if (callee.is_undefined()) fail_undefined(callee);
-  if (callee.is_loop()) eval_fail("recursive loop calls are not supported");
+  if (callee.is_loop()) {
+    if (!callee.loop_data().recurse) eval_fail("'LoopContext' object is not callable");
+    return callee.loop_data().recurse(*this, args);
+  }
   if (!callee.is_function()) eval_fail("'", type_name(callee), "' object is not callable");
   return callee.function_data().call(*this, args);
 }

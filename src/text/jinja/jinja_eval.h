@@ -54,6 +54,9 @@ class Interpreter {
   Flow exec_body(const Body& body, Frame* frame, std::string& out);
   Flow exec(const Stmt& stmt, Frame* frame, std::string& out);
   Flow exec_for(const Stmt& stmt, Frame* frame, std::string& out);
+  // One run of a for loop over `iterable` (recursive loops run again through loop(...)).
+  void run_loop(const Stmt& stmt, Frame* frame, const Value& iterable, int64_t depth0,
+                std::string& out);
   Value eval(const Expr& expr, Frame* frame);
   Value eval_inner(const Expr& expr, Frame* frame);
   Value eval_call(const Expr& expr, Frame* frame, const Value* caller);

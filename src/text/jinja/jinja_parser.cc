@@ -145,7 +145,6 @@ class Parser : public ExpressionParser {
     s->expr = parse_tuple(false, false, {"recursive"}, false);
     if (skip_name("if")) s->cond = parse_expression(true);
     s->recursive = skip_name("recursive");
-    if (s->recursive) fail_here("recursive for loops are not supported");
     ++loop_depth_;
     s->body = parse_statements({"endfor", "else"}, false);
     --loop_depth_;

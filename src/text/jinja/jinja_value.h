@@ -93,6 +93,8 @@ struct LoopData {
   int64_t depth0 = 0;
   bool has_changed_value = false;
   std::vector<Value> changed_value;
+  // For a `recursive` loop: loop(iterable) renders the loop again one level deeper.
+  std::function<Value(Interpreter&, CallArgs&)> recurse;
 };
 
 class Value {

@@ -327,6 +327,12 @@ PROBES = [
     "{{ 'a' ~ 1 ~ none ~ [1] }}",
     "{{ strftime_now('%Y') | length }}",
     "{% generation %}gen{% endgeneration %}",
+    "{% for m in [1, 2] recursive %}{{ m }}{% endfor %}",
+    "{% for x in [[1, [2]], [3]] recursive %}<{% if x is iterable %}{{ loop(x) }}{% else %}{{ x }}{% endif %}>{% endfor %}",
+    "{% for x in [[1, [2, [3]]]] recursive %}{{ loop.depth }}{{ loop.depth0 }}{% if x is iterable %}({{ loop(x) }}){% endif %}{% endfor %}",
+    "{% for x in [[], [1]] recursive %}{% if x is iterable %}[{{ loop(x) }}]{% else %}{{ x }}{% endif %}{% else %}empty{% endfor %}",
+    "{% for x in [1, 2] %}{{ loop(x) }}{% endfor %}",
+    "{% for x in [3, 1] recursive %}{{ x }}{% if x > 1 %}{{ loop([x - 1]) }}{% endif %}{% endfor %}",
 ]
 
 

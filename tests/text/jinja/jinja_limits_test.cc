@@ -50,6 +50,10 @@ TEST(JinjaLimits, UnboundedMacroRecursionIsAnError) {
     EXPECT_ERROR_HAS(e, "template line 1: ");
     EXPECT_ERROR_HAS(e, "max_depth");
   });
+  expect_prompt([] {
+    EXPECT_ERROR_HAS(render_error("{% for x in [1] recursive %}{{ loop([x]) }}{% endfor %}"),
+                     "max_depth");
+  });
   // Bounded recursion as real templates use it (nested JSON schemas) still renders.
   EXPECT_EQ(render("{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{% endif %}{{ n }}{% endmacro %}"
                    "{{ f(30) | length }}"),
