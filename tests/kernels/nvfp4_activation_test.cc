@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -110,6 +111,56 @@ TEST(Nvfp4Activation, NonFiniteInputPoisonsItsBlockOnly) {
   nvfp4_quantize_activations(x.data(), 1, 48, 0.01f, out.data());
   for (int i = 0; i < 16; ++i) EXPECT_EQ(out[i], expect[i]) << i;
   for (int i = 16; i < 48; ++i) EXPECT_TRUE(std::isnan(out[i])) << i;
+}
+
+TEST(Nvfp4Activation, SimdMatchesScalarTwinBitForBit) {
+  // Every SIMD target against the scalar twin: Gaussian values over many magnitudes, exact grid
+  // ties (x * to_codes on 0.25, 0.75, ... when the scale is a power of two), zeros and -0,
+  // subnormals, saturating outliers, NaN and inf blocks; in place too.
+  const int64_t n = 7, cols = 160;
+  std::vector<float> x = test::random_floats(n * cols, 19, 3.0f);
+  for (int64_t i = 0; i < n * cols; ++i) {
+    switch (i % 11) {
+      case 1:
+        x[i] *= 1e-30f;
+        break;
+      case 2:
+        x[i] = 0.25f * static_cast<float>(i % 29) - 3.0f;  // quarter steps: ties
+        break;
+      case 3:
+        x[i] = -0.0f;
+        break;
+      case 4:
+        x[i] = 1e-42f;  // subnormal
+        break;
+      default:
+        break;
+    }
+  }
+  x[5 * 16 + 3] = 1e6f;  // one outlier
+  x[7 * 16 + 1] = std::numeric_limits<float>::infinity();
+  x[9 * 16 + 9] = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t i = 11 * 16; i < 12 * 16; ++i) x[i] = 0.0f;
+  const auto same = [](float a, float b) {
+    return (std::isnan(a) && std::isnan(b)) ||
+           std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
+  };
+  for (float input_scale : {1.0f / 2688, 0.5f, 0.05f, 1e-4f, 1e-30f}) {
+    std::vector<float> expect(n * cols);
+    scalar::nvfp4_quantize_activations(x.data(), n, cols, input_scale, expect.data());
+    test::for_each_simd_target([&] {
+      std::vector<float> out(n * cols, 123.0f);
+      nvfp4_quantize_activations(x.data(), n, cols, input_scale, out.data());
+      for (int64_t i = 0; i < n * cols; ++i) {
+        ASSERT_TRUE(same(out[i], expect[i]))
+            << "input_scale=" << input_scale << " i=" << i << " x=" << x[i] << " got " << out[i]
+            << " want " << expect[i];
+      }
+      std::vector<float> in_place = x;
+      nvfp4_quantize_activations(in_place.data(), n, cols, input_scale, in_place.data());
+      for (int64_t i = 0; i < n * cols; ++i) ASSERT_TRUE(same(in_place[i], expect[i])) << i;
+    });
+  }
 }
 
 TEST(Nvfp4Activation, RejectsBadArguments) {

@@ -1,5 +1,15 @@
+// W4A4 activation quantizer: argument checks, the SIMD path (nvfp4_activation-inl.cc, one
+// per Highway target, chosen at runtime) and its scalar twin.
 #include "kernels/cpu/nvfp4_activation.h"
 
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/nvfp4_activation-inl.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must come after foreach_target.h.
+#include "hwy/highway.h"
+#include "kernels/cpu/nvfp4_activation-inl.cc"
+
+#if HWY_ONCE
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -14,15 +24,34 @@ namespace {
 constexpr int64_t kBlock = 16;
 }  // namespace
 
-void nvfp4_quantize_activations(const float* x, int64_t n, int64_t cols, float input_scale,
-                                float* x_out) {
+HWY_EXPORT(Nvfp4QuantizeActivationsImpl);
+
+namespace {
+void check_args(const float* x, int64_t n, int64_t cols, float input_scale, const float* x_out) {
   M2_CHECK(n >= 0 && cols > 0 && cols % kBlock == 0,
            "nvfp4_quantize_activations: need n >= 0 and cols a positive multiple of 16, got [", n,
            ", ", cols, "]");
   M2_CHECK(std::isfinite(input_scale) && input_scale > 0.0f,
            "nvfp4_quantize_activations: input_scale must be finite and > 0, got ", input_scale);
+  M2_CHECK(n == 0 || (x != nullptr && x_out != nullptr), "nvfp4_quantize_activations: null buffer");
+}
+}  // namespace
+
+void nvfp4_quantize_activations(const float* x, int64_t n, int64_t cols, float input_scale,
+                                float* x_out) {
+  check_args(x, n, cols, input_scale, x_out);
   if (n == 0) return;
-  M2_CHECK(x != nullptr && x_out != nullptr, "nvfp4_quantize_activations: null buffer");
+  if (!HWY_DYNAMIC_DISPATCH(Nvfp4QuantizeActivationsImpl)(x, n * cols, 1.0f / input_scale, x_out)) {
+    scalar::nvfp4_quantize_activations(x, n, cols, input_scale, x_out);
+  }
+}
+
+namespace scalar {
+
+void nvfp4_quantize_activations(const float* x, int64_t n, int64_t cols, float input_scale,
+                                float* x_out) {
+  check_args(x, n, cols, input_scale, x_out);
+  if (n == 0) return;
   const float global = 1.0f / input_scale;
   constexpr float kOneSixth = 1.0f / 6.0f;  // the kernels multiply by f32(1/6), not divide by 6
   for (int64_t b = 0; b < n * cols; b += kBlock) {
@@ -45,4 +74,7 @@ void nvfp4_quantize_activations(const float* x, int64_t n, int64_t cols, float i
   }
 }
 
+}  // namespace scalar
+
 }  // namespace m2fp4
+#endif  // HWY_ONCE

@@ -14,7 +14,13 @@ namespace m2fp4 {
 //   q    = e2m1_rne_satfinite(f32(x * f32(G / e4m3(S))))   (q = 0 when S is 0)
 //   out  = f32(f32(e2m1(q) * e4m3(S)) / G)
 // A block holding NaN or +-inf becomes NaN. x_out may alias x.
+// SIMD (the best Highway target of this CPU); bit-identical to the scalar twin below.
 void nvfp4_quantize_activations(const float* x, int64_t n, int64_t cols, float input_scale,
                                 float* x_out);
+
+namespace scalar {
+void nvfp4_quantize_activations(const float* x, int64_t n, int64_t cols, float input_scale,
+                                float* x_out);
+}  // namespace scalar
 
 }  // namespace m2fp4
