@@ -17,7 +17,9 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // GCC 12 flags the intrinsics' own _mm512_undefined_* placeholders as (maybe) uninitialized.
+#if !defined(__clang__)  // clang has no -Wmaybe-uninitialized (and errors on unknown groups)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #define M2FP4_IQ4_SIMD 1
