@@ -59,6 +59,8 @@ std::vector<std::string> py_split_whitespace(const std::string& s);
 std::string html_escape(std::string_view text);
 // markupsafe.escape(v): Markup stays as it is, anything else becomes Markup(escaped str(v)).
 Value escape_value(const Value& v);
+// str.format(*args, **kwargs) (jinja_format.cc).
+std::string py_format(const std::string& fmt, const CallArgs& args);
 // A bound method of a str/dict/list value, or nullopt when the type has no such method.
 std::optional<Value> builtin_method(const Value& obj, const std::string& name);
 

@@ -281,62 +281,6 @@ std::pair<size_t, size_t> clamp_range(size_t n, const std::optional<Value>& star
   return {b, std::max(b, e)};
 }
 
-// str.format with automatic/positional/named fields and !s / !r conversions.
-std::string py_format(const std::string& fmt, const CallArgs& args) {
-  std::string out;
-  size_t auto_index = 0;
-  for (size_t i = 0; i < fmt.size(); ++i) {
-    const char c = fmt[i];
-    if (c == '}') {
-      if (i + 1 < fmt.size() && fmt[i + 1] == '}')
-        ++i;
-      else
-        eval_fail("Single '}' encountered in format string");
-      out.push_back('}');
-      continue;
-    }
-    if (c != '{') {
-      out.push_back(c);
-      continue;
-    }
-    if (i + 1 < fmt.size() && fmt[i + 1] == '{') {
-      out.push_back('{');
-      ++i;
-      continue;
-    }
-    const size_t close = fmt.find('}', i);
-    if (close == std::string::npos) eval_fail("Single '{' encountered in format string");
-    std::string field = fmt.substr(i + 1, close - i - 1);
-    i = close;
-    char conversion = 's';
-    if (const size_t bang = field.find('!'); bang != std::string::npos) {
-      conversion = bang + 1 < field.size() ? field[bang + 1] : 's';
-      field = field.substr(0, bang);
-    }
-    if (field.find(':') != std::string::npos) {
-      eval_fail("format specs in str.format are not supported by this renderer");
-    }
-    const Value* v = nullptr;
-    if (field.empty() || std::all_of(field.begin(), field.end(), ::isdigit)) {
-      if (field.size() > 9) eval_fail("Replacement index ", field, " out of range");
-      const size_t idx = field.empty() ? auto_index++ : std::stoul(field);
-      if (idx >= args.positional.size()) {
-        eval_fail("Replacement index ", idx, " out of range for positional args tuple");
-      }
-      v = &args.positional[idx];
-    } else {
-      for (const auto& [k, val] : args.keyword) {
-        if (k == field) v = &val;
-      }
-      if (!v) eval_fail("KeyError: '", field, "'");
-    }
-    const std::string text = conversion == 'r' ? repr(*v) : to_str(*v);
-    check_size(uint64_t(out.size()) + text.size(), "str.format's result");
-    out += text;
-  }
-  return out;
-}
-
 bool all_chars(const std::string& s, bool (*pred)(char32_t)) {
   const std::u32string t = utf8_decode(s);
   return !t.empty() && std::all_of(t.begin(), t.end(), pred);
