@@ -14,7 +14,6 @@
 namespace m2fp4 {
 namespace {
 
-constexpr uint8_t kE4m3One = 0x38;     // 1.0: modelopt's scale for an all-zero block
 constexpr uint8_t kE4m3Eighth = 0x20;  // 0.125: compressed-tensors' scale for a zero scale
 constexpr float kE4m3MinSubnormal = 1.0f / 512.0f;
 
