@@ -128,8 +128,9 @@ Engine::Impl::Impl(const LoadedModel& m, const EngineOptions& o)
       pool(o.threads),
       net(m.config, m.weights, pool, ModelOptions{o.nvfp4_w4a4}) {
   M2_CHECK(opt.max_num_seqs >= 1, "max_num_seqs must be at least 1, got ", opt.max_num_seqs);
-  M2_CHECK(opt.max_num_batched_tokens >= 1, "max_num_batched_tokens must be at least 1, got ",
-           opt.max_num_batched_tokens);
+  // Every running sequence decodes every step (vLLM has the same rule).
+  M2_CHECK(opt.max_num_batched_tokens >= opt.max_num_seqs, "max_num_batched_tokens (",
+           opt.max_num_batched_tokens, ") must be at least max_num_seqs (", opt.max_num_seqs, ")");
   M2_CHECK(opt.block_size >= 1 && opt.block_size <= 4096, "block_size must be in [1, 4096], got ",
            opt.block_size);
   if (!opt.speculative.method.empty()) {

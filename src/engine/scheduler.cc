@@ -114,6 +114,7 @@ std::vector<ScheduledWork> Scheduler::schedule() {
   for (auto& s : running_) {
     if (s->pending() == 1) order.push_back(s.get());
   }
+  const size_t n_decodes = order.size();
   for (auto& s : running_) {
     if (s->pending() != 1) order.push_back(s.get());
   }
@@ -123,7 +124,9 @@ std::vector<ScheduledWork> Scheduler::schedule() {
     Sequence& s = *order[i];
     const int64_t n = std::min(s.pending(), budget);
     if (n == s.pending() && n == 1) {
-      propose_draft(s, budget);
+      // Drafts never take the token of a decode scheduled after this one.
+      const int64_t later_decodes = static_cast<int64_t>(n_decodes > i ? n_decodes - i - 1 : 0);
+      propose_draft(s, budget - later_decodes);
     } else {
       s.draft.clear();
     }

@@ -65,6 +65,7 @@ TEST_F(EngineScheduling, PreemptionUnderATinyPoolLosesNothing) {
   o.kv_cache_memory = 12 * KvCache::block_bytes(model().config, 16, KvCacheDtype::kF32);
   o.max_model_len = 96;
   o.max_num_batched_tokens = 32;
+  o.max_num_seqs = 8;
   Engine engine(model(), o);
   EXPECT_EQ(engine.kv_cache_tokens(), 12 * 16);
   Collector c;
@@ -108,6 +109,7 @@ TEST_F(EngineScheduling, LogitsAndGreedyTokensDoNotDependOnTheBatch) {
   {
     EngineOptions o = test_options();
     o.max_num_batched_tokens = 40;  // prefills chunked beside decodes
+    o.max_num_seqs = 16;
     Engine engine(model(), o);
     std::vector<GenerationRequest> requests;
     for (uint32_t i = 0; i < 4; ++i)

@@ -148,6 +148,10 @@ TEST_F(EngineTest, KvMemoryFromAFractionOfFreeRamOrAClearError) {
   EXPECT_EQ(capped.max_model_len(), 2048);
   o.speculative = {"eagle", 3, 1, 3};
   EXPECT_THROW(Engine(model(), o), Error);
+  o.speculative = {};
+  o.max_num_seqs = 8;
+  o.max_num_batched_tokens = 4;  // some running sequence could not decode every step
+  EXPECT_THROW(Engine(model(), o), Error);
 }
 
 }  // namespace

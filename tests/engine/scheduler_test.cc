@@ -112,6 +112,31 @@ TEST(Scheduler, DecodesAdvanceEveryStepWhileALongPromptIsChunked) {
   EXPECT_GE(chunks, 200 / 13);
 }
 
+TEST(Scheduler, DraftsNeverCrowdOutOtherDecodes) {
+  Simulation sim(256, 8, 4, 512);
+  sim.options.speculative = {"ngram", 4, 1, 3};
+  sim.scheduler = std::make_unique<Scheduler>(sim.options, 512, *sim.blocks, *sim.cache);
+  for (uint64_t id = 1; id <= 4; ++id) {
+    auto s = make_sequence(id, 2, 30);
+    // A repeating prompt: the ngram drafter always finds a match.
+    s->prompt = {7, 8, 9, 7, 8, 9, 7, 8};
+    sim.add(std::move(s));
+  }
+  while (true) {  // prefill until all four decode
+    sim.step();
+    bool all_decode = true;
+    for (const auto& [id, s] : sim.live) all_decode = all_decode && s->pending() == 1;
+    if (all_decode) break;
+  }
+  int64_t drafted = 0;
+  for (int i = 0; i < 10; ++i) {
+    const auto work = sim.step();
+    EXPECT_EQ(work.size(), 4u) << "step " << i;
+    for (const auto& w : work) drafted += static_cast<int64_t>(w.seq->draft.size());
+  }
+  EXPECT_GT(drafted, 0);
+}
+
 TEST(Scheduler, MaxNumSeqsBoundsTheRunningSet) {
   Simulation sim(256, 64, 3, 512);
   for (uint64_t id = 1; id <= 7; ++id) sim.add(make_sequence(id, 6, 4));
