@@ -1,7 +1,9 @@
 // The engine's scheduling features on a tiny model: prefix-cache hits, preemption under a tiny
-// KV pool, batch invariance, per-request seeds, ngram speculation, abort freeing blocks.
+// KV pool, batch invariance, per-request seeds, ngram speculation, abort freeing blocks, and all
+// of it at once with aborts from another thread.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <thread>
 
@@ -269,6 +271,70 @@ TEST_F(EngineScheduling, Fp8KvCacheServesGreedyRequests) {
   EXPECT_EQ(c.get(a).tokens.size(), 5u);
   EXPECT_EQ(c.get(b).cached_prompt_tokens, 32);
   EXPECT_EQ(c.get(a).tokens, c.get(b).tokens);
+}
+
+// Everything at once under a small pool: shared prefixes, speculation, FP8 KV, sampled and greedy
+// requests, aborts from another thread. Every request ends exactly once; greedy ones that were
+// not aborted equal the plain loop; no block stays referenced.
+TEST_F(EngineScheduling, MixedLoadWithAbortsKeepsEveryPromise) {
+  EngineOptions o = test_options();
+  o.kv_cache_memory = 20 * KvCache::block_bytes(model().config, 16, KvCacheDtype::kFp8E4M3);
+  o.kv_cache_dtype = KvCacheDtype::kFp8E4M3;
+  o.max_model_len = 160;
+  o.max_num_seqs = 12;
+  o.max_num_batched_tokens = 48;
+  o.speculative = {"ngram", 3, 1, 3};
+  Engine engine(model(), o);
+  Collector c;
+  const auto system = make_prompt(500, 35, vocab());
+  std::vector<GenerationRequest> requests;
+  for (uint32_t i = 0; i < 24; ++i) {
+    auto prompt = system;
+    const auto own = make_prompt(600 + i, 3 + i % 7, vocab());
+    prompt.insert(prompt.end(), own.begin(), own.end());
+    GenerationRequest r =
+        i % 3 == 2 ? sampled_request(prompt, i, c) : greedy_request(prompt, 10 + i % 20, c);
+    requests.push_back(std::move(r));
+  }
+  std::vector<uint64_t> ids;
+  std::thread aborter;
+  GenerationRequest trigger = greedy_request({1}, 1, c);
+  trigger.on_event = [&](const TokenEvent& e) {
+    if (!e.finished) return;
+    for (auto& r : requests) ids.push_back(engine.submit(std::move(r)));
+    aborter = std::thread([&engine, abort_ids = std::vector<uint64_t>{ids[3], ids[10], ids[17]}] {
+      for (uint64_t id : abort_ids) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        engine.abort(id);
+      }
+    });
+  };
+  engine.submit(std::move(trigger));
+  engine.drain();
+  aborter.join();
+  engine.drain();
+  ASSERT_EQ(ids.size(), 24u);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const auto r = c.get(ids[i]);
+    EXPECT_TRUE(r.finished) << i;
+    if (r.reason == FinishReason::kAbort) continue;
+    EXPECT_EQ(r.reason, FinishReason::kLength) << i;
+    if (i % 3 == 2) {
+      EXPECT_EQ(r.tokens.size(), 16u) << i;
+    } else {
+      auto prompt = system;
+      const auto own = make_prompt(600 + static_cast<uint32_t>(i), 3 + i % 7, vocab());
+      prompt.insert(prompt.end(), own.begin(), own.end());
+      EXPECT_EQ(r.tokens,
+                reference_greedy(prompt, int64_t(10 + i % 20), false, KvCacheDtype::kFp8E4M3))
+          << i;
+    }
+  }
+  const EngineStats s = engine.stats();
+  EXPECT_EQ(s.kv_blocks_used, 0);
+  EXPECT_EQ(s.running + s.waiting, 0);
+  EXPECT_EQ(s.requests_finished, 25);
+  EXPECT_GT(s.prefix_cache_hits, 0);
 }
 
 }  // namespace

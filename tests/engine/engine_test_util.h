@@ -41,10 +41,11 @@ class EngineTestBase : public ::testing::Test {
 
   // Greedy generation the plain way (prefill, then one token per forward), no engine.
   std::vector<int32_t> reference_greedy(const std::vector<int32_t>& prompt, int64_t max_tokens,
-                                        bool stop_at_eos = false) const {
+                                        bool stop_at_eos = false,
+                                        KvCacheDtype dtype = KvCacheDtype::kF32) const {
     ThreadPool pool(2);
     MiniMaxM2 net(model_->config, model_->weights, pool);
-    KvCache cache(model_->config, 1024);
+    KvCache cache(model_->config, 1024, 0, dtype);
     Batch b;
     for (size_t i = 0; i < prompt.size(); ++i)
       b.add(prompt[i], int32_t(i), 0, i + 1 == prompt.size());
