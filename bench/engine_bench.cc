@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "base/log.h"
 #include "base/timer.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
@@ -177,6 +178,7 @@ RunResult run_engine(Engine& engine, const LoadedModel& m, const Options& o, int
 
 int main_impl(int argc, char** argv) {
   const Options o = parse(argc, argv);
+  set_log_level(LogLevel::kInfo);  // the engine's KV-capacity line
   auto model = LoadedModel::open(o.model);
   std::printf("model %s, %d threads, prompt %lld, gen %lld, depth %lld, spec %lld, kv %s\n",
               o.model.c_str(), o.threads, static_cast<long long>(o.prompt),
