@@ -436,11 +436,20 @@ void gemm_tile_dispatch(int64_t tv, const float* wtile, int64_t width, const flo
 // four_bit::permuted_column(p) (chunk > 0).
 void pack_tokens(const float* x, int64_t cols, int64_t t0, int64_t nt, int64_t stride,
                  int64_t chunk, int64_t full, float* xt) {
-  for (int64_t p = 0; p < cols; ++p) {
-    const int64_t c = chunk > 0 ? four_bit::permuted_column(p, chunk, full) : p;
-    float* o = xt + p * stride;
-    for (int64_t t = 0; t < nt; ++t) o[t] = x[(t0 + t) * cols + c];
-    for (int64_t t = nt; t < stride; ++t) o[t] = 0.0f;
+  // 128 positions at a time (whole 4-bit chunks, whose columns stay inside them): each token's
+  // 128 columns are read as 8 whole lines, not one column across tokens a row stride apart.
+  constexpr int64_t kPositions = 128;
+  for (int64_t p0 = 0; p0 < cols; p0 += kPositions) {
+    const int64_t p1 = std::min(cols, p0 + kPositions);
+    for (int64_t t = 0; t < nt; ++t) {
+      const float* xrow = x + (t0 + t) * cols;
+      for (int64_t p = p0; p < p1; ++p) {
+        xt[p * stride + t] = xrow[chunk > 0 ? four_bit::permuted_column(p, chunk, full) : p];
+      }
+    }
+    for (int64_t p = p0; p < p1; ++p) {
+      for (int64_t t = nt; t < stride; ++t) xt[p * stride + t] = 0.0f;
+    }
   }
 }
 
