@@ -14,7 +14,7 @@ struct RenderLimits {
   // format, a join), in bytes (lists: in items).
   size_t max_output_bytes = size_t(16) << 20;
   // Statements executed + expressions evaluated + items produced by range/repetition/filters.
-  uint64_t max_steps = 20'000'000;
+  uint64_t max_steps = 10'000'000;
   // Nesting of statements, expressions and macro calls at render time (macro recursion). 1000
   // allows about 260 levels of macro recursion (jinja2 itself stops near 190) and needs at
   // most ~1.4 MB of stack.
