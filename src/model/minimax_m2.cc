@@ -208,7 +208,11 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
     rms_norm(s.k.data(), L.k_norm.data(), n, KW, c.rms_norm_eps, s.k.data());
   }
   const bool fp8_cache = cache.dtype() == KvCacheDtype::kFp8E4M3;
-  const auto [k_scale, v_scale] = fp8_cache ? kv_scales(L) : std::pair<float, float>{1.0f, 1.0f};
+  // Plain variables, not a structured binding: the lambdas below capture them (clang 14 cannot
+  // capture structured bindings).
+  const std::pair<float, float> kv_scale =
+      fp8_cache ? kv_scales(L) : std::pair<float, float>{1.0f, 1.0f};
+  const float k_scale = kv_scale.first, v_scale = kv_scale.second;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t pos = batch.positions[i];
     rope_neox(s.q.data() + i * QW, c.num_attention_heads, c.head_dim, c.rotary_dim, pos,
