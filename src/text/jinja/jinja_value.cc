@@ -11,6 +11,13 @@
 
 namespace m2fp4::jinja {
 
+NamespaceData::NamespaceData() {
+  ++live;
+}
+NamespaceData::~NamespaceData() {
+  --live;
+}
+
 // ---- render budget ---------------------------------------------------------------------------
 
 namespace {

@@ -57,8 +57,9 @@ struct DictData {
 
 // jinja2's namespace(): a mutable attribute bag shared by reference.
 struct NamespaceData {
-  NamespaceData() { ++live; }
-  ~NamespaceData() { --live; }
+  // Out of line: DictData's members need Value complete (clang checks them at this point).
+  NamespaceData();
+  ~NamespaceData();
   NamespaceData(const NamespaceData&) = delete;
   NamespaceData& operator=(const NamespaceData&) = delete;
   DictData attrs;
