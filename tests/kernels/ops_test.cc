@@ -106,8 +106,11 @@ TEST(RopeScalar, MiniMaxShapeMatchesFormulaAndPositionZeroIsIdentity) {
 }
 
 TEST(RopeFast, MatchesScalar) {
-  for (auto [n_heads, head_dim, rotary_dim] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+  for (const auto& shape : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
            {48, 128, 64}, {8, 128, 64}, {3, 10, 6}, {2, 64, 64}, {5, 34, 0}, {1, 130, 66}}) {
+    // Plain variables: the lambda below captures them (clang 14 cannot capture bindings).
+    const int64_t n_heads = std::get<0>(shape), head_dim = std::get<1>(shape),
+                  rotary_dim = std::get<2>(shape);
     for (int64_t pos : {0, 5, 1000, 123457}) {
       const std::vector<float> x = random_floats(n_heads * head_dim, pos + head_dim);
       std::vector<float> b = x;
