@@ -103,6 +103,9 @@ void OpenAiServer::Impl::guarded(httplib::Response& res, const std::function<voi
     send_json(res, e.status(), error_body(e));
   } catch (const Error& e) {
     send_json(res, 400, error_body(400, e.what()));
+  } catch (const nlohmann::json::exception& e) {
+    // A field of an unexpected JSON type that a handler read directly.
+    send_json(res, 400, error_body(400, std::string("bad request field: ") + e.what()));
   } catch (const std::exception& e) {
     send_json(res, 500, error_body(500, e.what(), {}, "internal_server_error"));
   }
