@@ -441,11 +441,13 @@ void pack_tokens(const float* x, int64_t cols, int64_t t0, int64_t nt, int64_t s
   constexpr int64_t kPositions = 128;
   for (int64_t p0 = 0; p0 < cols; p0 += kPositions) {
     const int64_t p1 = std::min(cols, p0 + kPositions);
+    int64_t column[kPositions];  // the permutation's divisions once per position, not per token
+    for (int64_t p = p0; p < p1; ++p) {
+      column[p - p0] = chunk > 0 ? four_bit::permuted_column(p, chunk, full) : p;
+    }
     for (int64_t t = 0; t < nt; ++t) {
       const float* xrow = x + (t0 + t) * cols;
-      for (int64_t p = p0; p < p1; ++p) {
-        xt[p * stride + t] = xrow[chunk > 0 ? four_bit::permuted_column(p, chunk, full) : p];
-      }
+      for (int64_t p = p0; p < p1; ++p) xt[p * stride + t] = xrow[column[p - p0]];
     }
     for (int64_t p = p0; p < p1; ++p) {
       for (int64_t t = nt; t < stride; ++t) xt[p * stride + t] = 0.0f;
