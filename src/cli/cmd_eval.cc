@@ -43,41 +43,6 @@ std::vector<int32_t> read_token_ids(const std::string& path) {
   return ids;
 }
 
-// evaluate_divergence() with the evaluated model on the GPU (--device cuda) and the reference on
-// the CPU: the same chunks, pieces and predicted positions.
-DivergenceStats evaluate_divergence_cuda(CudaMiniMaxM2& model, MiniMaxM2& reference,
-                                         const std::vector<int32_t>& tokens,
-                                         const EvalOptions& options) {
-  const int64_t vocab = reference.config().vocab_size;
-  M2_CHECK(options.context >= 2, "eval context must be at least 2 tokens");
-  M2_CHECK(tokens.size() >= 2, "eval needs at least 2 tokens of text");
-  DivergenceStats stats;
-  KvCache reference_cache(reference.config(), options.context);
-  std::vector<float> model_logits, reference_logits;
-  int64_t chunks = 0;
-  for (size_t start = 0; start + 1 < tokens.size(); start += static_cast<size_t>(options.context)) {
-    if (options.max_chunks > 0 && chunks == options.max_chunks) break;
-    ++chunks;
-    const size_t end = std::min(tokens.size(), start + static_cast<size_t>(options.context));
-    reference_cache.drop(0);
-    for (size_t piece = start; piece < end; piece += static_cast<size_t>(options.logits_batch)) {
-      const size_t piece_end = std::min(end, piece + static_cast<size_t>(options.logits_batch));
-      Batch batch;
-      for (size_t i = piece; i < piece_end; ++i) {
-        batch.add(tokens[i], static_cast<int32_t>(i - start), 0, i + 1 < end);
-      }
-      model.forward(batch, model_logits);  // position 0 restarts the device cache
-      reference.forward(batch, reference_cache, reference_logits);
-      const int64_t rows = static_cast<int64_t>(model_logits.size()) / vocab;
-      for (int64_t r = 0; r < rows; ++r) {
-        stats.add(model_logits.data() + r * vocab, reference_logits.data() + r * vocab, vocab,
-                  tokens[piece + static_cast<size_t>(r) + 1]);
-      }
-    }
-  }
-  return stats;
-}
-
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
@@ -130,19 +95,21 @@ int cmd_eval(int argc, char** argv) {
     auto model = LoadedModel::open(model_dir, mode);
     auto reference = LoadedModel::open(reference_dir, mode);
     ThreadPool pool(threads);
-    MiniMaxM2 model_net(model->config, model->weights, pool, ModelOptions{runtime.w4a4});
     options.model_kv_dtype = parse_kv_cache_dtype(runtime.kv_cache_dtype);
     MiniMaxM2 reference_net(reference->config, reference->weights, pool);
     Timer timer;
     DivergenceStats s;
     if (runtime.device == "cuda") {
-      M2_CHECK(model->config.vocab_size == reference->config.vocab_size, "the model's vocabulary (",
-               model->config.vocab_size, ") differs from the reference's (",
-               reference->config.vocab_size, ")");
+      // The evaluated model on the GPU, the reference on the CPU: a batch at position 0 restarts
+      // the device cache.
       CudaMiniMaxM2 gpu(model->config, model->weights, ModelOptions{runtime.w4a4},
                         CudaModelOptions{options.context, options.model_kv_dtype, true});
-      s = evaluate_divergence_cuda(gpu, reference_net, tokens, options);
+      const EvalForward forward = [&](const Batch& batch, std::vector<float>& logits) {
+        gpu.forward(batch, logits);
+      };
+      s = evaluate_divergence(forward, model->config.vocab_size, reference_net, tokens, options);
     } else {
+      MiniMaxM2 model_net(model->config, model->weights, pool, ModelOptions{runtime.w4a4});
       s = evaluate_divergence(model_net, reference_net, tokens, options);
     }
     const double seconds = timer.seconds();

@@ -65,18 +65,16 @@ double DivergenceStats::kld_quantile(double q) const {
   return sorted[idx];
 }
 
-DivergenceStats evaluate_divergence(MiniMaxM2& model, MiniMaxM2& reference,
-                                    const std::vector<int32_t>& tokens,
+DivergenceStats evaluate_divergence(const EvalForward& model, int64_t model_vocab,
+                                    MiniMaxM2& reference, const std::vector<int32_t>& tokens,
                                     const EvalOptions& options) {
-  const ModelConfig& mc = model.config();
   const ModelConfig& rc = reference.config();
-  M2_CHECK(mc.vocab_size == rc.vocab_size, "the model's vocabulary (", mc.vocab_size,
+  M2_CHECK(model_vocab == rc.vocab_size, "the model's vocabulary (", model_vocab,
            ") differs from the reference's (", rc.vocab_size, ")");
   M2_CHECK(options.context >= 2, "eval context must be at least 2 tokens");
   M2_CHECK(tokens.size() >= 2, "eval needs at least 2 tokens of text");
-  const int64_t vocab = mc.vocab_size;
+  const int64_t vocab = rc.vocab_size;
   DivergenceStats stats;
-  KvCache model_cache(mc, options.context, 0, options.model_kv_dtype);
   KvCache reference_cache(rc, options.context);
   std::vector<float> model_logits, reference_logits;
   int64_t chunks = 0;
@@ -84,7 +82,6 @@ DivergenceStats evaluate_divergence(MiniMaxM2& model, MiniMaxM2& reference,
     if (options.max_chunks > 0 && chunks == options.max_chunks) break;
     ++chunks;
     const size_t end = std::min(tokens.size(), start + static_cast<size_t>(options.context));
-    model_cache.drop(0);
     reference_cache.drop(0);
     // Feed the chunk in pieces; every position except the chunk's last predicts the next token.
     for (size_t piece = start; piece < end; piece += static_cast<size_t>(options.logits_batch)) {
@@ -93,7 +90,7 @@ DivergenceStats evaluate_divergence(MiniMaxM2& model, MiniMaxM2& reference,
       for (size_t i = piece; i < piece_end; ++i) {
         batch.add(tokens[i], static_cast<int32_t>(i - start), 0, i + 1 < end);
       }
-      model.forward(batch, model_cache, model_logits);
+      model(batch, model_logits);
       reference.forward(batch, reference_cache, reference_logits);
       const int64_t rows = static_cast<int64_t>(model_logits.size()) / vocab;
       for (int64_t r = 0; r < rows; ++r) {
@@ -103,6 +100,17 @@ DivergenceStats evaluate_divergence(MiniMaxM2& model, MiniMaxM2& reference,
     }
   }
   return stats;
+}
+
+DivergenceStats evaluate_divergence(MiniMaxM2& model, MiniMaxM2& reference,
+                                    const std::vector<int32_t>& tokens,
+                                    const EvalOptions& options) {
+  KvCache model_cache(model.config(), options.context, 0, options.model_kv_dtype);
+  const EvalForward forward = [&](const Batch& batch, std::vector<float>& logits) {
+    if (batch.positions.front() == 0) model_cache.drop(0);
+    model.forward(batch, model_cache, logits);
+  };
+  return evaluate_divergence(forward, model.config().vocab_size, reference, tokens, options);
 }
 
 }  // namespace m2fp4

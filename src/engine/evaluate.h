@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -43,7 +44,16 @@ struct EvalOptions {
   KvCacheDtype model_kv_dtype = KvCacheDtype::kF32;  // the evaluated model's cache (FP8 KV)
 };
 
-// Runs both models over `tokens` in chunks and accumulates the statistics.
+// The evaluated model as a function of one batch of a single sequence (id 0): writes the logits
+// of the positions that want them. A batch starting at position 0 begins a fresh sequence.
+using EvalForward = std::function<void(const Batch& batch, std::vector<float>& logits)>;
+
+// Runs the model and the reference (on the CPU) over `tokens` in chunks and accumulates the
+// statistics; `model_vocab` is the evaluated model's vocabulary size.
+DivergenceStats evaluate_divergence(const EvalForward& model, int64_t model_vocab,
+                                    MiniMaxM2& reference, const std::vector<int32_t>& tokens,
+                                    const EvalOptions& options);
+// Both models on the CPU; the model's KV cache uses options.model_kv_dtype.
 DivergenceStats evaluate_divergence(MiniMaxM2& model, MiniMaxM2& reference,
                                     const std::vector<int32_t>& tokens, const EvalOptions& options);
 
