@@ -227,43 +227,11 @@ void softmax_rows(float* scores, int64_t n_heads, int64_t n_ctx, const float* ma
   }
 }
 
-// Query heads [h_begin, h_end), all of KV head g, over n_ctx positions.
+// Query heads [h_begin, h_end), all of KV head g, over n_ctx positions of a paged cache: row j of
+// K (V) starts at k_blocks[j / block_size] + (j % block_size) * kv_row_stride. Scores are
+// position-major (K row j is read once for all heads of a pass); the weighted sum of V continues
+// across blocks through `out`, so the sums run in the same order whatever the block size.
 // scores: (h_end - h_begin) * n_ctx floats.
-void AttentionHeadsImpl(const float* q, const float* k, const float* v, int64_t n_ctx,
-                        int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
-                        int64_t head_dim, float* out, float* scores) {
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const float* kg = k + g * head_dim;
-  const float* vg = v + g * head_dim;
-  for (int64_t hb = h_begin; hb < h_end; hb += kHeadsPerPass) {
-    const int64_t n_heads = std::min<int64_t>(kHeadsPerPass, h_end - hb);
-    // Scores, position-major: K row j is read once for all heads of the block.
-    float max_score[kHeadsPerPass];
-    for (int64_t i = 0; i < n_heads; ++i) max_score[i] = -INFINITY;
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      const float* kj = kg + j * kv_row_stride;
-      for (int64_t i = 0; i < n_heads; ++i) {
-        const float s = dot(q + (hb + i) * head_dim, kj, head_dim) * scale;
-        scores[i * n_ctx + j] = s;
-        max_score[i] = std::max(max_score[i], s);
-      }
-    }
-    float inv_sum[kHeadsPerPass];
-    const float* p[kHeadsPerPass];
-    float* o[kHeadsPerPass];
-    softmax_rows(scores, n_heads, n_ctx, max_score, inv_sum);
-    for (int64_t i = 0; i < n_heads; ++i) {
-      p[i] = scores + i * n_ctx;
-      o[i] = out + (hb + i) * head_dim;
-    }
-    weighted_values_heads(n_heads, p, vg, n_ctx, kv_row_stride, head_dim, inv_sum, true, true, o);
-  }
-}
-
-// AttentionHeadsImpl over a paged cache: row j of K (V) starts at
-// k_blocks[j / block_size] + (j % block_size) * kv_row_stride. The same sums in the same order
-// (the weighted sum of V continues across blocks through `out`), so the result is bit-identical
-// to AttentionHeadsImpl on the rows laid out contiguously.
 void AttentionHeadsPagedImpl(const float* q, const float* const* k_blocks,
                              const float* const* v_blocks, int64_t block_size, int64_t n_ctx,
                              int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
@@ -298,6 +266,17 @@ void AttentionHeadsPagedImpl(const float* q, const float* const* k_blocks,
                             head_dim, inv_sum, j0 == 0, j0 + nb == n_ctx, o);
     }
   }
+}
+
+// Query heads [h_begin, h_end), all of KV head g, over n_ctx contiguous positions: the paged
+// loop with one block holding every row. scores: (h_end - h_begin) * n_ctx floats.
+void AttentionHeadsImpl(const float* q, const float* k, const float* v, int64_t n_ctx,
+                        int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
+                        int64_t head_dim, float* out, float* scores) {
+  const float* const k_blocks[1] = {k};
+  const float* const v_blocks[1] = {v};
+  AttentionHeadsPagedImpl(q, k_blocks, v_blocks, std::max<int64_t>(n_ctx, 1), n_ctx, kv_row_stride,
+                          g, h_begin, h_end, head_dim, out, scores);
 }
 
 // ---- FP8 (E4M3) KV cache ----
