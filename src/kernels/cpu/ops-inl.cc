@@ -119,7 +119,7 @@ constexpr int kValueVectors = 2;  // 16 registers: 6 heads x 2 accumulators
 constexpr int kValueVectors = 4;  // 32 registers: 6 heads x 4 accumulators
 #endif
 constexpr int kHeadsPerPass = static_cast<int>(kAttentionHeadsPerPass);
-static_assert(kHeadsPerPass == 6, "AttentionHeadsImpl dispatches blocks of 1..6 heads");
+static_assert(kHeadsPerPass == 6, "AttentionHeadsPagedImpl dispatches blocks of 1..6 heads");
 
 // out[h][d0, d0 + C * N) = inv_sum[h] * sum_j p[h][j] * v[j][d0, ...] for HB heads. The sum
 // may run over several calls (blocks of positions, in order): `first` starts it from zero,
@@ -268,17 +268,6 @@ void AttentionHeadsPagedImpl(const float* q, const float* const* k_blocks,
   }
 }
 
-// Query heads [h_begin, h_end), all of KV head g, over n_ctx contiguous positions: the paged
-// loop with one block holding every row. scores: (h_end - h_begin) * n_ctx floats.
-void AttentionHeadsImpl(const float* q, const float* k, const float* v, int64_t n_ctx,
-                        int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
-                        int64_t head_dim, float* out, float* scores) {
-  const float* const k_blocks[1] = {k};
-  const float* const v_blocks[1] = {v};
-  AttentionHeadsPagedImpl(q, k_blocks, v_blocks, std::max<int64_t>(n_ctx, 1), n_ctx, kv_row_stride,
-                          g, h_begin, h_end, head_dim, out, scores);
-}
-
 // ---- FP8 (E4M3) KV cache ----
 
 // E4M3 bytes to exact f32 values times `scale` (one rounding: f32(e4m3(b) * scale)), n of them.
@@ -307,7 +296,7 @@ void decode_fp8(const uint8_t* b, int64_t n, float scale, float* out) {
 // attention over an E4M3 cache, query heads [h_begin, h_end) of KV head g: blocks of tile_rows
 // positions of K (then V) are decoded into `tile` (tile_rows x head_dim floats) and run through
 // the f32 code above, so K and V are read once per block of heads. scores as for
-// AttentionHeadsImpl.
+// AttentionHeadsPagedImpl.
 // k_row(j) / v_row(j): cached row j's bytes for KV head g.
 template <class KeyRow, class ValueRow>
 void AttentionFp8Rows(const float* q, KeyRow k_row, ValueRow v_row, int64_t n_ctx, int64_t h_begin,
@@ -348,19 +337,7 @@ void AttentionFp8Rows(const float* q, KeyRow k_row, ValueRow v_row, int64_t n_ct
   }
 }
 
-void AttentionFp8HeadsImpl(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
-                           int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,
-                           int64_t head_dim, float k_scale, float v_scale, float* out,
-                           float* scores, float* tile, int64_t tile_rows) {
-  const uint8_t* kg = k + g * head_dim;
-  const uint8_t* vg = v + g * head_dim;
-  AttentionFp8Rows(
-      q, [&](int64_t j) { return kg + j * kv_row_stride; },
-      [&](int64_t j) { return vg + j * kv_row_stride; }, n_ctx, h_begin, h_end, head_dim, k_scale,
-      v_scale, out, scores, tile, tile_rows);
-}
-
-// AttentionFp8HeadsImpl over a paged cache (rows addressed as in AttentionHeadsPagedImpl).
+// AttentionFp8Rows over a paged cache (rows addressed as in AttentionHeadsPagedImpl).
 void AttentionFp8HeadsPagedImpl(const float* q, const uint8_t* const* k_blocks,
                                 const uint8_t* const* v_blocks, int64_t block_size, int64_t n_ctx,
                                 int64_t kv_row_stride, int64_t g, int64_t h_begin, int64_t h_end,

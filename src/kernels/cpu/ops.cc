@@ -21,9 +21,7 @@ namespace m2fp4 {
 
 HWY_EXPORT(RmsNormImpl);
 HWY_EXPORT(RopeImpl);
-HWY_EXPORT(AttentionHeadsImpl);
 HWY_EXPORT(SiluMulImpl);
-HWY_EXPORT(AttentionFp8HeadsImpl);
 HWY_EXPORT(KvStoreFp8Impl);
 HWY_EXPORT(AttentionHeadsPagedImpl);
 HWY_EXPORT(AttentionFp8HeadsPagedImpl);
@@ -75,39 +73,6 @@ void rope_neox(float* x, int64_t n_heads, int64_t head_dim, int64_t rotary_dim, 
   (x, n_heads, head_dim, rotary_dim / 2, table.cos.data(), table.sin.data());
 }
 
-void attention(const float* q, const float* k, const float* v, int64_t n_ctx, int64_t kv_row_stride,
-               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* out, float* scratch) {
-  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
-  const int64_t group = n_heads / n_kv_heads;
-  // Heads of a KV group are scored together (kAttentionHeadsPerPass at once), which needs a score
-  // row per head: the caller's n_ctx floats suffice only for one.
-  float* scores =
-      group == 1 ? scratch : thread_scratch(2, std::min(group, kAttentionHeadsPerPass) * n_ctx);
-  for (int64_t g = 0; g < n_kv_heads; ++g) {
-    HWY_DYNAMIC_DISPATCH(AttentionHeadsImpl)
-    (q, k, v, n_ctx, kv_row_stride, g, g * group, (g + 1) * group, head_dim, out, scores);
-  }
-}
-
-void attention_parallel(const float* q, const float* k, const float* v, int64_t n_ctx,
-                        int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
-                        int64_t head_dim, float* out, ThreadPool& pool) {
-  check_attention_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim);
-  const int64_t group = n_heads / n_kv_heads;
-  // Short contexts are not worth waking threads for (~1 us each).
-  const int64_t grain = std::max<int64_t>(1, 16384 / (n_ctx * head_dim));
-  pool.parallel_for(n_heads, grain, [&](int64_t h0, int64_t h1, int) {
-    float* scores = thread_scratch(2, std::min(group, kAttentionHeadsPerPass) * n_ctx);
-    for (int64_t h = h0; h < h1;) {
-      const int64_t g = h / group;
-      const int64_t end = std::min(h1, (g + 1) * group);
-      HWY_DYNAMIC_DISPATCH(AttentionHeadsImpl)
-      (q, k, v, n_ctx, kv_row_stride, g, h, end, head_dim, out, scores);
-      h = end;
-    }
-  });
-}
-
 void kv_store_fp8(const float* x, int64_t n, float scale, uint8_t* out) {
   M2_CHECK(n >= 0, "kv_store_fp8: negative length ", n);
   check_fp8_scale(scale, "kv_store_fp8: scale");
@@ -135,42 +100,6 @@ float* fp8_attention_scratch(int64_t group, int64_t n_ctx, int64_t head_dim, flo
   return scratch;
 }
 }  // namespace
-
-void attention_fp8(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
-                   int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                   float k_scale, float v_scale, float* out, float* scratch) {
-  check_attention_fp8_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim, k_scale, v_scale);
-  (void)scratch;  // the score rows and the decoded tile live in the thread's own scratch
-  const int64_t group = n_heads / n_kv_heads;
-  float* tile = nullptr;
-  float* scores = fp8_attention_scratch(group, n_ctx, head_dim, &tile);
-  for (int64_t g = 0; g < n_kv_heads; ++g) {
-    HWY_DYNAMIC_DISPATCH(AttentionFp8HeadsImpl)
-    (q, k, v, n_ctx, kv_row_stride, g, g * group, (g + 1) * group, head_dim, k_scale, v_scale, out,
-     scores, tile, fp8_tile_rows(head_dim));
-  }
-}
-
-void attention_fp8_parallel(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
-                            int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
-                            int64_t head_dim, float k_scale, float v_scale, float* out,
-                            ThreadPool& pool) {
-  check_attention_fp8_args(n_ctx, kv_row_stride, n_heads, n_kv_heads, head_dim, k_scale, v_scale);
-  const int64_t group = n_heads / n_kv_heads;
-  const int64_t grain = std::max<int64_t>(1, 16384 / (n_ctx * head_dim));
-  pool.parallel_for(n_heads, grain, [&](int64_t h0, int64_t h1, int) {
-    float* tile = nullptr;
-    float* scores = fp8_attention_scratch(group, n_ctx, head_dim, &tile);
-    for (int64_t h = h0; h < h1;) {
-      const int64_t g = h / group;
-      const int64_t end = std::min(h1, (g + 1) * group);
-      HWY_DYNAMIC_DISPATCH(AttentionFp8HeadsImpl)
-      (q, k, v, n_ctx, kv_row_stride, g, h, end, head_dim, k_scale, v_scale, out, scores, tile,
-       fp8_tile_rows(head_dim));
-      h = end;
-    }
-  });
-}
 
 namespace {
 void check_paged_args(int64_t block_size, const void* k_blocks, const void* v_blocks) {
@@ -250,6 +179,46 @@ void attention_fp8_paged_parallel(const float* q, const uint8_t* const* k_blocks
       h = end;
     }
   });
+}
+
+// A contiguous cache is a paged one with a single block holding every row.
+void attention(const float* q, const float* k, const float* v, int64_t n_ctx, int64_t kv_row_stride,
+               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* out, float* scratch) {
+  (void)scratch;  // the score rows live in the thread's own scratch
+  const float* const k_blocks[1] = {k};
+  const float* const v_blocks[1] = {v};
+  attention_paged(q, k_blocks, v_blocks, std::max<int64_t>(n_ctx, 1), n_ctx, kv_row_stride, n_heads,
+                  n_kv_heads, head_dim, out);
+}
+
+void attention_parallel(const float* q, const float* k, const float* v, int64_t n_ctx,
+                        int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                        int64_t head_dim, float* out, ThreadPool& pool) {
+  const float* const k_blocks[1] = {k};
+  const float* const v_blocks[1] = {v};
+  attention_paged_parallel(q, k_blocks, v_blocks, std::max<int64_t>(n_ctx, 1), n_ctx, kv_row_stride,
+                           n_heads, n_kv_heads, head_dim, out, pool);
+}
+
+void attention_fp8(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
+                   int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                   float k_scale, float v_scale, float* out, float* scratch) {
+  (void)scratch;  // the score rows and the decoded tile live in the thread's own scratch
+  const uint8_t* const k_blocks[1] = {k};
+  const uint8_t* const v_blocks[1] = {v};
+  attention_fp8_paged(q, k_blocks, v_blocks, std::max<int64_t>(n_ctx, 1), n_ctx, kv_row_stride,
+                      n_heads, n_kv_heads, head_dim, k_scale, v_scale, out);
+}
+
+void attention_fp8_parallel(const float* q, const uint8_t* k, const uint8_t* v, int64_t n_ctx,
+                            int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
+                            int64_t head_dim, float k_scale, float v_scale, float* out,
+                            ThreadPool& pool) {
+  const uint8_t* const k_blocks[1] = {k};
+  const uint8_t* const v_blocks[1] = {v};
+  attention_fp8_paged_parallel(q, k_blocks, v_blocks, std::max<int64_t>(n_ctx, 1), n_ctx,
+                               kv_row_stride, n_heads, n_kv_heads, head_dim, k_scale, v_scale, out,
+                               pool);
 }
 
 void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
