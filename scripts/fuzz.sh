@@ -11,6 +11,7 @@
 # the script exits non-zero. A target that does not build is reported; the others still run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh  # clang and its libFuzzer/sanitizer runtimes
 repo=$PWD
 
 if [[ $# -lt 1 || ! "$1" =~ ^[0-9]+$ ]]; then

@@ -10,7 +10,7 @@ APT_PACKAGES=(
   libhwy-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv python3-pip
-  clang ccache
+  clang ccache libclang-rt-14-dev  # libclang-rt: the sanitizer and libFuzzer runtimes (scripts/fuzz.sh)
 )
 
 missing=()
