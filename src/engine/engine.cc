@@ -88,6 +88,7 @@ struct Engine::Impl {
   // sequence finished.
   bool sample_rows(Sequence& seq, const float* rows, TokenEvent& event);
   int32_t choose(Sequence& seq, const float* row, const int32_t* draft, bool* accepted);
+  void apply_constraint(const Sequence& seq, float* logits, bool greedy);
   std::optional<FinishReason> stop_reason(const Sequence& seq, int32_t token) const;
   void publish_stats();
 
@@ -116,6 +117,7 @@ struct Engine::Impl {
   EngineStats stats;
   int64_t finished_unpublished = 0;
   std::vector<float> scratch_row, logprob_row;
+  std::vector<uint8_t> allowed_tokens;  // a constrained request's mask
   std::mt19937_64 seed_source{std::random_device{}()};
 
   std::thread thread;
@@ -294,8 +296,10 @@ int32_t Engine::Impl::choose(Sequence& seq, const float* row, const int32_t* dra
       }
     }
   }
+  const bool greedy = so.temperature < kGreedyTemperature;
+  if (seq.constraint && seq.constraint->active()) apply_constraint(seq, logits, greedy);
   if (accepted) *accepted = false;
-  if (so.temperature < kGreedyTemperature) {
+  if (greedy) {
     const int32_t t = argmax(logits, vocab);
     if (draft && accepted) *accepted = t == *draft;
     return t;
@@ -305,6 +309,44 @@ int32_t Engine::Impl::choose(Sequence& seq, const float* row, const int32_t* dra
   M2_CHECK(!dist.ids.empty(), "no token can be sampled (every logit is -inf)");
   if (draft) return verify_draft(dist, *draft, seq.rng, accepted);
   return sample_token(dist, uniform01(seq.rng));
+}
+
+// -inf for the tokens the request's constraint disallows (before temperature and truncation).
+// End tokens (EOS, stop ids) are allowed only where the output may end; once it is complete only
+// they are.
+// A greedy request whose argmax is allowed skips the mask: the masked argmax is the same token.
+void Engine::Impl::apply_constraint(const Sequence& seq, float* logits, bool greedy) {
+  const TokenConstraint& c = *seq.constraint;
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  auto is_end = [&](int32_t t) {
+    return contains(eos_ids, t) || contains(seq.sampling.stop_token_ids, t);
+  };
+  const bool complete = c.complete();
+  if (greedy) {
+    const int32_t t = argmax(logits, vocab);
+    const bool ok = complete ? is_end(t) : is_end(t) ? c.may_end() : c.allows(t);
+    if (logits[t] != neg_inf && ok) return;
+  }
+  allowed_tokens.assign(static_cast<size_t>(vocab), 0);
+  if (!complete) c.fill_allowed(allowed_tokens);
+  const uint8_t end_allowed = c.may_end() ? 1 : 0;
+  for (const std::vector<int32_t>* ends :
+       {static_cast<const std::vector<int32_t>*>(&eos_ids), &seq.sampling.stop_token_ids}) {
+    for (int32_t t : *ends) {
+      if (t >= 0 && t < vocab) allowed_tokens[t] = end_allowed;
+    }
+  }
+  bool any = false;
+  for (int64_t t = 0; t < vocab; ++t) {
+    if (!allowed_tokens[t]) {
+      logits[t] = neg_inf;
+    } else if (logits[t] != neg_inf) {
+      any = true;
+    }
+  }
+  M2_CHECK(any, complete
+                    ? "the structured output is complete but no end token may follow (min_tokens?)"
+                    : "the structured output (response_format / tool_choice) allows no next token");
 }
 
 bool Engine::Impl::sample_rows(Sequence& seq, const float* rows, TokenEvent& event) {
@@ -318,6 +360,7 @@ bool Engine::Impl::sample_rows(Sequence& seq, const float* rows, TokenEvent& eve
     bool accepted = false;
     const int32_t token = choose(seq, row, has_draft ? &seq.draft[j] : nullptr, &accepted);
     seq.output.push_back(token);
+    if (seq.constraint) seq.constraint->accept(token);
     event.tokens.push_back(token);
     stats.generation_tokens += 1;
     if (seq.sampling.logprobs >= 0) {
@@ -459,6 +502,7 @@ uint64_t Engine::submit(GenerationRequest request) {
   seq->prompt = std::move(request.prompt);
   seq->sampling = request.sampling;
   seq->on_event = std::move(request.on_event);
+  seq->constraint = std::move(request.constraint);
   uint64_t id = 0;
   {
     std::lock_guard<std::mutex> lock(m.mu);

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/token_constraint.h"
 #include "model/kv_cache.h"
 
 namespace m2fp4 {
@@ -68,6 +69,9 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;
   SamplingOptions sampling;
   std::function<void(const TokenEvent&)> on_event;
+  // Optional structured-output restriction (engine/token_constraint.h); owned by this request
+  // alone (the engine calls it on its thread).
+  std::shared_ptr<TokenConstraint> constraint;
 };
 
 struct SpeculativeConfig {

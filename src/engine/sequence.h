@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -21,6 +22,7 @@ struct Sequence {
   bool admitted_once = false;
   SamplingOptions sampling;
   std::function<void(const TokenEvent&)> on_event;
+  std::shared_ptr<TokenConstraint> constraint;  // null: unconstrained
   std::mt19937_64 rng;
   std::vector<int32_t> block_table;  // paged KV: block ids, in position order
   std::vector<uint64_t> block_keys;  // prefix-cache keys of the leading full blocks (computed)
