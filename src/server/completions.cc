@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "server/api_error.h"
 #include "server/choice_output.h"
+#include "server/output_constraint.h"
 #include "server/server_context.h"
 #include "server/sse.h"
 
@@ -46,12 +47,15 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
+  ConstraintFactory make_constraint;  // structured output: a fresh constraint per engine request
+
   void submit(const std::vector<int32_t>& prompt, const SamplingOptions& sampling, int64_t n,
               const std::shared_ptr<Session>& self) {
     for (int64_t i = 0; i < n; ++i) {
       GenerationRequest gr;
       gr.prompt = prompt;
       gr.sampling = sampling;
+      if (make_constraint) gr.constraint = make_constraint();
       // n > 1 with a seed: distinct but reproducible choices.
       if (sampling.seed && i > 0) gr.sampling.seed = *sampling.seed + static_cast<uint64_t>(i);
       std::weak_ptr<Session> weak = self;
@@ -123,6 +127,7 @@ struct Generation {
   int64_t cached_tokens = 0;
   int64_t finished = 0;
   std::string error;
+  ConstraintFactory make_constraint;  // empty: no structured output
 
   const char* object() const {
     if (req.chat) return req.stream ? "chat.completion.chunk" : "chat.completion";
@@ -315,6 +320,13 @@ void prepare(ServerContext& ctx, bool chat, const Json& body, Generation& g) {
       text += "</think>\n\n";
       if (reasoning == ReasoningMode::kMinimaxM2) reasoning = ReasoningMode::kNone;
     }
+    // response_format / tool_choice enforced from the end of the reasoning on (from the first
+    // token when the prompt closed the think block or no reasoning parser runs).
+    const bool thinking_open =
+        reasoning != ReasoningMode::kNone &&
+        !(text.size() >= 10 && text.compare(text.size() - 10, 10, "</think>\n\n") == 0);
+    g.make_constraint = output_constraint_factory(req, parse_tools, thinking_open,
+                                                  [&ctx] { return ctx.token_trie(); });
     g.prompt = ctx.tokenizer.encode(text, /*add_special_tokens=*/false);
   } else if (req.prompt_is_ids) {
     g.prompt = req.prompt_ids;
@@ -368,6 +380,7 @@ void handle_generation(ServerContext& ctx, bool chat, const httplib::Request& ht
   const Json body = ctx.parse_body(http_req.body);
   prepare(ctx, chat, body, *g);
   g->session = std::make_shared<Session>(ctx);
+  g->session->make_constraint = g->make_constraint;
   g->session->submit(g->prompt, g->req.sampling, g->req.n, g->session);
 
   if (!g->req.stream) {

@@ -185,6 +185,13 @@ void parse_common(const Json& body, const GenerationDefaults& defaults, ParsedRe
         (!rf.contains("json_schema") || !rf["json_schema"].is_object())) {
       throw ApiError(400, "'response_format.json_schema' must be an object", "response_format");
     }
+    if (req.response_format == "json_schema" && rf["json_schema"].contains("schema")) {
+      req.json_schema = rf["json_schema"]["schema"];
+      if (!req.json_schema.is_object() && !req.json_schema.is_boolean()) {
+        throw ApiError(400, "'response_format.json_schema.schema' must be an object",
+                       "response_format");
+      }
+    }
   }
 }
 

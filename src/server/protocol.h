@@ -44,7 +44,8 @@ struct ParsedRequest {
   bool return_token_ids = false;  // vLLM's: each choice/chunk carries its "token_ids"
   bool logprobs = false;
   int64_t top_logprobs = 0;
-  std::string response_format = "text";  // text | json_object | json_schema (not enforced)
+  std::string response_format = "text";  // text | json_object | json_schema (output_constraint.h)
+  nlohmann::ordered_json json_schema;    // json_schema: its "schema" (null when absent)
 
   // Chat.
   nlohmann::ordered_json messages;  // normalized for the template (arguments as objects)

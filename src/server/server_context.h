@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -14,6 +16,7 @@
 #include "server/metrics.h"
 #include "server/protocol.h"
 #include "text/chat/chat_template.h"
+#include "text/constraints/token_trie.h"
 #include "text/parsers/reasoning_parser.h"
 #include "text/tokenizer/tokenizer.h"
 
@@ -46,6 +49,15 @@ struct ServerContext {
   // Parses a request body: size and nesting depth checked first; bad JSON -> ApiError(400).
   nlohmann::ordered_json parse_body(const std::string& body) const;
   std::string new_id(const char* prefix);
+  // The vocabulary trie of structured output, built on first use and shared by all requests.
+  std::shared_ptr<const TokenTrie> token_trie() {
+    std::call_once(token_trie_once_, [&] { token_trie_ = std::make_shared<TokenTrie>(tokenizer); });
+    return token_trie_;
+  }
+
+ private:
+  std::once_flag token_trie_once_;
+  std::shared_ptr<const TokenTrie> token_trie_;
 };
 
 // Counts a request as active while it lives (drain waits for zero).

@@ -1,0 +1,156 @@
+#include "server/output_constraint.h"
+
+#include <string_view>
+#include <utility>
+
+#include "base/error.h"
+#include "server/api_error.h"
+#include "text/constraints/json_matcher.h"
+#include "text/constraints/tool_call_matcher.h"
+
+namespace m2fp4::server {
+namespace {
+
+constexpr std::string_view kThinkEnd = "</think>";
+
+// The bytes of the output, fed one at a time: free while the model reasons (only the end of
+// its reasoning is looked for), then the matcher's. Copyable, for the trie walk.
+template <class Matcher>
+struct GatedMatcher {
+  bool reasoning = false;
+  uint8_t think_pos = 0;  // bytes of `</think>` matched at the end of the reasoning so far
+  Matcher matcher;
+
+  bool feed(uint8_t byte) {
+    if (!reasoning) return matcher.feed(byte);
+    // `</think>` has a single '<', so a mismatch restarts the match at that byte.
+    if (byte == static_cast<uint8_t>(kThinkEnd[think_pos])) {
+      if (++think_pos == kThinkEnd.size()) reasoning = false;
+    } else {
+      think_pos = byte == '<' ? 1 : 0;
+    }
+    return true;
+  }
+};
+
+template <class Matcher>
+class OutputConstraint final : public TokenConstraint {
+ public:
+  OutputConstraint(std::shared_ptr<const TokenTrie> trie, GatedMatcher<Matcher> start,
+                   std::shared_ptr<const void> keep_alive)
+      : trie_(std::move(trie)), state_(std::move(start)), keep_alive_(std::move(keep_alive)) {}
+
+  // While reasoning, tokens matter only when the text may be about to end the reasoning: a
+  // token that completes `</think>` must leave what follows it acceptable.
+  bool active() const override { return !broken_ && (!state_.reasoning || state_.think_pos > 0); }
+  bool complete() const override { return !state_.reasoning && state_.matcher.complete(); }
+  bool may_end() const override { return !state_.reasoning && state_.matcher.may_end(); }
+
+  bool allows(int32_t token) const override {
+    if (!trie_->contains(token)) return false;
+    GatedMatcher<Matcher> probe = state_;
+    for (char c : trie_->token_bytes(token)) {
+      if (!probe.feed(static_cast<uint8_t>(c))) return false;
+    }
+    return true;
+  }
+
+  void fill_allowed(std::vector<uint8_t>& allowed) const override {
+    trie_->fill_allowed(state_, allowed);
+  }
+
+  void accept(int32_t token) override {
+    if (broken_) return;
+    if (!trie_->contains(token)) {
+      // Special tokens (dropped from the text) and end tokens where the output may end leave
+      // the state as it is; anything else means the output is no longer valid.
+      if (!state_.reasoning && !state_.matcher.may_end()) broken_ = true;
+      return;
+    }
+    GatedMatcher<Matcher> next = state_;
+    for (char c : trie_->token_bytes(token)) {
+      if (!next.feed(static_cast<uint8_t>(c))) {
+        // Only possible when a token ended the reasoning while nothing was masked: stop masking
+        // rather than steer an output that cannot be valid any more.
+        broken_ = true;
+        return;
+      }
+    }
+    state_ = next;
+  }
+
+ private:
+  std::shared_ptr<const TokenTrie> trie_;
+  GatedMatcher<Matcher> state_;
+  std::shared_ptr<const void> keep_alive_;  // what the matcher points to
+  bool broken_ = false;
+};
+
+uint8_t type_bits(std::string_view t) {
+  if (t == "object") return kJsonObject;
+  if (t == "array") return kJsonArray;
+  if (t == "string") return kJsonString;
+  if (t == "number") return kJsonNumber | kJsonInteger;
+  if (t == "integer") return kJsonInteger;
+  if (t == "boolean") return kJsonBoolean;
+  if (t == "null") return kJsonNull;
+  return 0;
+}
+
+}  // namespace
+
+uint8_t schema_top_level_types(const nlohmann::ordered_json& schema) {
+  if (!schema.is_object() || !schema.contains("type")) return kJsonAny;
+  const auto& t = schema["type"];
+  uint8_t bits = 0;
+  auto add = [&](const nlohmann::ordered_json& name) {
+    const uint8_t b = name.is_string() ? type_bits(name.get<std::string>()) : 0;
+    if (b == 0) {
+      throw ApiError(400,
+                     "'response_format.json_schema.schema.type' has an unknown type " + name.dump(),
+                     "response_format");
+    }
+    bits |= b;
+  };
+  if (t.is_array()) {
+    for (const auto& x : t) add(x);
+  } else {
+    add(t);
+  }
+  if (bits == 0) {
+    throw ApiError(400, "'response_format.json_schema.schema.type' is empty", "response_format");
+  }
+  return bits;
+}
+
+ConstraintFactory output_constraint_factory(
+    const ParsedRequest& req, bool tools_parsed, bool starts_in_reasoning,
+    const std::function<std::shared_ptr<const TokenTrie>()>& trie) {
+  const bool reasons = starts_in_reasoning;
+  const bool tool_forced = tools_parsed && (req.tool_choice == ToolChoice::kRequired ||
+                                            req.tool_choice == ToolChoice::kNamed);
+  if (tool_forced) {
+    std::shared_ptr<const ToolCallGrammar> grammar;
+    try {
+      grammar = ToolCallGrammar::build(req.tools, req.parallel_tool_calls);
+    } catch (const Error& e) {
+      throw ApiError(400, e.what(), "tools");
+    }
+    std::shared_ptr<const TokenTrie> t = trie();
+    return [t, grammar, reasons]() -> std::shared_ptr<TokenConstraint> {
+      GatedMatcher<ToolCallMatcher> start{reasons, 0, ToolCallMatcher(grammar.get())};
+      return std::make_shared<OutputConstraint<ToolCallMatcher>>(t, start, grammar);
+    };
+  }
+  uint8_t types = 0;
+  if (req.response_format == "json_object") types = kJsonObject;
+  if (req.response_format == "json_schema") types = schema_top_level_types(req.json_schema);
+  if (types == 0) return {};
+  std::shared_ptr<const TokenTrie> t = trie();
+  return [t, types, reasons]() -> std::shared_ptr<TokenConstraint> {
+    GatedMatcher<JsonMatcher> start{reasons, 0, JsonMatcher(types)};
+    return std::make_shared<OutputConstraint<JsonMatcher>>(t, start, nullptr);
+  };
+}
+
+}  // namespace m2fp4::server
