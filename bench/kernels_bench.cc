@@ -23,6 +23,7 @@
 
 #include "base/thread_pool.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/matmul4_int8.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/simd_target.h"
 #include "kernels/weight.h"
@@ -253,7 +254,12 @@ void BM_Matmul(benchmark::State& state) {
   const double iterations = static_cast<double>(state.iterations());
   const double gbps = static_cast<double>(bytes) * iterations * 1e-9 / matmul_seconds;
   const double bandwidth = static_cast<double>(stream_bytes) * iterations * 1e-9 / stream_seconds;
-  state.SetLabel(std::string(weight_format_name(format)) + " " + kernels_simd_target());
+  const bool four_bit = format == WeightFormat::kNvfp4 || format == WeightFormat::kMxfp4 ||
+                        format == WeightFormat::kIq4nl16;
+  const char* activations =
+      !four_bit ? "" : four_bit_activations() == FourBitActivations::kInt8 ? " a=int8" : " a=f32";
+  state.SetLabel(std::string(weight_format_name(format)) + " " + kernels_simd_target() +
+                 activations);
   state.counters["GBps"] = gbps;
   state.counters["GFLOPs"] = 2.0 * rows * cols * n_tokens * iterations * 1e-9 / matmul_seconds;
   state.counters["bw_GBps"] = bandwidth;

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "cli/commands.h"
+#include "kernels/cpu/matmul4_int8.h"
 
 namespace m2fp4::cli {
 
@@ -30,6 +31,13 @@ void add_runtime_flags(CLI::App& app, RuntimeFlags& flags) {
       ->check(CLI::IsMember({"auto", "fp8", "fp8_e4m3"}));
   app.add_flag("--w4a4", flags.w4a4,
                "NVFP4 W4A4 emulation: quantize activations with the calibrated input scales");
+  app.add_option("--w4-activations", flags.w4_activations,
+                 "f32 | int8: 4-bit decode (GEMV) with f32 activations, or rounded to int8 per 32 "
+                 "like llama.cpp (faster; default int8, or $M2FP4_W4_ACTIVATIONS)")
+      ->check(CLI::IsMember({"f32", "int8"}))
+      ->each([](const std::string& name) {
+        set_four_bit_activations(parse_four_bit_activations(name.c_str()));
+      });
   app.add_option("--device", flags.device,
                  "cpu | cuda: run the model on the first CUDA device (needs a CUDA build)")
       ->check(CLI::IsMember({"cpu", "cuda"}));

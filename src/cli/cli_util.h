@@ -14,10 +14,11 @@ namespace m2fp4::cli {
 int parse_args(CLI::App& app, int argc, char** argv);
 
 // The options that shape how a model runs, shared by run, eval and serve: --kv-cache-dtype
-// (vLLM's names), --w4a4 and --device.
+// (vLLM's names), --w4a4, --w4-activations and --device.
 struct RuntimeFlags {
   std::string kv_cache_dtype = "auto";
   bool w4a4 = false;
+  std::string w4_activations;  // --w4-activations f32 | int8 (applied while parsing)
   std::string device = "cpu";  // --device cpu | cuda
 };
 void add_runtime_flags(CLI::App& app, RuntimeFlags& flags);

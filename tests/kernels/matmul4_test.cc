@@ -1,6 +1,7 @@
 // Matmul on the 4-bit weight formats (NVFP4, MXFP4, IQ4_NL x16): the scalar decoder against
 // hand-computed blocks (quant-formats.md §2.8) and an independent decoder (test_util.h), and the
-// fast kernels (GEMV and GEMM paths, every SIMD target) against the scalar twin.
+// fast kernels (GEMV and GEMM paths, every SIMD target) against the scalar twin, with f32
+// activations (the int8-activation GEMV is tested in matmul4_int8_test.cc).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -175,6 +176,7 @@ std::vector<float> tolerances(const OwnedWeight& o, const std::vector<float>& x,
 // (NaN where the scalar result is NaN).
 void expect_fast_matches_scalar(const OwnedWeight& o, int64_t n_tokens,
                                 std::vector<ThreadPool*> pools, uint32_t seed) {
+  const test::ScopedFourBitActivations f32_activations(FourBitActivations::kF32);
   const Weight& w = o.w;
   std::vector<float> x = random_floats(n_tokens * w.cols, seed);
   std::vector<float> ref(n_tokens * w.rows);
@@ -297,6 +299,7 @@ TEST(Matmul4Batch, MixedFourBitJobsMatchScalar) {
     tols.push_back(tolerances(weights[i], xs[i], s.n_tokens));
     scalar::matmul(weights[i].w, xs[i].data(), s.n_tokens, refs[i].data());
   }
+  const test::ScopedFourBitActivations f32_activations(FourBitActivations::kF32);
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
     test::for_each_simd_target([&] {

@@ -16,6 +16,7 @@
 #include "kernels/cpu/simd_target.h"
 
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/matmul4_int8.h"
 #include "kernels/weight.h"
 #include "numerics/bf16.h"
 #include "numerics/f16.h"
@@ -215,6 +216,21 @@ inline OwnedWeight random_weight(WeightFormat format, int64_t rows, int64_t cols
   }
   return o;
 }
+
+// Sets the process-wide 4-bit activation mode for a scope (tests of the f32 numerics pin kF32:
+// the default rounds GEMV activations to int8).
+class ScopedFourBitActivations {
+ public:
+  explicit ScopedFourBitActivations(FourBitActivations mode) : saved_(four_bit_activations()) {
+    set_four_bit_activations(mode);
+  }
+  ~ScopedFourBitActivations() { set_four_bit_activations(saved_); }
+  ScopedFourBitActivations(const ScopedFourBitActivations&) = delete;
+  ScopedFourBitActivations& operator=(const ScopedFourBitActivations&) = delete;
+
+ private:
+  FourBitActivations saved_;
+};
 
 // Runs fn once with the kernels' runtime dispatch forced to each SIMD target this CPU supports
 // (AVX-512, AVX2, SSE4, ... on x86), so every compiled variant is checked, not just the best.

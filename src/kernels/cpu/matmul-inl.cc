@@ -39,6 +39,7 @@
 #include "hwy/highway.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul4-inl.cc"
+#include "kernels/cpu/matmul4_int8-inl.cc"
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/weight_decode.h"
 #include "kernels/weight.h"
@@ -528,9 +529,10 @@ bool fp8_scales_small(const Weight& w) {
 struct JobPlan {
   const MatmulJob* job;
   bool gemm;
-  bool four_bit;    // chunked 4-bit decoder (four_bit::Source)
-  const float* xt;  // GEMM: packed input blocks
-  const float* xp;  // 4-bit GEMV: the input in four_bit's permuted column order
+  bool four_bit;      // chunked 4-bit decoder (four_bit::Source)
+  const float* xt;    // GEMM: packed input blocks
+  const float* xp;    // 4-bit GEMV: the input in four_bit's permuted column order
+  const uint8_t* xq;  // 4-bit GEMV with int8 activations: the input quantized (matmul4_int8.h)
   int64_t block_tokens;
   int64_t unit;  // rows per scheduling unit (a register tile)
   int64_t n_units;
@@ -574,6 +576,12 @@ void run_rows_four_bit(const JobPlan& plan, int64_t row_begin, int64_t row_end) 
   } else {
     four_bit::gemv_rows(src, row_begin, row_end, plan.xp, plan.job->n_tokens, w.rows, plan.job->y);
   }
+}
+
+// The 4-bit GEMV with activations rounded to int8 (matmul4_int8-inl.cc).
+void run_rows_four_bit_int8(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
+  four_bit_int8::gemv_rows(*plan.job->w, plan.job->x, plan.xq, plan.job->n_tokens, row_begin,
+                           row_end, plan.job->y);
 }
 
 // 4-bit weights the chunked decoder does not handle (group sizes that are not a multiple of 8
@@ -644,6 +652,8 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
     p.run = runner_for(w);
     p.four_bit = p.run == &run_rows_four_bit;
     p.gemm = use_gemm(n_tokens) && (!is_four_bit(w) || p.four_bit);
+    const bool int8 = p.four_bit && !p.gemm && four_bit_int8::use_for(w);
+    if (int8) p.run = &run_rows_four_bit_int8;
     p.block_tokens = block_tokens;
     p.unit = p.gemm ? kGemmRows : 4;
     p.n_units = (w.rows + p.unit - 1) / p.unit;
@@ -657,14 +667,35 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
     total_cost += p.unit_cost * static_cast<double>(p.n_units);
     if (p.gemm) {
       scratch_floats += (n_tokens + block_tokens - 1) / block_tokens * w.cols * block_tokens;
+    } else if (int8) {
+      scratch_floats += (int8_gemv::activation_bytes(w.cols, n_tokens) + 63) / 64 * 16;
     } else if (p.four_bit) {
       scratch_floats += n_tokens * w.cols;
     }
   }
-  // Pack the inputs of the GEMM jobs (tokens along the lanes) and permute those of the 4-bit
-  // GEMV jobs once, on the calling thread.
+  // Pack the inputs of the GEMM jobs (tokens along the lanes), permute those of the 4-bit GEMV
+  // jobs or quantize them to int8 (once per input shared by several jobs), on the calling thread.
   float* xt = scratch_floats ? thread_scratch(0, scratch_floats) : nullptr;
   for (JobPlan& p : plans) {
+    if (p.run == &run_rows_four_bit_int8) {
+      const Weight& w = *p.job->w;
+      const bool e2m1 = w.format != WeightFormat::kIq4nl16;  // the two code biases
+      p.xq = nullptr;
+      for (const JobPlan* q = plans.data(); q != &p && p.xq == nullptr; ++q) {
+        if (q->run == &run_rows_four_bit_int8 && q->job->x == p.job->x &&
+            q->job->n_tokens == p.job->n_tokens && q->job->w->cols == w.cols &&
+            (q->job->w->format != WeightFormat::kIq4nl16) == e2m1) {
+          p.xq = q->xq;
+        }
+      }
+      if (p.xq == nullptr) {
+        uint8_t* out = reinterpret_cast<uint8_t*>(xt);
+        int8_gemv::quantize(w, p.job->x, p.job->n_tokens, out);
+        p.xq = out;
+        xt += (int8_gemv::activation_bytes(w.cols, p.job->n_tokens) + 63) / 64 * 16;
+      }
+      continue;
+    }
     const int64_t cols = p.job->w->cols, n_tokens = p.job->n_tokens;
     const int64_t chunk = p.four_bit ? 8 * lanes : 0;
     const int64_t full = p.four_bit ? cols / chunk * chunk : 0;

@@ -1,0 +1,91 @@
+// Per-target (Highway) driver of the int8-activation 4-bit GEMV (matmul4_int8.h): decodes each
+// tile's group multipliers with the target's decoder (matmul4-inl.cc) and hands whole row tiles
+// to the VNNI kernel of matmul4_int8.cc. Included by matmul-inl.cc after matmul4-inl.cc; not
+// compiled on its own. Only the AVX-512 targets take this path (and only on CPUs with VNNI and
+// VBMI); the others keep the f32-activation kernels.
+
+#if defined(M2FP4_KERNELS_CPU_MATMUL4_INT8_INL_CC_) == defined(HWY_TARGET_TOGGLE)
+#ifdef M2FP4_KERNELS_CPU_MATMUL4_INT8_INL_CC_
+#undef M2FP4_KERNELS_CPU_MATMUL4_INT8_INL_CC_
+#else
+#define M2FP4_KERNELS_CPU_MATMUL4_INT8_INL_CC_
+#endif
+
+#include <cstdint>
+#include <cstring>
+
+#include "hwy/highway.h"
+#include "kernels/cpu/matmul4_int8.h"
+#include "kernels/cpu/scratch.h"
+#include "kernels/cpu/weight_decode.h"
+#include "kernels/weight.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace m2fp4 {
+namespace HWY_NAMESPACE {
+
+namespace four_bit_int8 {
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr bool kTargetHasPath = true;
+#else
+constexpr bool kTargetHasPath = false;
+#endif
+
+// Whether a GEMV job on w takes the int8-activation kernel.
+inline bool use_for(const Weight& w) {
+  return kTargetHasPath && four_bit_activations() == FourBitActivations::kInt8 &&
+         int8_gemv::weight_supported(w) && int8_gemv::cpu_supported();
+}
+
+// Rows [row_begin, row_end) for all n_tokens tokens (x: f32, xq: the same quantized).
+inline void gemv_rows(const Weight& w, const float* x, const uint8_t* xq, int64_t n_tokens,
+                      int64_t row_begin, int64_t row_end, float* y) {
+  constexpr int kRows = 4;
+  const int64_t groups = w.cols / w.group_size;
+  const int64_t stride = four_bit::multiplier_stride(groups);  // >= groups + 16
+  float* storage = thread_scratch(1, static_cast<size_t>(kRows * stride));
+  const uint8_t* codes = static_cast<const uint8_t*>(w.data);
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += kRows) {
+    const int n = static_cast<int>(std::min<int64_t>(kRows, row_end - r0));
+    const uint8_t* rows[kRows];
+    const float* mult[kRows];
+    bool finite[kRows];
+    bool all_finite = true;
+    for (int i = 0; i < n; ++i) {
+      float* m = storage + i * stride;
+      four_bit::decode_group_scales(w, r0 + i, 0, groups, m);
+      std::memset(m + groups, 0, 16 * sizeof(float));
+      finite[i] = four_bit::all_finite(m, groups);
+      all_finite &= finite[i];
+      rows[i] = codes + (r0 + i) * (w.cols / 2);
+      mult[i] = m;
+    }
+    if (all_finite) {
+      int8_gemv::dot_rows(w, n, rows, mult, xq, n_tokens, y + r0, w.rows);
+      continue;
+    }
+    // A NaN or infinite multiplier: that row as scalar::matmul computes it (f32 activations),
+    // so it gives the same NaN or infinity; the others as usual.
+    for (int i = 0; i < n; ++i) {
+      if (finite[i]) {
+        int8_gemv::dot_rows(w, 1, rows + i, mult + i, xq, n_tokens, y + r0 + i, w.rows);
+        continue;
+      }
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        float acc = 0.0f;
+        for (int64_t c = 0; c < w.cols; ++c)
+          acc += weight_element(w, r0 + i, c) * x[t * w.cols + c];
+        y[t * w.rows + r0 + i] = acc;
+      }
+    }
+  }
+}
+
+}  // namespace four_bit_int8
+
+}  // namespace HWY_NAMESPACE
+}  // namespace m2fp4
+HWY_AFTER_NAMESPACE();
+
+#endif  // include guard toggle
