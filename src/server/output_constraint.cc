@@ -2,6 +2,7 @@
 
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "base/error.h"
 #include "server/api_error.h"
@@ -20,6 +21,8 @@ struct GatedMatcher {
   bool reasoning = false;
   uint8_t think_pos = 0;  // bytes of `</think>` matched at the end of the reasoning so far
   Matcher matcher;
+
+  bool operator==(const GatedMatcher&) const = default;
 
   bool feed(uint8_t byte) {
     if (!reasoning) return matcher.feed(byte);
@@ -55,8 +58,19 @@ class OutputConstraint final : public TokenConstraint {
     return true;
   }
 
+  // Long strings and free-text values keep the state unchanged from token to token, so the last
+  // few masks are kept: a repeated state costs a copy instead of a trie walk.
   void fill_allowed(std::vector<uint8_t>& allowed) const override {
+    for (size_t i = 0; i < cache_.size(); ++i) {
+      if (cache_[i].first == state_ && cache_[i].second.size() == allowed.size()) {
+        allowed = cache_[i].second;
+        if (i > 0) std::swap(cache_[i], cache_[0]);
+        return;
+      }
+    }
     trie_->fill_allowed(state_, allowed);
+    if (cache_.size() == kCachedMasks) cache_.pop_back();
+    cache_.emplace(cache_.begin(), state_, allowed);
   }
 
   void accept(int32_t token) override {
@@ -84,6 +98,8 @@ class OutputConstraint final : public TokenConstraint {
   GatedMatcher<Matcher> state_;
   std::shared_ptr<const void> keep_alive_;  // what the matcher points to
   bool broken_ = false;
+  static constexpr size_t kCachedMasks = 2;
+  mutable std::vector<std::pair<GatedMatcher<Matcher>, std::vector<uint8_t>>> cache_;
 };
 
 uint8_t type_bits(std::string_view t) {

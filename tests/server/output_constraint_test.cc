@@ -52,7 +52,8 @@ void accept_text(TokenConstraint& c, const std::string& text) {
 }
 
 // What the engine would sample: a random allowed token (end tokens aside), preferring tokens
-// that close things so walks finish; stops when complete. Returns the text.
+// that close things so walks finish; stops when complete. Returns the text. Every mask is
+// checked token by token against allows().
 std::string walk(TokenConstraint& c, std::mt19937& rng, int steps) {
   std::string text;
   const size_t n = static_cast<size_t>(tokenizer().vocab_size());
@@ -61,9 +62,10 @@ std::string walk(TokenConstraint& c, std::mt19937& rng, int steps) {
     c.fill_allowed(allowed);
     std::vector<int32_t> ids, closing;
     for (size_t t = 0; t < n; ++t) {
+      // The mask (walked or cached) says what the single-token check says.
+      EXPECT_EQ(allowed[t] != 0, c.allows(static_cast<int32_t>(t))) << t << " after " << text;
       if (!allowed[t]) continue;
       ids.push_back(static_cast<int32_t>(t));
-      EXPECT_TRUE(c.allows(static_cast<int32_t>(t)));
       const std::string_view b = tokenizer().token_bytes(static_cast<int32_t>(t));
       if (b.find_first_of("}<\"") != std::string_view::npos) closing.push_back(ids.back());
     }

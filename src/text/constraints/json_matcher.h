@@ -55,6 +55,8 @@ class JsonMatcher {
   // as `12` may go on as `123`).
   bool may_end() const;
   int depth() const { return depth_; }
+  // Same state: the same bytes are accepted from here on.
+  bool operator==(const JsonMatcher&) const = default;
 
  private:
   enum class Mode : uint8_t {

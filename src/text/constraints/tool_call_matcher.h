@@ -77,6 +77,8 @@ class ToolCallMatcher {
   // `</minimax:tool_call>` has been written: nothing may follow.
   bool complete() const { return phase_ == Phase::kDone; }
   bool may_end() const { return complete(); }
+  // Same state: the same bytes are accepted from here on.
+  bool operator==(const ToolCallMatcher&) const = default;
 
  private:
   enum class Phase : uint8_t {

@@ -40,6 +40,7 @@ struct Utf8Checker {
   }
   // No character is cut.
   bool at_boundary() const { return left == 0; }
+  bool operator==(const Utf8Checker&) const = default;
 };
 
 }  // namespace m2fp4
