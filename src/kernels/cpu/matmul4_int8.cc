@@ -48,12 +48,15 @@ namespace {
 
 constexpr int64_t kChunkColumns = 128;
 constexpr int64_t kChunkBytes = 256;  // quantized activations of one chunk (layout above)
-// Bytes ahead of each code line read that are prefetched. The rows of a weight lie back to back
-// and a thread reads a contiguous range of them, R rows at a time: one line prefetched per line
-// read, a fixed distance ahead in that range, runs ahead of the whole tile (also when rows are
-// short: decode reads many small matrices whose rows are a few hundred bytes, where a distance
-// within the row would never fire), and the hardware prefetcher stops at 4 KiB pages.
-constexpr int64_t kPrefetchBytes = 2048;
+// Prefetch distance. A thread reads a contiguous range of rows, kTileRows at a time, so row slot
+// r of a tile reads row r, then (next tile) row r + kTileRows, ...: each line read prefetches
+// the line min(kPrefetchBytes, row bytes) further along that slot's stream, in the same row or,
+// past its end, in the same slot's row of the next tile. Long rows thus prefetch ahead within
+// the row, short ones (decode reads many small matrices with rows of a few hundred bytes, where
+// a distance within the row would never fire) a tile ahead; the hardware prefetcher stops at
+// 4 KiB pages.
+constexpr int64_t kPrefetchBytes = 1024;
+constexpr int64_t kTileRows = 4;  // the rows per tile of the driver (matmul4_int8-inl.cc)
 
 int64_t chunks_of(int64_t cols) {
   return (cols + kChunkColumns - 1) / kChunkColumns;
@@ -181,7 +184,8 @@ struct Context {
   __m512i spread;  // lane j -> group 8j / group_size within the chunk
   int64_t cols, groups_per_chunk, row_bytes, n_chunks, token_bytes;
   const uint8_t* codes_end;  // prefetches stay inside the weight
-  float k;                   // 1/2 for E2M1 values x 2
+  int64_t prefetch_distance;
+  float k;  // 1/2 for E2M1 values x 2
 };
 
 // y[t * y_stride + r] for R rows and TB tokens.
@@ -200,10 +204,13 @@ M2FP4_VNNI void tile(const Context& ctx, const uint8_t* const* rows, const float
     const __mmask64 valid = n_bytes >= 64 ? ~__mmask64{0} : (__mmask64{1} << n_bytes) - 1;
     __m512i low[R], high[R];
     __m512 scale[R];
+    const int64_t ahead = byte0 + ctx.prefetch_distance;
+    const int64_t prefetch_offset =
+        ahead < ctx.row_bytes ? ahead : ahead + (kTileRows - 1) * ctx.row_bytes;
     HWY_UNROLL(4)
     for (int r = 0; r < R; ++r) {
-      if (rows[r] + byte0 + kPrefetchBytes < ctx.codes_end) {
-        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + byte0 + kPrefetchBytes), _MM_HINT_T0);
+      if (rows[r] + prefetch_offset < ctx.codes_end) {
+        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + prefetch_offset), _MM_HINT_T0);
       }
       const __m512i codes = n_bytes >= 64 ? _mm512_loadu_si512(rows[r] + byte0)
                                           : _mm512_maskz_loadu_epi8(valid, rows[r] + byte0);
@@ -259,6 +266,7 @@ M2FP4_VNNI Context make_context(const Weight& w) {
   ctx.groups_per_chunk = kChunkColumns / w.group_size;
   ctx.row_bytes = w.cols / 2;
   ctx.codes_end = static_cast<const uint8_t*>(w.data) + w.rows * ctx.row_bytes;
+  ctx.prefetch_distance = std::min(kPrefetchBytes, ctx.row_bytes);
   ctx.n_chunks = chunks_of(w.cols);
   ctx.token_bytes = ctx.n_chunks * kChunkBytes;
   ctx.k = e2m1 ? 0.5f : 1.0f;
