@@ -37,7 +37,8 @@ ChoiceOutput::ChoiceOutput(const Tokenizer& tokenizer, ChoiceOptions options)
     : tokenizer_(tokenizer),
       options_(std::move(options)),
       decoder_(tokenizer, options_.skip_special_tokens),
-      stop_(options_.stop, options_.include_stop_str_in_output) {
+      stop_(options_.stop, options_.include_stop_str_in_output),
+      text_offset_(options_.initial_text_offset) {
   if (options_.chat && options_.parse_output) parser_.emplace(options_.parser);
 }
 

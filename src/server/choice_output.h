@@ -26,6 +26,7 @@ struct ChoiceOptions {
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;
   bool logprobs = false;
+  size_t initial_text_offset = 0;  // completions logprobs: bytes before the output (echo)
 };
 
 // What one step of output gives the client: a delta ({"content": ..}, {"reasoning_content": ..,

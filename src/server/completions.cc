@@ -49,8 +49,10 @@ class Session {
 
   ConstraintFactory make_constraint;  // structured output: a fresh constraint per engine request
 
+  // Submits n engine requests for one prompt; their events carry choice indices first_choice..
+  // first_choice + n - 1 (prompts are submitted in order, so ids_[choice] is the choice's).
   void submit(const std::vector<int32_t>& prompt, const SamplingOptions& sampling, int64_t n,
-              const std::shared_ptr<Session>& self) {
+              int64_t first_choice, const std::shared_ptr<Session>& self) {
     for (int64_t i = 0; i < n; ++i) {
       GenerationRequest gr;
       gr.prompt = prompt;
@@ -59,7 +61,7 @@ class Session {
       // n > 1 with a seed: distinct but reproducible choices.
       if (sampling.seed && i > 0) gr.sampling.seed = *sampling.seed + static_cast<uint64_t>(i);
       std::weak_ptr<Session> weak = self;
-      const int64_t choice = i;
+      const int64_t choice = first_choice + i;
       gr.on_event = [weak, choice](const TokenEvent& ev) {
         if (auto s = weak.lock()) s->push(choice, ev);
       };
@@ -113,18 +115,25 @@ class Session {
 struct Generation {
   ServerContext* ctx = nullptr;
   ParsedRequest req;
-  std::vector<int32_t> prompt;
-  std::string echo_text;
+  // One per prompt (chat: one; completions: one per prompt of a list); choice c belongs to
+  // prompt c / n, as OpenAI indexes them.
+  struct PromptState {
+    std::vector<int32_t> tokens;
+    std::string echo_text;
+    SamplingOptions sampling;  // max_tokens resolved against this prompt's length
+    int64_t prompt_tokens = 0;
+    int64_t cached_tokens = 0;
+  };
+  std::vector<PromptState> prompts;
   std::string id;
   int64_t created = 0;
   std::shared_ptr<Session> session;
   std::vector<ChoiceOutput> choices;
   std::vector<bool> role_sent;
+  std::vector<bool> echo_sent;  // streaming completions with echo: the prompt text went out
   Clock::time_point arrival;
   bool first_token_seen = false;
   std::vector<Clock::time_point> last_token_at;
-  int64_t prompt_tokens = 0;
-  int64_t cached_tokens = 0;
   int64_t finished = 0;
   std::string error;
   ConstraintFactory make_constraint;  // empty: no structured output
@@ -134,9 +143,20 @@ struct Generation {
     return "text_completion";
   }
 
+  PromptState& prompt_of(int64_t choice) { return prompts[static_cast<size_t>(choice / req.n)]; }
+  const PromptState& prompt_of(int64_t choice) const {
+    return prompts[static_cast<size_t>(choice / req.n)];
+  }
+
+  // Summed over the prompts (each counted once, not per choice), as vLLM sums them.
   Json usage() const {
     int64_t completion = 0;
     for (const auto& c : choices) completion += c.tokens();
+    int64_t prompt_tokens = 0, cached_tokens = 0;
+    for (const auto& p : prompts) {
+      prompt_tokens += p.prompt_tokens;
+      cached_tokens += p.cached_tokens;
+    }
     Json u = {{"prompt_tokens", prompt_tokens},
               {"completion_tokens", completion},
               {"total_tokens", prompt_tokens + completion}};
@@ -172,8 +192,8 @@ struct Generation {
       ChoiceOutput& choice = choices[static_cast<size_t>(index)];
       if (choice.finished()) continue;  // events after a stop string ended it
       const auto now = Clock::now();
-      prompt_tokens = ev.prompt_tokens;
-      if (index == 0) cached_tokens = ev.cached_prompt_tokens;
+      prompt_of(index).prompt_tokens = ev.prompt_tokens;
+      if (index % req.n == 0) prompt_of(index).cached_tokens = ev.cached_prompt_tokens;
       if (!ev.tokens.empty()) {
         if (!first_token_seen) {
           first_token_seen = true;
@@ -213,6 +233,13 @@ struct Generation {
         ctx->metrics.count_finished(error.empty() ? choice.finish_reason() : "error");
         ctx->metrics.request_generation_tokens.observe(static_cast<double>(choice.tokens()));
       }
+      if (emit && req.echo && !echo_sent[index] && (!pieces.empty() || done)) {
+        // Echo: the prompt text goes out in front of the choice's first text, as vLLM streams it.
+        echo_sent[index] = true;
+        if (pieces.empty()) pieces.emplace_back();
+        pieces.front().delta["text"] =
+            prompt_of(index).echo_text + pieces.front().delta.value("text", std::string());
+      }
       if (emit) {
         for (const auto& p : pieces) {
           if (p.delta.empty() && p.logprobs.is_null() && p.token_ids.empty()) continue;
@@ -232,7 +259,9 @@ struct Generation {
 
   void finish_metrics() {
     ctx->metrics.e2e_request_latency.observe(seconds_since(arrival));
-    ctx->metrics.request_prompt_tokens.observe(static_cast<double>(prompt_tokens));
+    for (const auto& p : prompts) {
+      ctx->metrics.request_prompt_tokens.observe(static_cast<double>(p.prompt_tokens));
+    }
   }
 
   Json response(std::vector<std::vector<OutputPiece>>& collected) const {
@@ -243,7 +272,7 @@ struct Generation {
       Json c = {{"index", i}};
       Json logprobs = nullptr;
       std::vector<nlohmann::ordered_json> deltas;
-      std::string text = echo_text;
+      std::string text = prompt_of(static_cast<int64_t>(i)).echo_text;
       std::vector<int32_t> token_ids;
       for (auto& p : collected[i]) {
         token_ids.insert(token_ids.end(), p.token_ids.begin(), p.token_ids.end());
@@ -327,30 +356,45 @@ void prepare(ServerContext& ctx, bool chat, const Json& body, Generation& g) {
         !(text.size() >= 10 && text.compare(text.size() - 10, 10, "</think>\n\n") == 0);
     g.make_constraint = output_constraint_factory(req, parse_tools, thinking_open,
                                                   [&ctx] { return ctx.token_trie(); });
-    g.prompt = ctx.tokenizer.encode(text, /*add_special_tokens=*/false);
-  } else if (req.prompt_is_ids) {
-    g.prompt = req.prompt_ids;
-    for (int32_t id : g.prompt) {
-      if (!ctx.tokenizer.has_id(id)) {
-        throw ApiError(400, "prompt token id " + std::to_string(id) + " is not in the vocabulary",
-                       "prompt");
+    g.prompts.emplace_back().tokens = ctx.tokenizer.encode(text, /*add_special_tokens=*/false);
+  } else {
+    for (const auto& p : req.prompts) {
+      Generation::PromptState& state = g.prompts.emplace_back();
+      if (p.is_ids) {
+        state.tokens = p.ids;
+        for (int32_t id : p.ids) {
+          if (!ctx.tokenizer.has_id(id)) {
+            throw ApiError(400,
+                           "prompt token id " + std::to_string(id) + " is not in the vocabulary",
+                           "prompt");
+          }
+        }
+        if (req.echo) state.echo_text = ctx.tokenizer.decode(p.ids, req.skip_special_tokens);
+      } else {
+        if (p.text.size() > ctx.config.max_prompt_bytes) {
+          throw ApiError(400, "the prompt is larger than the server's limit", "prompt");
+        }
+        state.tokens = ctx.tokenizer.encode(p.text, false);
+        const auto& tc = ctx.tokenizer.config();
+        if (req.add_special_tokens && tc.add_bos_token && tc.bos_id >= 0 &&
+            (state.tokens.empty() || state.tokens.front() != tc.bos_id)) {
+          state.tokens.insert(state.tokens.begin(), tc.bos_id);
+        }
+        if (req.echo) state.echo_text = p.text;
       }
     }
-    if (req.echo) g.echo_text = ctx.tokenizer.decode(g.prompt, req.skip_special_tokens);
-  } else {
-    if (req.prompt_text.size() > ctx.config.max_prompt_bytes) {
-      throw ApiError(400, "the prompt is larger than the server's limit", "prompt");
-    }
-    g.prompt = ctx.tokenizer.encode(req.prompt_text, false);
-    const auto& tc = ctx.tokenizer.config();
-    if (req.add_special_tokens && tc.add_bos_token && tc.bos_id >= 0 &&
-        (g.prompt.empty() || g.prompt.front() != tc.bos_id)) {
-      g.prompt.insert(g.prompt.begin(), tc.bos_id);
-    }
-    if (req.echo) g.echo_text = req.prompt_text;
   }
-  if (g.prompt.empty()) throw ApiError(400, "the prompt is empty", chat ? "messages" : "prompt");
-  resolve_max_tokens(req, static_cast<int64_t>(g.prompt.size()), ctx.engine.max_model_len());
+  for (auto& state : g.prompts) {
+    if (state.tokens.empty()) {
+      throw ApiError(400, "the prompt is empty", chat ? "messages" : "prompt");
+    }
+    // max_tokens left out: each prompt gets what its own length leaves of the context.
+    ParsedRequest resolved = req;
+    resolve_max_tokens(resolved, static_cast<int64_t>(state.tokens.size()),
+                       ctx.engine.max_model_len());
+    state.sampling = resolved.sampling;
+    state.prompt_tokens = static_cast<int64_t>(state.tokens.size());
+  }
 
   ChoiceOptions opt;
   opt.chat = chat;
@@ -362,12 +406,16 @@ void prepare(ServerContext& ctx, bool chat, const Json& body, Generation& g) {
   opt.include_stop_str_in_output = req.include_stop_str_in_output;
   opt.skip_special_tokens = req.skip_special_tokens;
   opt.logprobs = req.logprobs;
-  for (int64_t i = 0; i < req.n; ++i) g.choices.emplace_back(ctx.tokenizer, opt);
-  g.role_sent.assign(static_cast<size_t>(req.n), false);
-  g.last_token_at.assign(static_cast<size_t>(req.n), Clock::time_point{});
+  for (const auto& state : g.prompts) {
+    // Completions logprobs' text_offset counts from the start of the returned text (echo too).
+    opt.initial_text_offset = state.echo_text.size();
+    for (int64_t i = 0; i < req.n; ++i) g.choices.emplace_back(ctx.tokenizer, opt);
+  }
+  g.role_sent.assign(g.choices.size(), false);
+  g.echo_sent.assign(g.choices.size(), false);
+  g.last_token_at.assign(g.choices.size(), Clock::time_point{});
   g.id = ctx.new_id(chat ? "chatcmpl-" : "cmpl-");
   g.created = static_cast<int64_t>(std::time(nullptr));
-  g.prompt_tokens = static_cast<int64_t>(g.prompt.size());
 }
 
 constexpr std::chrono::milliseconds kPoll{100};
@@ -381,7 +429,11 @@ void handle_generation(ServerContext& ctx, bool chat, const httplib::Request& ht
   prepare(ctx, chat, body, *g);
   g->session = std::make_shared<Session>(ctx);
   g->session->make_constraint = g->make_constraint;
-  g->session->submit(g->prompt, g->req.sampling, g->req.n, g->session);
+  for (size_t i = 0; i < g->prompts.size(); ++i) {
+    const auto& p = g->prompts[i];
+    g->session->submit(p.tokens, p.sampling, g->req.n, static_cast<int64_t>(i) * g->req.n,
+                       g->session);
+  }
 
   if (!g->req.stream) {
     std::vector<std::vector<OutputPiece>> collected(g->choices.size());

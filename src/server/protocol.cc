@@ -16,6 +16,7 @@ using Json = nlohmann::ordered_json;
 // Largest count of logprobs a request may ask for (vLLM's default max_logprobs).
 constexpr int64_t kMaxLogprobs = 20;
 constexpr int64_t kMaxN = 16;
+constexpr size_t kMaxPrompts = 256;  // a /v1/completions prompt list
 constexpr size_t kMaxStopStrings = 16;
 constexpr size_t kMaxStopStringBytes = 1024;
 
@@ -419,28 +420,48 @@ ParsedRequest parse_completion_request(const nlohmann::ordered_json& body,
   parse_common(body, defaults, req);
   if (!body.contains("prompt")) throw ApiError(400, "'prompt' is required", "prompt");
   const Json& p = body["prompt"];
-  auto take_ids = [&](const Json& arr) {
+  auto ids_of = [](const Json& arr) {
+    ParsedRequest::Prompt prompt;
+    prompt.is_ids = true;
     for (const auto& id : arr) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
           id.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
         throw ApiError(400, "'prompt' token ids must be non-negative integers", "prompt");
       }
-      req.prompt_ids.push_back(id.get<int32_t>());
+      prompt.ids.push_back(id.get<int32_t>());
     }
-    req.prompt_is_ids = true;
+    return prompt;
   };
+  // As OpenAI and vLLM accept: a string, a list of strings, a list of token ids, or a list of
+  // token-id lists. One kind per request (a list mixing them is an error, as in vLLM).
   if (p.is_string()) {
-    req.prompt_text = p.get<std::string>();
-  } else if (p.is_array() && p.size() == 1 && p[0].is_string()) {
-    req.prompt_text = p[0].get<std::string>();
-  } else if (p.is_array() && p.size() == 1 && p[0].is_array()) {
-    take_ids(p[0]);
-  } else if (p.is_array() && !p.empty() && p[0].is_number()) {
-    take_ids(p);
-  } else if (p.is_array() && p.size() > 1) {
-    throw ApiError(400, "batched prompts are not supported: send one prompt per request", "prompt");
+    req.prompts.push_back({p.get<std::string>(), {}, false});
+  } else if (!p.is_array()) {
+    throw ApiError(400,
+                   "'prompt' must be a string, a list of strings, a list of token ids or a list "
+                   "of token-id lists",
+                   "prompt");
+  } else if (p.empty()) {
+    throw ApiError(400, "'prompt' must not be an empty list", "prompt");
+  } else if (p.size() > kMaxPrompts) {
+    throw ApiError(400, "'prompt' lists at most " + std::to_string(kMaxPrompts) + " prompts",
+                   "prompt");
+  } else if (p[0].is_number()) {
+    req.prompts.push_back(ids_of(p));
   } else {
-    throw ApiError(400, "'prompt' must be a string or an array of token ids", "prompt");
+    for (const auto& item : p) {
+      if (item.type() != p[0].type() || !(item.is_string() || item.is_array())) {
+        throw ApiError(400,
+                       "'prompt' list items must be all strings or all token-id lists, not "
+                       "mixed",
+                       "prompt");
+      }
+      if (item.is_string()) {
+        req.prompts.push_back({item.get<std::string>(), {}, false});
+      } else {
+        req.prompts.push_back(ids_of(item));
+      }
+    }
   }
   if (present(body, "echo")) req.echo = get_bool(body, "echo");
   if (present(body, "logprobs")) {

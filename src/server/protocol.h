@@ -56,10 +56,14 @@ struct ParsedRequest {
   bool add_generation_prompt = true;
   nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();
 
-  // Completions.
-  std::string prompt_text;
-  std::vector<int32_t> prompt_ids;  // when the prompt was given as token ids
-  bool prompt_is_ids = false;
+  // Completions: one entry per prompt of the request (a string, a list of strings, a list of
+  // token ids or a list of token-id lists); each runs as its own engine request(s).
+  struct Prompt {
+    std::string text;
+    std::vector<int32_t> ids;  // when the prompt was given as token ids
+    bool is_ids = false;
+  };
+  std::vector<Prompt> prompts;
   bool echo = false;
   bool add_special_tokens = true;
 };

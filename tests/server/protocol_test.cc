@@ -123,11 +123,50 @@ TEST(Protocol, NamedToolChoiceNarrowsTools) {
 
 TEST(Protocol, CompletionPrompts) {
   ParsedRequest r = parse_completion_request({{"prompt", {5, 6, 7}}, {"logprobs", 2}}, {});
-  EXPECT_TRUE(r.prompt_is_ids);
-  EXPECT_EQ(r.prompt_ids, (std::vector<int32_t>{5, 6, 7}));
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_TRUE(r.prompts[0].is_ids);
+  EXPECT_EQ(r.prompts[0].ids, (std::vector<int32_t>{5, 6, 7}));
   EXPECT_EQ(r.sampling.logprobs, 2);
   r = parse_completion_request({{"prompt", {"hi"}}}, {});
-  EXPECT_EQ(r.prompt_text, "hi");
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_FALSE(r.prompts[0].is_ids);
+  EXPECT_EQ(r.prompts[0].text, "hi");
+  r = parse_completion_request({{"prompt", "plain"}}, {});
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].text, "plain");
+}
+
+TEST(Protocol, CompletionPromptLists) {
+  ParsedRequest r = parse_completion_request({{"prompt", {"a", "", "c"}}}, {});
+  ASSERT_EQ(r.prompts.size(), 3u);
+  EXPECT_EQ(r.prompts[0].text, "a");
+  EXPECT_EQ(r.prompts[1].text, "");
+  EXPECT_EQ(r.prompts[2].text, "c");
+  r = parse_completion_request(Json::parse(R"({"prompt": [[1, 2], [3], [4, 5, 6]]})"), {});
+  ASSERT_EQ(r.prompts.size(), 3u);
+  EXPECT_TRUE(r.prompts[2].is_ids);
+  EXPECT_EQ(r.prompts[0].ids, (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(r.prompts[1].ids, (std::vector<int32_t>{3}));
+  EXPECT_EQ(r.prompts[2].ids, (std::vector<int32_t>{4, 5, 6}));
+  auto completion_status = [](const char* body) {
+    try {
+      parse_completion_request(Json::parse(body), {});
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.param(), "prompt") << body;
+      return e.status();
+    }
+    return 200;
+  };
+  EXPECT_EQ(completion_status(R"({"prompt": []})"), 400);
+  EXPECT_EQ(completion_status(R"({"prompt": ["a", [1, 2]]})"), 400);
+  EXPECT_EQ(completion_status(R"({"prompt": [[1, 2], "a"]})"), 400);
+  EXPECT_EQ(completion_status(R"({"prompt": [1, "a"]})"), 400);
+  EXPECT_EQ(completion_status(R"({"prompt": [[1, -2]]})"), 400);
+  EXPECT_EQ(completion_status(R"({"prompt": [[1], [2.5]]})"), 400);
+  EXPECT_EQ(completion_status(R"({"prompt": [{"a": 1}]})"), 400);
+  EXPECT_EQ(completion_status(R"({"prompt": 7})"), 400);
+  EXPECT_EQ(completion_status(R"({"prompt": [null]})"), 400);
+  EXPECT_EQ(completion_status(R"({"prompt": [[1], [2]]})"), 200);
 }
 
 TEST(Metrics, HistogramIsCumulative) {
