@@ -5,10 +5,12 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "base/error.h"
 #include "server/api_error.h"
 #include "server/choice_output.h"
+#include "server/client_connection.h"
 #include "server/output_constraint.h"
 #include "server/server_context.h"
 #include "server/sse.h"
@@ -437,9 +439,20 @@ void handle_generation(ServerContext& ctx, bool chat, const httplib::Request& ht
 
   if (!g->req.stream) {
     std::vector<std::vector<OutputPiece>> collected(g->choices.size());
+    // A client that goes away before the answer is ready: abort its requests, free their KV.
+    const std::optional<ClientConnection> connection = ClientConnection::find(http_req);
+    auto checked_at = Clock::now();
     while (!g->all_done()) {
       auto events = g->session->wait(kPoll);
       g->process(events, nullptr, collected);
+      if (connection && !g->all_done() && Clock::now() - checked_at >= kPoll) {
+        checked_at = Clock::now();
+        if (connection->closed()) {
+          g->session->abort_all();
+          // Nobody reads this; the status (nginx's "client closed request") shows in the log.
+          throw ApiError(499, "the client closed the connection", {}, "client_closed_request");
+        }
+      }
     }
     g->finish_metrics();
     if (!g->error.empty()) throw ApiError(500, g->error, {}, "internal_server_error");

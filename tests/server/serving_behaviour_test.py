@@ -120,6 +120,44 @@ def test_disconnect_frees_kv_blocks(server):
     assert time.time() - t0 < 20
 
 
+def test_non_streaming_disconnect_frees_kv_blocks(server):
+    """A client that closes its connection while a non-streaming request generates: the server
+    notices (no write is pending, so only by watching the socket) and frees the KV blocks."""
+    body = json.dumps({"model": "tiny", "prompt": "tell a long story", "max_tokens": 3000,
+                       "temperature": 0, "ignore_eos": True}).encode()
+    before = server.metrics()
+    host, port = server.base.split("//")[1].split(":")
+    s = socket.create_connection((host, int(port)), timeout=60)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+              b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    running = wait_metric(server, "vllm:generation_tokens_total",
+                          lambda v: v >= before["vllm:generation_tokens_total"] + 20)
+    assert running["m2fp4:kv_blocks_used"] > 0 and running["vllm:num_requests_running"] == 1
+    s.close()  # the client goes away before any byte of the answer
+    t0 = time.time()
+    m = wait_metric(server, "m2fp4:kv_blocks_used", lambda v: v == 0)
+    assert time.time() - t0 < 20
+    assert m["vllm:num_requests_running"] == 0
+    assert m["vllm:generation_tokens_total"] - running["vllm:generation_tokens_total"] < 2500
+    # The official client giving up on a slow answer (its timeout closes the connection);
+    # 8 choices of 3000 tokens keep the tiny model busy well past the timeout.
+    impatient = openai.OpenAI(base_url=server.base + "/v1", api_key="x", max_retries=0,
+                              timeout=0.5)
+    before = server.metrics()
+    with pytest.raises(openai.APITimeoutError):
+        impatient.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "tell a long story"}],
+            max_tokens=3000, n=8, temperature=0, extra_body={"ignore_eos": True})
+    m = wait_metric(server, "m2fp4:kv_blocks_used", lambda v: v == 0)
+    assert m["vllm:num_requests_running"] == 0
+    assert m["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"] < 12000
+    # The server still answers a non-streaming request of a connected client in full.
+    client = openai.OpenAI(base_url=server.base + "/v1", api_key="x", max_retries=0)
+    r = client.completions.create(model="tiny", prompt="hello", max_tokens=4, temperature=0,
+                                  extra_body={"ignore_eos": True})
+    assert r.usage.completion_tokens == 4 and r.choices[0].finish_reason == "length"
+
+
 def test_sigterm_drains(tiny_model):
     s = Server(tiny_model, SERVE_FLAGS + ["--trust-remote-code", "--dtype", "auto",
                                           "--tensor-parallel-size", "1"])
