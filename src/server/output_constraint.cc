@@ -7,6 +7,7 @@
 #include "base/error.h"
 #include "server/api_error.h"
 #include "text/constraints/json_matcher.h"
+#include "text/constraints/schema_object_matcher.h"
 #include "text/constraints/tool_call_matcher.h"
 
 namespace m2fp4::server {
@@ -102,41 +103,15 @@ class OutputConstraint final : public TokenConstraint {
   mutable std::vector<std::pair<GatedMatcher<Matcher>, std::vector<uint8_t>>> cache_;
 };
 
-uint8_t type_bits(std::string_view t) {
-  if (t == "object") return kJsonObject;
-  if (t == "array") return kJsonArray;
-  if (t == "string") return kJsonString;
-  if (t == "number") return kJsonNumber | kJsonInteger;
-  if (t == "integer") return kJsonInteger;
-  if (t == "boolean") return kJsonBoolean;
-  if (t == "null") return kJsonNull;
-  return 0;
-}
-
 }  // namespace
 
 uint8_t schema_top_level_types(const nlohmann::ordered_json& schema) {
-  if (!schema.is_object() || !schema.contains("type")) return kJsonAny;
-  const auto& t = schema["type"];
-  uint8_t bits = 0;
-  auto add = [&](const nlohmann::ordered_json& name) {
-    const uint8_t b = name.is_string() ? type_bits(name.get<std::string>()) : 0;
-    if (b == 0) {
-      throw ApiError(400,
-                     "'response_format.json_schema.schema.type' has an unknown type " + name.dump(),
-                     "response_format");
-    }
-    bits |= b;
-  };
-  if (t.is_array()) {
-    for (const auto& x : t) add(x);
-  } else {
-    add(t);
+  try {
+    return json_schema_types(nlohmann::json::parse(schema.dump()));
+  } catch (const Error& e) {
+    throw ApiError(400, std::string("'response_format.json_schema.schema': ") + e.what(),
+                   "response_format");
   }
-  if (bits == 0) {
-    throw ApiError(400, "'response_format.json_schema.schema.type' is empty", "response_format");
-  }
-  return bits;
 }
 
 ConstraintFactory output_constraint_factory(
@@ -160,7 +135,23 @@ ConstraintFactory output_constraint_factory(
   }
   uint8_t types = 0;
   if (req.response_format == "json_object") types = kJsonObject;
-  if (req.response_format == "json_schema") types = schema_top_level_types(req.json_schema);
+  if (req.response_format == "json_schema") {
+    types = schema_top_level_types(req.json_schema);
+    std::shared_ptr<const ObjectSchema> object;
+    try {
+      object = ObjectSchema::build(nlohmann::json::parse(req.json_schema.dump()));
+    } catch (const Error& e) {
+      throw ApiError(400, std::string("'response_format.json_schema.schema': ") + e.what(),
+                     "response_format");
+    }
+    if (object) {
+      std::shared_ptr<const TokenTrie> t = trie();
+      return [t, object, reasons]() -> std::shared_ptr<TokenConstraint> {
+        GatedMatcher<SchemaObjectMatcher> start{reasons, 0, SchemaObjectMatcher(object.get())};
+        return std::make_shared<OutputConstraint<SchemaObjectMatcher>>(t, start, object);
+      };
+    }
+  }
   if (types == 0) return {};
   std::shared_ptr<const TokenTrie> t = trie();
   return [t, types, reasons]() -> std::shared_ptr<TokenConstraint> {

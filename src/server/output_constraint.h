@@ -5,9 +5,10 @@
 //   MiniMax-M2 tool-call block calling the request's tools (text/constraints/tool_call_matcher.h;
 //   several invokes only with parallel_tool_calls), then EOS.
 // - response_format json_object: a JSON object (text/constraints/json_matcher.h), then EOS.
-// - response_format json_schema: JSON whose top-level value has the schema's top-level "type"
-//   (a string or a list of them; any JSON value when absent); nothing else of the schema is
-//   enforced (properties, required, enum...).
+// - response_format json_schema: an object schema with "properties" (1..64 of them) is enforced
+//   one level deep (text/constraints/schema_object_matcher.h: known keys, each once, required
+//   ones before '}', values of the property's enum/const or type); any other schema only by its
+//   top-level "type" (a string or a list of them; any JSON value when absent).
 // With a reasoning parser the output starts inside the model's thinking: nothing is masked until
 // the first `</think>` (matched as text, whatever tokens spell it), as vLLM's structured outputs
 // wait for the reasoning parser's end of reasoning; without one (or with thinking disabled) the

@@ -149,6 +149,30 @@ TEST(OutputConstraint, JsonSchemaTopLevelType) {
   EXPECT_THROW(schema_top_level_types(Json::parse(R"({"type": "date"})")), ApiError);
 }
 
+TEST(OutputConstraint, JsonSchemaWithPropertiesWalksGiveSchemaDocuments) {
+  const Json schema = {
+      {"type", "json_schema"},
+      {"json_schema",
+       {{"name", "v"},
+        {"schema", Json::parse(R"({"type": "object", "required": ["ok"], "properties": {
+            "ok": {"type": "boolean"}, "level": {"enum": [1, 2, 3]}}})")}}}};
+  std::mt19937 rng(4);
+  int completed = 0;
+  for (int i = 0; i < 30; ++i) {
+    auto c = factory({{"response_format", schema}}, false)();
+    const std::string text = walk(*c, rng, 200);
+    if (!c->complete()) continue;
+    ++completed;
+    const Json v = Json::parse(text, nullptr, false);
+    ASSERT_TRUE(v.is_object()) << text;
+    EXPECT_TRUE(v.contains("ok") && v["ok"].is_boolean()) << text;
+    for (const auto& [k, x] : v.items()) {
+      EXPECT_TRUE(k == "ok" || (k == "level" && (x == 1 || x == 2 || x == 3))) << text;
+    }
+  }
+  EXPECT_GT(completed, 10);
+}
+
 std::vector<Json> parse_tool_calls(const std::string& text) {
   OutputParserOptions o;
   o.reasoning = ReasoningMode::kMinimaxM2;

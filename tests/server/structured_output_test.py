@@ -167,6 +167,24 @@ def test_json_schema_array(client):
         json.loads(complete_json_prefix(c.message.content))
 
 
+def test_json_schema_object_properties(client):
+    schema = {"type": "object",
+              "properties": {"answer": {"enum": ["yes", "no"]}, "sure": {"type": "boolean"}},
+              "required": ["answer"]}
+    r = client.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=150, temperature=1.0, n=2, seed=8,
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "verdict", "schema": schema}},
+        extra_body=NO_THINKING)
+    for c in r.choices:
+        assert c.finish_reason == "stop", c.message.content
+        doc = json.loads(c.message.content)
+        assert doc["answer"] in ("yes", "no")
+        assert set(doc) <= {"answer", "sure"}
+        if "sure" in doc:
+            assert isinstance(doc["sure"], bool)
+
+
 def test_bad_schema_type_is_400(client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(
