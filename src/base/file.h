@@ -9,11 +9,16 @@
 
 namespace m2fp4 {
 
-// kRead copies the file into process memory, which the host never drops; kMmap maps it (pages can
-// be dropped when cold and fault back from disk, which stalls decode: llama.cpp's --no-mmap story).
-enum class LoadMode { kRead, kMmap };
+// kRead puts the file in memory that is never dropped: its page-cache pages mapped and locked
+// (mlock) where the process may lock that much, else a copy in process memory; kMmap maps it
+// unlocked (pages can be dropped when cold and fault back from disk, which stalls decode:
+// llama.cpp's --no-mmap story).
+// kCopy always copies into process memory (2 MiB pages): kRead's fallback, kept selectable to
+// compare the two.
+enum class LoadMode { kRead, kMmap, kCopy };
 
-LoadMode parse_load_mode(std::string_view name);  // "read" | "mmap"; throws on anything else
+// "read" | "mmap" | "copy"; throws on anything else
+LoadMode parse_load_mode(std::string_view name);
 
 class FileBytes {
  public:
@@ -28,7 +33,8 @@ class FileBytes {
 
   const std::byte* data() const { return data_; }
   size_t size() const { return size_; }
-  bool mapped() const { return mapped_; }
+  bool mapped() const { return mapped_; }  // a file mapping (kMmap, or kRead locked)
+  bool locked() const { return locked_; }  // kRead served by a locked mapping
   const std::string& path() const { return path_; }
 
  private:
@@ -38,6 +44,7 @@ class FileBytes {
   const std::byte* data_ = nullptr;
   size_t size_ = 0;
   bool mapped_ = false;
+  bool locked_ = false;
   std::byte* owned_ = nullptr;  // anonymous mapping (2 MiB aligned) when read into memory
   size_t owned_bytes_ = 0;      // its length, for munmap
 };

@@ -115,8 +115,10 @@ int cmd_run(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   RuntimeFlags runtime;
   add_runtime_flags(app, runtime);
-  app.add_option("--load-mode", load_mode, "read (weights in memory) | mmap")
-      ->check(CLI::IsMember({"read", "mmap"}));
+  app.add_option("--load-mode", load_mode,
+                 "read (weights in memory: page cache locked, else a copy) | mmap | copy (always "
+                 "a copy in 2 MiB pages)")
+      ->check(CLI::IsMember({"read", "mmap", "copy"}));
   app.add_option("--reasoning-parser", reasoning_parser,
                  "minimax_m2 | minimax_m2_append_think | none (text prompts only)")
       ->check(CLI::IsMember({"minimax_m2", "minimax_m2_append_think", "none"}));
