@@ -43,6 +43,12 @@ int cmd_quantize(int argc, char** argv) {
   app.add_option("--ignore", o.ignore,
                  "keep these modules unquantized: exact name, fnmatch wildcard, or re:REGEX "
                  "(repeatable)");
+  std::string lm_head = "keep";
+  app.add_option("--lm-head", lm_head,
+                 "lm_head's format: keep | bf16 (the model dtype) | fp8 (E4M3, 128x128 block "
+                 "scales) | nvfp4 | mxfp4 | mxfp4-16 (weight-only; llama-quantize's "
+                 "--output-tensor-type)")
+      ->capture_default_str();
   app.add_option("--starved-abort", starved_abort,
                  "fail when more than PCT% of a layer's experts are starved")
       ->check(CLI::Range(0.0, 100.0));
@@ -67,6 +73,7 @@ int cmd_quantize(int argc, char** argv) {
   return run_guarded(app.get_name(), [&] {
     o.recipe = parse_recipe(recipe);
     if (!format.empty()) o.layout = parse_layout(format);
+    o.lm_head = parse_lm_head_scheme(lm_head);
     if (starved_abort >= 0.0) o.starved_abort_percent = starved_abort;
     o.max_shard_bytes = static_cast<uint64_t>(max_shard_mb * 1e6);
     o.progress = quiet ? nullptr : stderr;

@@ -120,6 +120,7 @@ nlohmann::json make_fingerprint(const QuantizeOptions& o, const Source& source,
   f["recipe"] = std::string(recipe_name(plan.recipe));
   f["format"] = std::string(layout_name(plan.layout));
   f["ignore"] = ignore.patterns();
+  if (plan.lm_head != WeightScheme::kNone) f["lm_head"] = std::string(scheme_name(plan.lm_head));
   f["all_experts"] = o.all_experts;
   f["calibration"] = calib;
   f["max_shard_bytes"] = o.max_shard_bytes;
@@ -302,7 +303,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
   check_recipe_layout(o.recipe, layout);
   const IgnorePatterns ignore(o.ignore);
   const Checkpoint ckpt = Checkpoint::open(o.model_dir, LoadMode::kMmap);
-  const ExportPlan plan = plan_export(ckpt, config, o.recipe, layout, ignore);
+  const ExportPlan plan = plan_export(ckpt, config, o.recipe, layout, ignore, o.lm_head);
   M2_CHECK(o.checkpoint_every >= 0, "--checkpoint-every must be >= 0");
   M2_CHECK(o.starved_min_tokens >= 0, "--starved-min-tokens must be >= 0");
 
@@ -319,6 +320,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
   report.quantized_modules = plan.quantized_count();
   report.kept_modules = static_cast<int64_t>(plan.modules.size()) - plan.quantized_count();
   report.dropped = plan.dropped;
+  if (plan.lm_head != WeightScheme::kNone) report.lm_head = scheme_name(plan.lm_head);
   report.all_experts = o.all_experts;
   report.n_layers = config.num_hidden_layers;
   report.n_experts = config.num_local_experts;
@@ -510,6 +512,8 @@ std::string format_quantize_report(const QuantizeReport& r) {
   s += str_cat("output          ", r.out_dir, ": ", r.shards, " shard(s), ", bytes(r.output_bytes),
                "; ", r.quantized_modules, " Linear layers quantized, ", r.kept_modules,
                " kept in the model dtype\n");
+  s += str_cat("lm_head         ", r.lm_head == "kept" ? "kept in the model dtype" : r.lm_head,
+               "\n");
   s += str_cat("calibration     ", r.samples, " samples, ", r.calibration_tokens,
                " tokens (max-seq ", r.max_seq, ") from ", r.calibration_source, "\n");
   s += str_cat("experts         ",

@@ -31,6 +31,7 @@ struct QuantizeOptions {
   CalibrationOptions calibration;
   bool all_experts = false;
   std::vector<std::string> ignore;
+  WeightScheme lm_head = WeightScheme::kNone;  // --lm-head (kNone: the model dtype)
   std::optional<double> starved_abort_percent;
   int64_t starved_min_tokens = 8;  // experts reached by fewer calibration tokens are "starved"
   int64_t checkpoint_every = 16;   // samples between amax-only checkpoints inside a layer (0: off)
@@ -51,6 +52,7 @@ struct QuantizeReport {
   size_t shards = 0;
   int64_t quantized_modules = 0;
   int64_t kept_modules = 0;
+  std::string lm_head = "kept";  // --lm-head scheme name, or "kept"
   std::string calibration_source;
   int64_t samples = 0;
   int64_t calibration_tokens = 0;

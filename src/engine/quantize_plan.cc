@@ -19,6 +19,7 @@ QuantConfigInputs ExportPlan::config_inputs() const {
   QuantConfigInputs in;
   in.recipe = recipe;
   in.layout = layout;
+  in.lm_head = lm_head;
   for (const LinearModule& m : modules) {
     (m.scheme == WeightScheme::kNone ? in.unquantized_modules : in.quantized_modules)
         .push_back(m.name);
@@ -33,7 +34,7 @@ int64_t ExportPlan::quantized_count() const {
 }
 
 ExportPlan plan_export(const Checkpoint& ckpt, const ModelConfig& c, QuantRecipe recipe,
-                       ExportLayout layout, const IgnorePatterns& ignore) {
+                       ExportLayout layout, const IgnorePatterns& ignore, WeightScheme lm_head) {
   check_recipe_layout(recipe, layout);
   ExportPlan plan;
   plan.recipe = recipe;
@@ -49,7 +50,18 @@ ExportPlan plan_export(const Checkpoint& ckpt, const ModelConfig& c, QuantRecipe
   // model, including an FP8 release (dequantized to bf16 first, §5).
   plan.ct_work_dtype = plan.model_dtype == DType::kBF16 ? WorkDtype::kBF16 : WorkDtype::kF32;
   plan.fp8_source = c.fp8.present;
-  const RecipeRules rules = recipe_rules(recipe);
+  RecipeRules rules = recipe_rules(recipe);
+  rules.lm_head = lm_head;
+  plan.lm_head = lm_head;
+  if (layout == ExportLayout::kModelopt && lm_head != WeightScheme::kNone) {
+    const WeightScheme own = rules.experts;
+    M2_CHECK(lm_head == own, "--lm-head ", scheme_name(lm_head),
+             " in the modelopt layout: "
+             "modelopt describes a checkpoint with one quant_algo (here ",
+             scheme_name(own),
+             "), so lm_head can only take that scheme there; use --format compressed-tensors, "
+             "whose config groups give lm_head its own scheme");
+  }
 
   std::set<std::string> used;
   auto use = [&](const std::string& name) {
@@ -78,7 +90,9 @@ ExportPlan plan_export(const Checkpoint& ckpt, const ModelConfig& c, QuantRecipe
     m.cols = cols;
     m.scheme = rules.scheme_for(kind);
     if (m.scheme != WeightScheme::kNone && ignore.matches(name)) m.scheme = WeightScheme::kNone;
-    m.input_scale = m.scheme == WeightScheme::kNvfp4 && rules.static_input_scales;
+    // lm_head's input is never calibrated: a 4-bit lm_head is weight-only.
+    m.input_scale = m.scheme == WeightScheme::kNvfp4 && rules.static_input_scales &&
+                    kind != LinearKind::kLmHead;
     m.fused_group = std::move(group);
     ExportItem item;
     item.layer = layer;

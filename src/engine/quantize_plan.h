@@ -51,10 +51,11 @@ struct ExportPlan {
   DType model_dtype = DType::kBF16;  // dtype of unquantized weights and CT KV scales
   WorkDtype ct_work_dtype = WorkDtype::kBF16;
   bool fp8_source = false;
-  std::vector<LinearModule> modules;  // model order
-  std::vector<ExportItem> items;      // write order: embed, layers 0..N-1, norm, lm_head
-  std::vector<std::string> dropped;   // source tensors not exported (e.g. MTP modules)
-  uint64_t source_bytes = 0;          // bytes of the source tensors the plan reads
+  WeightScheme lm_head = WeightScheme::kNone;  // --lm-head
+  std::vector<LinearModule> modules;           // model order
+  std::vector<ExportItem> items;               // write order: embed, layers 0..N-1, norm, lm_head
+  std::vector<std::string> dropped;            // source tensors not exported (e.g. MTP modules)
+  uint64_t source_bytes = 0;                   // bytes of the source tensors the plan reads
 
   std::vector<TensorSpec> specs() const;
   QuantConfigInputs config_inputs() const;
@@ -63,7 +64,10 @@ struct ExportPlan {
 
 // Builds the plan; throws m2fp4::Error for a module whose input width does not fit the scheme's
 // block, or --ignore patterns that split a fused group (vLLM refuses partly quantized qkv/w13).
+// `lm_head`: the scheme of lm_head (--lm-head; kNone keeps it in the model dtype). The modelopt
+// layout has one quant_algo per checkpoint, so there it must be the recipe's own Linear scheme.
 ExportPlan plan_export(const Checkpoint& checkpoint, const ModelConfig& config, QuantRecipe recipe,
-                       ExportLayout layout, const IgnorePatterns& ignore);
+                       ExportLayout layout, const IgnorePatterns& ignore,
+                       WeightScheme lm_head = WeightScheme::kNone);
 
 }  // namespace m2fp4

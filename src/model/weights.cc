@@ -77,7 +77,10 @@ class Loader {
         w.format = WeightFormat::kFp8Block128;
         w.scale_cols = (cols + 127) / 128;
         const int64_t scale_rows = (rows + 127) / 128;
-        const std::string scale_name = name + "_scale_inv";
+        // weight_scale_inv (the MiniMax / DeepSeek release), or weight_scale
+        // (compressed-tensors' float-quantized block format); both multiply.
+        std::string scale_name = name + "_scale_inv";
+        if (!ckpt_.has(scale_name) && ckpt_.has(name + "_scale")) scale_name = name + "_scale";
         M2_CHECK(ckpt_.has(scale_name), "tensor ", name, " is F8_E4M3 but ", scale_name,
                  " is missing");
         const TensorView s = ckpt_.tensor(scale_name);
@@ -156,7 +159,7 @@ ModelWeights ModelWeights::load(const Checkpoint& ckpt, const ModelConfig& c) {
   if (c.tie_word_embeddings && !ckpt.has("lm_head.weight")) {
     mw.lm_head = mw.embed_tokens;
   } else {
-    mw.lm_head = load.matrix("lm_head.weight", c.vocab_size, H, false);
+    mw.lm_head = load.matrix("lm_head.weight", c.vocab_size, H);  // `quantize --lm-head fp8`
   }
   // Layers 0..num_hidden_layers-1 only: MTP modules stored as later layers are ignored.
   mw.layers.reserve(static_cast<size_t>(c.num_hidden_layers));

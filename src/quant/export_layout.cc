@@ -37,11 +37,23 @@ std::vector<TensorSpec> quantized_linear_specs(const std::string& module, int64_
                                                ExportLayout layout, bool input_scale) {
   const int64_t block = scheme_block(scheme);
   M2_CHECK(block > 0, module, ": not a quantized scheme");
-  M2_CHECK(rows > 0 && cols > 0 && cols % block == 0, module, ": input width ", cols,
-           " is not a multiple of the ", scheme_name(scheme), " block of ", block);
+  M2_CHECK(rows > 0 && cols > 0 && (cols % block == 0 || !scheme_needs_whole_blocks(scheme)),
+           module, ": input width ", cols, " is not a multiple of the ", scheme_name(scheme),
+           " block of ", block);
   M2_CHECK(!input_scale || scheme == WeightScheme::kNvfp4, module,
            ": static input scales exist only for NVFP4");
   std::vector<TensorSpec> specs;
+  if (scheme == WeightScheme::kFp8Block128) {
+    // E4M3 codes under the plain `weight` name; the f32 multiplier per 128x128 block is
+    // `weight_scale_inv` in the MiniMax / DeepSeek release layout (modelopt export) and
+    // `weight_scale` in compressed-tensors' float-quantized block format.
+    const std::vector<int64_t> scale_shape = {(rows + 127) / 128, (cols + 127) / 128};
+    specs.push_back({module + ".weight", DType::kF8E4M3, {rows, cols}});
+    specs.push_back(
+        {module + (layout == ExportLayout::kModelopt ? ".weight_scale_inv" : ".weight_scale"),
+         DType::kF32, scale_shape});
+    return specs;
+  }
   specs.push_back({packed_name(module, layout), DType::kU8, {rows, cols / 2}});
   switch (scheme) {
     case WeightScheme::kNvfp4:
@@ -61,6 +73,7 @@ std::vector<TensorSpec> quantized_linear_specs(const std::string& module, int64_
       specs.push_back({module + ".weight_scale", DType::kF16, {rows, cols / 16}});
       break;
     case WeightScheme::kNone:
+    case WeightScheme::kFp8Block128:
       break;
   }
   return specs;
@@ -130,6 +143,12 @@ std::vector<EncodedTensor> encode_quantized_linear(const std::string& module, co
     case WeightScheme::kIq4nl16: {
       const Iq4nl16Tensor t = iq4nl16_quantize(w);
       data.push_back(to_bytes(t.packed));
+      data.push_back(to_bytes(t.scales));
+      break;
+    }
+    case WeightScheme::kFp8Block128: {
+      const Fp8Tensor t = fp8_quantize(w, Fp8Options{Fp8Granularity::kBlock, 128, 128});
+      data.push_back(to_bytes(t.codes));
       data.push_back(to_bytes(t.scales));
       break;
     }

@@ -12,6 +12,10 @@
 //   MXFP4    modelopt             X.weight U8 [o, i/2], X.weight_scale U8 [o, i/32] (modelopt's
 //                                 MXFP4QTensor export: ceil exponent, ties toward zero)
 //   IQ4NL16  compressed-tensors   X.weight_packed U8 [o, i/2], X.weight_scale F16 [o, i/16]
+//   FP8 128  compressed-tensors   X.weight F8_E4M3 [o, i], X.weight_scale F32 [o/128, i/128]
+//                                 (float-quantized, block strategy; divisions round up)
+//   FP8 128  modelopt             X.weight F8_E4M3 [o, i], X.weight_scale_inv F32 [o/128, i/128]
+//                                 (the official MiniMax FP8 release's names, §5)
 //   KV       modelopt             model.layers.L.self_attn.{k_proj.k_scale, v_proj.v_scale} F32 []
 //   KV       compressed-tensors   model.layers.L.self_attn.{k_scale, v_scale} model dtype [1]
 #pragma once

@@ -48,6 +48,45 @@ const char* ct_format(QuantRecipe recipe) {
   return "?";
 }
 
+// The config group of a quantized lm_head (weight-only; lm_head is never calibrated).
+ojson ct_lm_head_group(WeightScheme scheme) {
+  ojson group;
+  group["targets"] = ojson::array({"lm_head"});
+  const char* format = "?";
+  switch (scheme) {
+    case WeightScheme::kNvfp4:
+      group["weights"] = ct_args(4, "tensor_group", 16, false, "torch.float8_e4m3fn", "minmax");
+      group["input_activations"] = nullptr;
+      format = "nvfp4-pack-quantized";
+      break;
+    case WeightScheme::kMxfp4:
+      group["weights"] = ct_args(4, "group", 32, false, "torch.uint8", "minmax");
+      group["input_activations"] = nullptr;
+      format = "mxfp4-pack-quantized";
+      break;
+    case WeightScheme::kIq4nl16:
+      group["weights"] = ct_args(4, "group", 16, false, "torch.float16", "minmax");
+      group["input_activations"] = nullptr;
+      format = "mxfp4_16";
+      break;
+    case WeightScheme::kFp8Block128: {
+      // compressed-tensors' FP8_BLOCK preset: static 128x128 weight blocks, activations
+      // quantized per token and 128 channels at run time.
+      ojson weights = ct_args(8, "block", nullptr, false, nullptr, "minmax");
+      weights["block_structure"] = ojson::array({128, 128});
+      group["weights"] = std::move(weights);
+      group["input_activations"] = ct_args(8, "group", 128, true, nullptr, nullptr);
+      format = "float-quantized";
+      break;
+    }
+    case WeightScheme::kNone:
+      fail("lm_head: not a quantized scheme");
+  }
+  group["output_activations"] = nullptr;
+  group["format"] = format;
+  return group;
+}
+
 ojson compressed_tensors_config(const QuantConfigInputs& in) {
   const RecipeRules rules = recipe_rules(in.recipe);
   const char* format = ct_format(in.recipe);
@@ -77,9 +116,15 @@ ojson compressed_tensors_config(const QuantConfigInputs& in) {
 
   ojson q;
   q["config_groups"] = ojson{{"group_0", std::move(group)}};
+  std::string top_format = format;
+  if (in.lm_head != WeightScheme::kNone) {
+    ojson head = ct_lm_head_group(in.lm_head);
+    if (head["format"] != format) top_format = "mixed-precision";
+    q["config_groups"]["group_1"] = std::move(head);
+  }
   q["quant_method"] = "compressed-tensors";
   q["kv_cache_scheme"] = rules.fp8_kv_scales ? ct_kv_cache_scheme() : ojson(nullptr);
-  q["format"] = format;
+  q["format"] = top_format;
   q["quantization_status"] = "compressed";
   q["global_compression_ratio"] = nullptr;
   q["ignore"] = in.unquantized_modules;

@@ -19,6 +19,8 @@ struct QuantConfigInputs {
   // model dtype (lm_head, routers, --ignore'd modules, attention of the experts-only recipe).
   std::vector<std::string> quantized_modules;
   std::vector<std::string> unquantized_modules;
+  // lm_head's scheme (--lm-head); when not kNone, lm_head is among quantized_modules.
+  WeightScheme lm_head = WeightScheme::kNone;
   std::string producer_name = "m2fp4";
   std::string producer_version = "0.1.0";
 };
@@ -27,7 +29,11 @@ struct QuantConfigInputs {
 //  compressed-tensors: quant_method "compressed-tensors", format nvfp4-pack-quantized /
 //    mxfp4-pack-quantized / mxfp4_16, one config group targeting Linear, `ignore` = the exact
 //    names of every unquantized Linear (what compressed-tensors' from_pretrained records), and a
-//    static per-tensor FP8 kv_cache_scheme when the recipe calibrates KV scales.
+//    static per-tensor FP8 kv_cache_scheme when the recipe calibrates KV scales. A quantized
+//    lm_head gets a second group targeting "lm_head" by name (vLLM matches names before classes,
+//    and reads a compressed-tensors lm_head since vllm#37291): weight-only args of its scheme,
+//    FP8 as compressed-tensors' FP8_BLOCK preset (float-quantized, 128x128 blocks, dynamic
+//    per-128 activations); the top-level format is "mixed-precision" when the groups differ.
 //  modelopt: convert_hf_quant_config_format() of the hf_quant_config.json below (quant_method
 //    "modelopt", `ignore` = exclude_modules).
 nlohmann::ordered_json quantization_config_json(const QuantConfigInputs& inputs);

@@ -61,6 +61,8 @@ std::string_view scheme_name(WeightScheme scheme) {
       return "mxfp4";
     case WeightScheme::kIq4nl16:
       return "iq4nl16";
+    case WeightScheme::kFp8Block128:
+      return "fp8-block128";
   }
   return "?";
 }
@@ -74,8 +76,23 @@ int64_t scheme_block(WeightScheme scheme) {
       return 16;
     case WeightScheme::kMxfp4:
       return 32;
+    case WeightScheme::kFp8Block128:
+      return 128;
   }
   return 0;
+}
+
+bool scheme_needs_whole_blocks(WeightScheme scheme) {
+  return scheme != WeightScheme::kFp8Block128;
+}
+
+WeightScheme parse_lm_head_scheme(std::string_view name) {
+  if (name == "keep" || name == "bf16") return WeightScheme::kNone;
+  if (name == "fp8") return WeightScheme::kFp8Block128;
+  if (name == "nvfp4") return WeightScheme::kNvfp4;
+  if (name == "mxfp4") return WeightScheme::kMxfp4;
+  if (name == "mxfp4-16") return WeightScheme::kIq4nl16;
+  fail("unknown --lm-head '", name, "' (expected keep, bf16, fp8, nvfp4, mxfp4 or mxfp4-16)");
 }
 
 WeightScheme RecipeRules::scheme_for(LinearKind kind) const {
@@ -87,8 +104,9 @@ WeightScheme RecipeRules::scheme_for(LinearKind kind) const {
     case LinearKind::kExpertW2:
       return experts;
     case LinearKind::kRouter:  // routing stays exact: every recipe keeps the router gate
-    case LinearKind::kLmHead:  // and lm_head in the model dtype
       return WeightScheme::kNone;
+    case LinearKind::kLmHead:  // kept in the model dtype unless --lm-head says otherwise
+      return lm_head;
   }
   return WeightScheme::kNone;
 }

@@ -22,7 +22,9 @@ enum class QuantRecipe {
 // The on-disk layout (tensor names, global-scale sense, config files).
 enum class ExportLayout { kCompressedTensors, kModelopt };
 
-enum class WeightScheme { kNone, kNvfp4, kMxfp4, kIq4nl16 };
+// kFp8Block128: E4M3 codes with one f32 multiplier per 128x128 block (the official MiniMax FP8
+// release's layout and a kernel format, WeightFormat::kFp8Block128); offered for lm_head only.
+enum class WeightScheme { kNone, kNvfp4, kMxfp4, kIq4nl16, kFp8Block128 };
 
 // The Linear layers of a MiniMax-M2 decoder (plus lm_head), by role.
 enum class LinearKind { kAttentionQkv, kAttentionO, kRouter, kExpertW13, kExpertW2, kLmHead };
@@ -44,11 +46,19 @@ void check_recipe_layout(QuantRecipe recipe, ExportLayout layout);
 std::string_view scheme_name(WeightScheme scheme);
 // Elements per block along the input dimension (0 for kNone).
 int64_t scheme_block(WeightScheme scheme);
+// The input width must be a multiple of scheme_block() (FP8 128x128 blocks may be partial).
+bool scheme_needs_whole_blocks(WeightScheme scheme);
+
+// `quantize --lm-head`: "keep" or "bf16" (the model dtype, as the published checkpoints do),
+// "fp8" (E4M3, 128x128 block scales), "nvfp4", "mxfp4" or "mxfp4-16"; throws naming the choices.
+// lm_head is never calibrated, so a 4-bit lm_head is weight-only (no NVFP4 input scale).
+WeightScheme parse_lm_head_scheme(std::string_view name);
 
 // What a recipe does to each kind of Linear before --ignore patterns apply.
 struct RecipeRules {
   WeightScheme attention = WeightScheme::kNone;  // q/k/v/o
   WeightScheme experts = WeightScheme::kNone;    // w1/w2/w3
+  WeightScheme lm_head = WeightScheme::kNone;    // --lm-head (default: kept)
   bool static_input_scales = false;              // NVFP4 W4A4: calibrated input scales
   bool fp8_kv_scales = false;                    // calibrated k_scale / v_scale per layer
 
