@@ -146,6 +146,32 @@ TEST_F(EngineConstraint, GreedyEqualsMaskedLoopWithAndWithoutNgramSpeculation) {
   }
 }
 
+// Preemption by recompute keeps the output, so a constraint advanced only on accepted tokens
+// stays in step: outputs equal the masked plain loop under a pool too small for all requests.
+TEST_F(EngineConstraint, PreemptionKeepsConstraintsInStep) {
+  EngineOptions o = testing::test_options();
+  o.kv_cache_memory = 12 * KvCache::block_bytes(model().config, 16, KvCacheDtype::kF32);
+  o.max_model_len = 96;
+  o.max_num_batched_tokens = 32;
+  o.max_num_seqs = 8;
+  Engine engine(model(), o);
+  Collector col;
+  std::vector<GenerationRequest> requests;
+  std::vector<std::vector<int32_t>> expected;
+  for (uint32_t i = 0; i < 6; ++i) {
+    const auto prompt = make_prompt(300 + i, 20 + 3 * i, vocab());
+    const int free = static_cast<int>(i % 3);
+    requests.push_back(
+        constrained(prompt, 40, 0.0f, std::make_shared<ModuloConstraint>(free, 35, 2, 1), col));
+    expected.push_back(masked_greedy(prompt, 40, free, 35, 2, 1));
+  }
+  const auto ids = testing::run_together(engine, std::move(requests));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(col.get(ids[i]).tokens, expected[i]) << "request " << i;
+  }
+  EXPECT_GT(engine.stats().preemptions, 0);
+}
+
 TEST_F(EngineConstraint, SampledRequestsOnlyProduceAllowedTokens) {
   for (bool speculate : {false, true}) {
     EngineOptions o = testing::test_options();
