@@ -48,7 +48,8 @@ class OutputConstraint final : public TokenConstraint {
   // token that completes `</think>` must leave what follows it acceptable.
   bool active() const override { return !broken_ && (!state_.reasoning || state_.think_pos > 0); }
   bool complete() const override { return !state_.reasoning && state_.matcher.complete(); }
-  bool may_end() const override { return !state_.reasoning && state_.matcher.may_end(); }
+  // The model may stop while it reasons (nothing was asked of the reasoning).
+  bool may_end() const override { return state_.reasoning || state_.matcher.may_end(); }
 
   bool allows(int32_t token) const override {
     if (!trie_->contains(token)) return false;

@@ -95,6 +95,7 @@ TEST(OutputConstraint, FreeWhileReasoningThenJson) {
   accept_text(*c, "Let me think about {braces} and </thi");
   EXPECT_TRUE(c->active());  // a token may end the reasoning now
   EXPECT_FALSE(c->complete());
+  EXPECT_TRUE(c->may_end());  // EOS stays allowed while reasoning
   // Finishing `</think>` is allowed only with JSON-compatible bytes after it.
   EXPECT_TRUE(c->allows(tokenizer().encode("n")[0]));
   accept_text(*c, "nk");
@@ -102,6 +103,7 @@ TEST(OutputConstraint, FreeWhileReasoningThenJson) {
   EXPECT_TRUE(c->allows(gt));
   c->accept(gt);
   EXPECT_TRUE(c->active());
+  EXPECT_FALSE(c->may_end());
   EXPECT_FALSE(c->allows(tokenizer().encode("Sure")[0]));
   EXPECT_TRUE(c->allows(tokenizer().encode("{")[0]));
   EXPECT_FALSE(c->allows(tokenizer().token_to_id("[e~[")));  // special tokens never
