@@ -185,6 +185,20 @@ def test_json_schema_object_properties(client):
             assert isinstance(doc["sure"], bool)
 
 
+def test_reasoning_is_free(client):
+    # Thinking on (the prompt ends inside <think>): nothing is masked before </think>, so a
+    # greedy answer whose reasoning never closes is the same with and without response_format.
+    kwargs = dict(model="tiny", messages=MESSAGES, max_tokens=30, temperature=0,
+                  extra_body={"return_token_ids": True})
+    free = client.chat.completions.create(**kwargs)
+    forced = client.chat.completions.create(response_format={"type": "json_object"}, **kwargs)
+    free_msg = free.choices[0].message.model_dump()
+    assert "</think>" not in (free_msg.get("reasoning_content") or "")
+    assert free_msg.get("content") is None
+    assert forced.choices[0].model_extra["token_ids"] == free.choices[0].model_extra["token_ids"]
+    assert forced.choices[0].message.model_dump() == free_msg
+
+
 def test_bad_schema_type_is_400(client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(
