@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 
 #include "base/error.h"
 #include "numerics/f16.h"
@@ -14,6 +15,7 @@ namespace m2fp4 {
 namespace {
 
 constexpr float kDeadBlockAmax = 1e-15f;  // llama.cpp GROUP_MAX_EPS
+constexpr float kFloatMax = std::numeric_limits<float>::max();
 constexpr int64_t kN = kIq4nl16Block;
 
 // Level values by floor(2v) - kIq4nlTableLow.
@@ -151,9 +153,15 @@ Iq4nl16Tensor iq4nl16_quantize(const ConstMatrix& w, const Iq4nl16Options& optio
     const bool simd = options.allow_simd && iq4nl16_simd_available();
     for (int64_t r = begin; r < end; ++r) {
       w.load(r, 0, w.cols, row.data());
-      for (int64_t c = 0; c < w.cols; ++c) {
-        M2_CHECK(std::isfinite(row[c]), "IQ4_NL x16: row ", r, " column ", c,
-                 " is NaN or infinite");
+      // One branch-free pass (it vectorizes; a check per element cost ~5% of a quantize run),
+      // then the element named only when there is one.
+      bool finite = true;
+      for (int64_t c = 0; c < w.cols; ++c) finite &= std::fabs(row[c]) <= kFloatMax;
+      if (!finite) {
+        for (int64_t c = 0; c < w.cols; ++c) {
+          M2_CHECK(std::isfinite(row[c]), "IQ4_NL x16: row ", r, " column ", c,
+                   " is NaN or infinite");
+        }
       }
       uint16_t* row_scales = out.scales.data() + r * blocks_per_row;
       uint8_t* row_packed = out.packed.data() + r * w.cols / 2;

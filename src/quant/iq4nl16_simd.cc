@@ -85,17 +85,21 @@ M2FP4_AVX512 Lookup make_lookup() {
   return l;
 }
 
-// iq4nl_nearest_index_table(v) per lane: 2v clamped (NaN -> low, as the scalar code), floored.
-M2FP4_AVX512 inline __m512i nearest_index(const Lookup& l, __m512 v) {
-  __m512 twice = _mm512_mul_ps(_mm512_set1_ps(2.0f), v);
+// iq4nl_nearest_index_table(v) per lane from twice = 2v: clamped (NaN -> low, as the scalar
+// code), floored (one conversion rounding toward -inf: the clamped value fits an int32).
+M2FP4_AVX512 inline __m512i nearest_index_of_twice(const Lookup& l, __m512 twice) {
   // max returns its second operand when the first is NaN.
   twice = _mm512_max_ps(twice, _mm512_set1_ps(static_cast<float>(kIq4nlTableLow)));
   twice = _mm512_min_ps(twice, _mm512_set1_ps(static_cast<float>(kIq4nlTableHigh)));
-  const __m512 k = _mm512_roundscale_ps(twice, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __m512i kk = _mm512_sub_epi32(_mm512_cvttps_epi32(k), _mm512_set1_epi32(kIq4nlTableLow));
+  const __m512i k = _mm512_cvt_roundps_epi32(twice, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m512i kk = _mm512_sub_epi32(k, _mm512_set1_epi32(kIq4nlTableLow));
   const __m512i base = _mm512_permutex2var_epi32(l.base_lo, _mm512_srli_epi32(kk, 4), l.base_hi);
   const __mmask16 past = _mm512_cmpge_epi32_mask(kk, _mm512_permutexvar_epi32(base, l.next));
   return _mm512_mask_add_epi32(base, past, base, _mm512_set1_epi32(1));
+}
+
+M2FP4_AVX512 inline __m512i nearest_index(const Lookup& l, __m512 v) {
+  return nearest_index_of_twice(l, _mm512_mul_ps(_mm512_set1_ps(2.0f), v));
 }
 
 M2FP4_AVX512 inline __m512 level_of(const Lookup& l, __m512i index) {
@@ -110,9 +114,13 @@ struct SumsV {
 template <bool kDivide>
 M2FP4_AVX512 inline SumsV assign(const Lookup& l, const __m512* x, const __m512* w, __m512 s) {
   SumsV sums{_mm512_setzero_ps(), _mm512_setzero_ps()};
+  // 2 (s x) == (2 s) x: doubling is exact, and where s x is subnormal both floor alike (to 0
+  // or -1), so the multiply path doubles the scale once instead of every product.
+  const __m512 s2 = _mm512_mul_ps(_mm512_set1_ps(2.0f), s);
   for (int j = 0; j < 16; ++j) {
-    const __m512 v = kDivide ? _mm512_div_ps(x[j], s) : _mm512_mul_ps(s, x[j]);
-    const __m512 q = level_of(l, nearest_index(l, v));
+    const __m512i index = kDivide ? nearest_index(l, _mm512_div_ps(x[j], s))
+                                  : nearest_index_of_twice(l, _mm512_mul_ps(s2, x[j]));
+    const __m512 q = level_of(l, index);
     const __m512 wq = _mm512_mul_ps(w[j], q);
     sums.qx = _mm512_add_ps(sums.qx, _mm512_mul_ps(wq, x[j]));
     sums.q2 = _mm512_add_ps(sums.q2, _mm512_mul_ps(wq, q));
