@@ -9,11 +9,24 @@
 #include "text/constraints/json_matcher.h"
 #include "text/constraints/schema_object_matcher.h"
 #include "text/constraints/tool_call_matcher.h"
+#include "text/parsers/tool_call_parser.h"
 
 namespace m2fp4::server {
 namespace {
 
 constexpr std::string_view kThinkEnd = "</think>";
+
+// Advances a match of `tag` (whose only '<' is its first byte: a mismatch restarts the match at
+// that byte); true when it completes.
+bool advance(uint8_t& pos, uint8_t byte, std::string_view tag) {
+  if (byte == static_cast<uint8_t>(tag[pos])) {
+    if (++pos < tag.size()) return false;
+    pos = 0;
+    return true;
+  }
+  pos = byte == '<' ? 1 : 0;
+  return false;
+}
 
 // The bytes of the output, fed one at a time: free while the model reasons (only the end of
 // its reasoning is looked for), then the matcher's. Copyable, for the trie walk.
@@ -22,19 +35,27 @@ struct GatedMatcher {
   bool reasoning = false;
   uint8_t think_pos = 0;  // bytes of `</think>` matched at the end of the reasoning so far
   Matcher matcher;
+  // Tool calls: `<minimax:tool_call>` inside the reasoning starts the call block too (the
+  // minimax_m2 reasoning parser's tool escape), the tag then being the matcher's first bytes.
+  bool call_escape = false;
+  uint8_t call_pos = 0;  // bytes of `<minimax:tool_call>` matched
 
   bool operator==(const GatedMatcher&) const = default;
 
   bool feed(uint8_t byte) {
     if (!reasoning) return matcher.feed(byte);
-    // `</think>` has a single '<', so a mismatch restarts the match at that byte.
-    if (byte == static_cast<uint8_t>(kThinkEnd[think_pos])) {
-      if (++think_pos == kThinkEnd.size()) reasoning = false;
-    } else {
-      think_pos = byte == '<' ? 1 : 0;
+    if (advance(think_pos, byte, kThinkEnd)) {
+      reasoning = false;
+      call_pos = 0;
+    } else if (call_escape && advance(call_pos, byte, kToolBlockOpen)) {
+      reasoning = false;
+      think_pos = 0;
+      return matcher.feed(kToolBlockOpen);
     }
     return true;
   }
+  // A token may end the reasoning now.
+  bool at_tag() const { return think_pos > 0 || call_pos > 0; }
 };
 
 template <class Matcher>
@@ -46,7 +67,7 @@ class OutputConstraint final : public TokenConstraint {
 
   // While reasoning, tokens matter only when the text may be about to end the reasoning: a
   // token that completes `</think>` must leave what follows it acceptable.
-  bool active() const override { return !broken_ && (!state_.reasoning || state_.think_pos > 0); }
+  bool active() const override { return !broken_ && (!state_.reasoning || state_.at_tag()); }
   bool complete() const override { return !state_.reasoning && state_.matcher.complete(); }
   // The model may stop while it reasons (nothing was asked of the reasoning).
   bool may_end() const override { return state_.reasoning || state_.matcher.may_end(); }
@@ -130,7 +151,7 @@ ConstraintFactory output_constraint_factory(
     }
     std::shared_ptr<const TokenTrie> t = trie();
     return [t, grammar, reasons]() -> std::shared_ptr<TokenConstraint> {
-      GatedMatcher<ToolCallMatcher> start{reasons, 0, ToolCallMatcher(grammar.get())};
+      GatedMatcher<ToolCallMatcher> start{reasons, 0, ToolCallMatcher(grammar.get()), true, 0};
       return std::make_shared<OutputConstraint<ToolCallMatcher>>(t, start, grammar);
     };
   }

@@ -12,7 +12,8 @@
 // With a reasoning parser the output starts inside the model's thinking: nothing is masked until
 // the first `</think>` (matched as text, whatever tokens spell it), as vLLM's structured outputs
 // wait for the reasoning parser's end of reasoning; without one (or with thinking disabled) the
-// constraint holds from the first token.
+// constraint holds from the first token. A forced tool call may also start inside the reasoning
+// with `<minimax:tool_call>` (the minimax_m2 reasoning parser ends the reasoning there too).
 #pragma once
 
 #include <functional>

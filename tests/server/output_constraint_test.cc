@@ -232,6 +232,32 @@ TEST(OutputConstraint, RequiredToolChoiceAllowsAnyToolAndParallelCalls) {
   EXPECT_GT(completed, 10);
 }
 
+// A call block opened inside unclosed reasoning ends the reasoning for the minimax_m2 reasoning
+// parser (its tool escape): a forced call is enforced from that tag on.
+TEST(OutputConstraint, ToolCallStartedInsideTheReasoning) {
+  std::mt19937 rng(6);
+  int completed = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto c = factory({{"tools", kTools}, {"tool_choice", "required"}}, true)();
+    accept_text(*c, "The user wants the weather. ");
+    EXPECT_FALSE(c->active());
+    c->accept(tokenizer().token_to_id("<minimax:tool_call>"));
+    EXPECT_TRUE(c->active());
+    EXPECT_FALSE(c->may_end());
+    EXPECT_FALSE(c->allows(tokenizer().encode("x")[0]));
+    const std::string text = walk(*c, rng, 400);
+    if (!c->complete()) continue;
+    ++completed;
+    const auto calls = parse_tool_calls("The user wants the weather. <minimax:tool_call>" + text);
+    ASSERT_GE(calls.size(), 1u) << text;
+  }
+  EXPECT_GT(completed, 5);
+  // JSON output has no such escape: the tag is reasoning text.
+  auto j = factory({{"response_format", {{"type", "json_object"}}}}, true)();
+  j->accept(tokenizer().token_to_id("<minimax:tool_call>"));
+  EXPECT_FALSE(j->active());
+}
+
 TEST(OutputConstraint, UnwritableToolNamesAreABadRequest) {
   const Json bad = Json::parse(R"([{"type": "function", "function": {"name": "a\"b"}}])");
   EXPECT_THROW(factory({{"tools", bad}, {"tool_choice", "required"}}, false), ApiError);
