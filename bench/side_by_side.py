@@ -23,6 +23,55 @@ PAIRS = {  # name: (m2fp4 checkpoint folder, GGUF file, label)
 }
 
 
+def m2fp4_bytes_per_token(folder: str) -> int:
+    """Weight bytes one decode token reads from an m2fp4 checkpoint, from its safetensors
+    headers: every tensor once, the embedding's one row, experts' tensors times top_k / experts."""
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    frac = cfg["num_experts_per_tok"] / cfg["num_local_experts"]
+    total = 0.0
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".safetensors"):
+            continue
+        with open(os.path.join(folder, name), "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        for tensor, info in header.items():
+            if tensor == "__metadata__":
+                continue
+            nbytes = info["data_offsets"][1] - info["data_offsets"][0]
+            if tensor == "model.embed_tokens.weight":
+                total += nbytes / cfg["vocab_size"]
+            elif ".experts." in tensor:
+                total += nbytes * frac
+            else:
+                total += nbytes
+    return int(total)
+
+
+def gguf_bytes_per_token(path: str, top_k: int, n_experts: int, vocab: int) -> int:
+    """The same count for a GGUF (llama.cpp's stacked *_exps tensors hold every expert)."""
+    import gguf  # the package bench/hf_to_gguf.py writes with
+    total = 0.0
+    for t in gguf.GGUFReader(path).tensors:
+        nbytes = int(t.n_bytes)
+        if t.name == "token_embd.weight":
+            total += nbytes / vocab
+        elif "_exps" in t.name:
+            total += nbytes * top_k / n_experts
+        else:
+            total += nbytes
+    return int(total)
+
+
+def head_type(path: str) -> str:
+    """The GGUF type of output.weight (llama-quantize's choice for the lm_head)."""
+    import gguf
+    for t in gguf.GGUFReader(path).tensors:
+        if t.name == "output.weight":
+            return t.tensor_type.name
+    return "tied"
+
+
 def run_json(cmd: list[str]) -> list[dict]:
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
@@ -65,6 +114,9 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("--markdown")
     ap.add_argument("--llama-args", default="")
+    ap.add_argument("--lm-head", default="fp8",
+                    help="lm_head of the m2fp4 4-bit checkpoints: fp8 (folders RECIPE-lmfp8) "
+                         "or keep (folders RECIPE, the model dtype)")
     a = ap.parse_args()
     pairs = a.pairs.split(",")
     tests = a.tests.split(",")
@@ -77,6 +129,26 @@ def main() -> int:
           f"{started:%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} CPUs")
     print("# m2fp4: bench -r 1 (after a warmup run); llama.cpp: llama-bench -r 1 -lm none "
           f"{a.llama_args} (after its warmup run)")
+    with open(os.path.join(a.dir, "bf16", "config.json")) as f:
+        cfg = json.load(f)
+
+    def folder_of(pair: str) -> str:
+        folder = PAIRS[pair][0]
+        return folder + "-lmfp8" if pair != "bf16" and a.lm_head == "fp8" else folder
+
+    # What each side reads per decode token, and its lm_head.
+    per_token: dict[str, tuple[int, int, str, str]] = {}
+    for pair in pairs:
+        folder, gguf_file = folder_of(pair), os.path.join(a.dir, "gguf", PAIRS[pair][1])
+        m_head = "BF16" if pair == "bf16" or a.lm_head != "fp8" else "FP8 128x128 (8.25 bpw)"
+        per_token[pair] = (
+            m2fp4_bytes_per_token(os.path.join(a.dir, folder)),
+            gguf_bytes_per_token(gguf_file, cfg["num_experts_per_tok"], cfg["num_local_experts"],
+                                 cfg["vocab_size"]),
+            m_head, head_type(gguf_file))
+        m_b, l_b, m_h, l_h = per_token[pair]
+        print(f"# {pair}: m2fp4 {folder} reads {m_b / 1e6:.1f} MB/token (lm_head {m_h}); "
+              f"llama.cpp {PAIRS[pair][1]} reads {l_b / 1e6:.1f} MB/token (output.weight {l_h})")
     rows = []  # (round, pair, test, bw, load, m2fp4 t/s, llama t/s)
     sizes: dict[str, tuple[int, int]] = {}
     header = (f"{'round':>5} {'pair':<6} {'test':<6} {'bw GB/s':>8} {'load':>5} "
@@ -85,6 +157,7 @@ def main() -> int:
     for rnd in range(1, a.rounds + 1):
         for pair in pairs:
             folder, gguf, _ = PAIRS[pair]
+            folder = folder_of(pair)
             m_cmd = [a.exe, "bench", "-m", os.path.join(a.dir, folder), "-p", str(n_prompt),
                      "-n", str(n_gen), "-t", str(a.threads), "-r", "1", "--json"]
             l_cmd = [a.llama_bench, "-m", os.path.join(a.dir, "gguf", gguf), "-p", str(n_prompt),
@@ -110,14 +183,15 @@ def main() -> int:
 
     lines = [
         f"Bench: `bench/side_by_side.sh --preset {os.path.basename(a.dir)} --rounds {a.rounds} "
-        f"--threads {a.threads}"
+        f"--threads {a.threads} --lm-head {a.lm_head}"
         f"{' --llama-args ' + repr(a.llama_args) if a.llama_args else ''}`, "
         f"{started:%Y-%m-%d %H:%M} UTC, {cpu_name()} "
         f"({os.cpu_count()} CPUs), load average {rng([r[4] for r in rows])}.",
         "",
-        "| pair | test | m2fp4 size | llama.cpp size | m2fp4 t/s median (range) "
+        "| pair | test | m2fp4 size | llama.cpp size | m2fp4 MB/token (lm_head) "
+        "| llama.cpp MB/token (output) | m2fp4 t/s median (range) "
         "| llama.cpp t/s median (range) | median ratio (range) | bw GB/s median (range) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for pair in pairs:
         for test in test_names:
@@ -126,6 +200,8 @@ def main() -> int:
             lines.append(
                 f"| {PAIRS[pair][2]} | {test} | {sizes[pair][0] / 1e6:.0f} MB | "
                 f"{sizes[pair][1] / 1e6:.0f} MB | "
+                f"{per_token[pair][0] / 1e6:.1f} ({per_token[pair][2]}) | "
+                f"{per_token[pair][1] / 1e6:.1f} ({per_token[pair][3]}) | "
                 f"{statistics.median(r[5] for r in sel):.1f} ({rng([r[5] for r in sel])}) | "
                 f"{statistics.median(r[6] for r in sel):.1f} ({rng([r[6] for r in sel])}) | "
                 f"**{statistics.median(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f}) | "

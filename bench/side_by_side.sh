@@ -16,6 +16,12 @@
 #     -p N / -n N        prompt tokens of pp, generated tokens of tg (512 / 128)
 #     --markdown FILE    also write the medians table as markdown
 #     --llama-args ARGS  extra llama-bench arguments (e.g. "--poll 0"), recorded in the table
+#     --lm-head fp8|keep lm_head of the m2fp4 4-bit checkpoints (fp8): fp8 = `quantize --lm-head
+#                        fp8` (E4M3 + a scale per 128x128, 8.25 bits), like for like with
+#                        llama-quantize's Q6_K (6.56 bits, Q4_0) / Q8_0 (8.5 bits, MXFP4_MOE)
+#                        output.weight; keep = the model dtype (BF16), the published checkpoints'
+#                        choice and this script's pairing before. Each side's MB read per decode
+#                        token (and its lm_head type) is printed with the table.
 #
 # The pairs: m2fp4 BF16 vs GGUF BF16; m2fp4 mxfp4 vs MXFP4_MOE; m2fp4 nvfp4 vs Q4_0; m2fp4
 # mxfp4-16 (IQ4_NL x16 blocks) vs IQ4_NL. The m2fp4 checkpoints come from `m2fp4 quantize`, the
@@ -36,6 +42,7 @@ n_prompt=512
 n_gen=128
 markdown=
 llama_args=
+lm_head=fp8
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -49,10 +56,12 @@ while [ $# -gt 0 ]; do
     -n) n_gen=$2; shift 2 ;;
     --markdown) markdown=$2; shift 2 ;;
     --llama-args) llama_args=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --lm-head) lm_head=$2; shift 2 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "side_by_side.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
+case "$lm_head" in fp8|keep) ;; *) echo "side_by_side.sh: --lm-head fp8 or keep" >&2; exit 2 ;; esac
 exe="$build/m2fp4"
 probe="$build/bench/bandwidth_bench"
 python=${PYTHON:-$repo/.venv/bin/python}
@@ -76,10 +85,12 @@ for pair in "${pair_list[@]}"; do
     bf16) ;;
     mxfp4|nvfp4|iq4nl)
       recipe=${recipe_of[$pair]}
-      if [ ! -f "$dir/$recipe/config.json" ]; then
-        echo "m2fp4 quantize --recipe $recipe" >&2
-        nice "$exe" quantize --model "$src" --out "$dir/$recipe" --recipe "$recipe" --quiet \
-          --calib-samples 16 --max-seq 256 >"$dir/$recipe.report"
+      folder=$recipe
+      [ "$lm_head" = fp8 ] && folder=$recipe-lmfp8
+      if [ ! -f "$dir/$folder/config.json" ]; then
+        echo "m2fp4 quantize --recipe $recipe --lm-head $lm_head" >&2
+        nice "$exe" quantize --model "$src" --out "$dir/$folder" --recipe "$recipe" --quiet \
+          --lm-head "$lm_head" --calib-samples 16 --max-seq 256 >"$dir/$folder.report"
       fi ;;
     *) echo "side_by_side.sh: unknown pair $pair (bf16, mxfp4, nvfp4, iq4nl)" >&2; exit 2 ;;
   esac
@@ -89,4 +100,5 @@ bin=$("$here/llama_cpp.sh" build)
 
 exec "$python" "$here/side_by_side.py" --exe "$exe" --probe "$probe" --llama-bench "$bin/llama-bench" \
   --dir "$dir" --rounds "$rounds" --threads "$threads" --pairs "$pairs" --tests "$tests" \
-  -p "$n_prompt" -n "$n_gen" ${markdown:+--markdown "$markdown"} --llama-args "$llama_args"
+  -p "$n_prompt" -n "$n_gen" ${markdown:+--markdown "$markdown"} --llama-args "$llama_args" \
+  --lm-head "$lm_head"
