@@ -6,7 +6,8 @@
 #
 # Defaults: build/m2fp4, a temporary folder, the round-to-nearest recipes (nvfp4,
 # nvfp4-experts-fp8kv, mxfp4); add mxfp4-16 to time the IQ4_NL scale search too. Environment:
-# THREADS (default: all cores), CALIB_SAMPLES (16), MAX_SEQ (256), DTYPE (bf16 | fp8).
+# THREADS (default: all cores), CALIB_SAMPLES (16), MAX_SEQ (256), DTYPE (bf16 | fp8),
+# LM_HEAD (keep | fp8 | ...: quantize --lm-head).
 # Prints one line per recipe: seconds, GB/s overall and for quantize+write, peak RSS (the
 # process's own getrusage and /usr/bin/time's maxrss when available).
 set -euo pipefail
@@ -20,12 +21,14 @@ threads=${THREADS:-0}
 samples=${CALIB_SAMPLES:-16}
 max_seq=${MAX_SEQ:-256}
 dtype=${DTYPE:-bf16}
+lm_head=${LM_HEAD:-keep}
 
 src="$work/bench-$dtype"
 if [ ! -f "$src/config.json" ]; then
   "$exe" make-tiny --out "$src" --preset bench --seed 1 --dtype "$dtype" > /dev/null
 fi
-echo "source: $src ($(du -sh "$src" | cut -f1)), threads=${threads}, calib ${samples}x${max_seq}"
+echo "source: $src ($(du -shL "$src" | cut -f1)), threads=${threads}, calib ${samples}x${max_seq}," \
+  "lm_head ${lm_head}, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-22s %-19s %8s %10s %12s %12s\n" recipe layout seconds "GB/s" "GB/s(q+w)" "peak RSS"
 for recipe in "${recipes[@]}"; do
   out="$work/out-$recipe"
@@ -34,7 +37,8 @@ for recipe in "${recipes[@]}"; do
   timer=()
   if [ -x /usr/bin/time ]; then timer=(/usr/bin/time -f "%M" -o "$report.rss"); fi
   "${timer[@]}" "$exe" quantize --model "$src" --out "$out" --recipe "$recipe" --quiet \
-      --threads "$threads" --calib-samples "$samples" --max-seq "$max_seq" > "$report"
+      --threads "$threads" --calib-samples "$samples" --max-seq "$max_seq" \
+      --lm-head "$lm_head" > "$report"
   layout=$(sed -n 's/^recipe *[^ ]* (\(.*\) layout)$/\1/p' "$report")
   secs=$(sed -n 's/^time *\([0-9.]*\) s .*/\1/p' "$report")
   gbs=$(sed -n 's/.*: \([0-9.]*\) GB\/s of source tensors overall.*/\1/p' "$report")
