@@ -50,20 +50,24 @@ inline void gemv_rows(const Weight& w, const float* x, const uint8_t* xq, int64_
     const int n = static_cast<int>(std::min<int64_t>(kRows, row_end - r0));
     const uint8_t* rows[kRows];
     const float* mult[kRows];
+    for (int i = 0; i < n; ++i) rows[i] = codes + (r0 + i) * (w.cols / 2);
+    // The tile's rows have their scales back to back: one decode and one check for all of them
+    // (a row's last chunk may read the next row's multipliers in lanes past its columns, where
+    // the activations are 0 with scale 0: finite multipliers keep those lanes 0).
+    four_bit::decode_group_scales(w, r0, 0, n * groups, storage);
+    std::memset(storage + n * groups, 0, 16 * sizeof(float));
+    if (four_bit::all_finite(storage, n * groups)) {
+      for (int i = 0; i < n; ++i) mult[i] = storage + i * groups;
+      int8_gemv::dot_rows(w, n, rows, mult, xq, n_tokens, y + r0, w.rows);
+      continue;
+    }
     bool finite[kRows];
-    bool all_finite = true;
     for (int i = 0; i < n; ++i) {
       float* m = storage + i * stride;
       four_bit::decode_group_scales(w, r0 + i, 0, groups, m);
       std::memset(m + groups, 0, 16 * sizeof(float));
       finite[i] = four_bit::all_finite(m, groups);
-      all_finite &= finite[i];
-      rows[i] = codes + (r0 + i) * (w.cols / 2);
       mult[i] = m;
-    }
-    if (all_finite) {
-      int8_gemv::dot_rows(w, n, rows, mult, xq, n_tokens, y + r0, w.rows);
-      continue;
     }
     // A NaN or infinite multiplier: that row as scalar::matmul computes it (f32 activations),
     // so it gives the same NaN or infinity; the others as usual.

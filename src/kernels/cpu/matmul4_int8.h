@@ -51,7 +51,7 @@ void quantize(const Weight& w, const float* x, int64_t n_tokens, uint8_t* out);
 
 // y[t * y_stride + r] = row r of the n_rows (1..4) rows `rows` dotted with token t, for all
 // n_tokens quantized tokens xq. mult[r]: the row's group multipliers (all finite), readable and
-// zero for 16 floats past the last group. Needs cpu_supported().
+// finite for 16 floats past the last group. Needs cpu_supported().
 void dot_rows(const Weight& w, int n_rows, const uint8_t* const* rows, const float* const* mult,
               const uint8_t* xq, int64_t n_tokens, float* y, int64_t y_stride);
 
