@@ -22,6 +22,8 @@ samples=${CALIB_SAMPLES:-16}
 max_seq=${MAX_SEQ:-256}
 dtype=${DTYPE:-bf16}
 lm_head=${LM_HEAD:-keep}
+lm_head_args=()  # only when asked, so that builds without --lm-head still run
+if [ -n "${LM_HEAD:-}" ]; then lm_head_args=(--lm-head "$LM_HEAD"); fi
 
 src="$work/bench-$dtype"
 if [ ! -f "$src/config.json" ]; then
@@ -38,7 +40,7 @@ for recipe in "${recipes[@]}"; do
   if [ -x /usr/bin/time ]; then timer=(/usr/bin/time -f "%M" -o "$report.rss"); fi
   "${timer[@]}" "$exe" quantize --model "$src" --out "$out" --recipe "$recipe" --quiet \
       --threads "$threads" --calib-samples "$samples" --max-seq "$max_seq" \
-      --lm-head "$lm_head" > "$report"
+      "${lm_head_args[@]}" > "$report"
   layout=$(sed -n 's/^recipe *[^ ]* (\(.*\) layout)$/\1/p' "$report")
   secs=$(sed -n 's/^time *\([0-9.]*\) s .*/\1/p' "$report")
   gbs=$(sed -n 's/.*: \([0-9.]*\) GB\/s of source tensors overall.*/\1/p' "$report")
