@@ -195,7 +195,7 @@ M2FP4_VNNI void tile(const Context& ctx, const uint8_t* const* rows, const float
   __m512 acc[R][TB];
   HWY_UNROLL(4)
   for (int r = 0; r < R; ++r) {
-    HWY_UNROLL(2)
+    HWY_UNROLL(4)
     for (int t = 0; t < TB; ++t) acc[r][t] = _mm512_setzero_ps();
   }
   for (int64_t k = 0; k < ctx.n_chunks; ++k) {
@@ -219,7 +219,7 @@ M2FP4_VNNI void tile(const Context& ctx, const uint8_t* const* rows, const float
       scale[r] =
           _mm512_permutexvar_ps(ctx.spread, _mm512_loadu_ps(mult[r] + k * ctx.groups_per_chunk));
     }
-    HWY_UNROLL(2)
+    HWY_UNROLL(4)
     for (int t = 0; t < TB; ++t) {
       const uint8_t* xk = xq + t * ctx.token_bytes + k * kChunkBytes;
       const __m512i even = _mm512_loadu_si512(xk), odd = _mm512_loadu_si512(xk + 64);
@@ -236,7 +236,7 @@ M2FP4_VNNI void tile(const Context& ctx, const uint8_t* const* rows, const float
   }
   HWY_UNROLL(4)
   for (int r = 0; r < R; ++r) {
-    HWY_UNROLL(2)
+    HWY_UNROLL(4)
     for (int t = 0; t < TB; ++t) y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]) * ctx.k;
   }
 }
@@ -246,6 +246,17 @@ M2FP4_VNNI void rows_all_tokens(const Context& ctx, const uint8_t* const* rows,
                                 const float* const* mult, const uint8_t* xq, int64_t n_tokens,
                                 float* y, int64_t y_stride) {
   int64_t t = 0;
+  if constexpr (R % 2 == 0) {
+    // 4 tokens on 2 rows at a time: each row's codes are decoded once for all 4 (4 rows x 4
+    // tokens would not fit the 32 registers). Every (row, token) sum takes the same steps in any
+    // tile shape, so results do not depend on it.
+    for (; t + 4 <= n_tokens; t += 4) {
+      for (int r = 0; r < R; r += 2) {
+        tile<2, 4>(ctx, rows + r, mult + r, xq + t * ctx.token_bytes, y + t * y_stride + r,
+                   y_stride);
+      }
+    }
+  }
   for (; t + 2 <= n_tokens; t += 2) {
     tile<R, 2>(ctx, rows, mult, xq + t * ctx.token_bytes, y + t * y_stride, y_stride);
   }
