@@ -197,10 +197,31 @@ bool int8_path_active() {
   return target.rfind("AVX3", 0) == 0 && int8_gemv::cpu_supported();
 }
 
+// Per output: the tolerance of the fast int8 kernel against the twin (summation per 8-column lane
+// instead of per group: about cols / 8 + 32 roundings of the lane terms) and of the f32 kernels
+// against scalar::matmul (as in matmul4_test.cc).
+struct Tolerances {
+  std::vector<double> twin, f32;
+};
+Tolerances tolerances(const OwnedWeight& o, const float* x, int64_t n_tokens) {
+  const Weight& w = o.w;
+  Tolerances tol{std::vector<double>(n_tokens * w.rows), std::vector<double>(n_tokens * w.rows)};
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const Quantized xq = quantize(x + t * w.cols, w.cols);
+    for (int64_t r = 0; r < w.rows; ++r) {
+      double sum_abs = 0, f32_abs = 0;
+      int8_reference(o, r, xq, &sum_abs);
+      for (int64_t c = 0; c < w.cols; ++c) f32_abs += std::abs(o.at(r, c) * x[t * w.cols + c]);
+      tol.twin[t * w.rows + r] = 2 * (w.cols / 8 + 40) * kF32Eps * sum_abs;
+      tol.f32[t * w.rows + r] = 2 * (w.cols + 1) * kF32Eps * f32_abs;
+    }
+  }
+  return tol;
+}
+
 // Runs matmul in int8 mode on every target and pool. GEMV calls (n_tokens below the GEMM
-// threshold) on targets with the int8 kernel match the int8 twin up to f32 summation order
-// (per 8-column lane instead of per group: about cols / 8 + 32 roundings of the lane terms);
-// other calls match scalar::matmul as in matmul4_test.cc.
+// threshold) on targets with the int8 kernel match the int8 twin up to f32 summation order; other
+// calls match scalar::matmul.
 void expect_fast_matches_twin(const OwnedWeight& o, const std::vector<float>& x, int64_t n_tokens,
                               std::vector<ThreadPool*> pools) {
   const ScopedFourBitActivations int8_mode(FourBitActivations::kInt8);
@@ -208,23 +229,13 @@ void expect_fast_matches_twin(const OwnedWeight& o, const std::vector<float>& x,
   std::vector<float> twin(n_tokens * w.rows), f32(n_tokens * w.rows);
   scalar::matmul_four_bit_int8(w, x.data(), n_tokens, twin.data());
   scalar::matmul(w, x.data(), n_tokens, f32.data());
-  std::vector<double> tol_twin(twin.size()), tol_f32(twin.size());
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const Quantized xq = quantize(x.data() + t * w.cols, w.cols);
-    for (int64_t r = 0; r < w.rows; ++r) {
-      double sum_abs = 0, f32_abs = 0;
-      int8_reference(o, r, xq, &sum_abs);
-      for (int64_t c = 0; c < w.cols; ++c) f32_abs += std::abs(o.at(r, c) * x[t * w.cols + c]);
-      tol_twin[t * w.rows + r] = 2 * (w.cols / 8 + 40) * kF32Eps * sum_abs;
-      tol_f32[t * w.rows + r] = 2 * (w.cols + 1) * kF32Eps * f32_abs;
-    }
-  }
+  const Tolerances tols = tolerances(o, x.data(), n_tokens);
   const bool gemv = n_tokens < 32;  // use_gemm(): 2 vectors of 16 tokens on AVX-512
   for (ThreadPool* pool : pools) {
     test::for_each_simd_target([&] {
       const bool int8 = gemv && int8_path_active();
       const std::vector<float>& ref = int8 ? twin : f32;
-      const std::vector<double>& tol = int8 ? tol_twin : tol_f32;
+      const std::vector<double>& tol = int8 ? tols.twin : tols.f32;
       std::vector<float> fast(n_tokens * w.rows, 12345.0f);
       matmul(w, x.data(), n_tokens, fast.data(), *pool);
       for (int64_t i = 0; i < n_tokens * w.rows; ++i) {
@@ -334,13 +345,15 @@ TEST(Int8Matmul4Batch, SharedInputsAcrossJobsAndFormats) {
     for (int i = 0; i < 4; ++i) {
       const Weight& w = weights[i]->w;
       std::vector<float> ref(ys[i].size());
-      if (int8_path_active()) {
+      const Tolerances tols = tolerances(*weights[i], inputs[i], n_tokens);
+      const bool int8 = int8_path_active();
+      if (int8) {
         scalar::matmul_four_bit_int8(w, inputs[i], n_tokens, ref.data());
       } else {
         scalar::matmul(w, inputs[i], n_tokens, ref.data());
       }
       for (size_t k = 0; k < ref.size(); ++k) {
-        ASSERT_NEAR(ys[i][k], ref[k], 1e-4f * (1.0f + std::abs(ref[k])))
+        ASSERT_NEAR(ys[i][k], ref[k], int8 ? tols.twin[k] : tols.f32[k])
             << "job " << i << " element " << k;
       }
     }
