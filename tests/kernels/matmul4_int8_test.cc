@@ -323,6 +323,21 @@ TEST_P(Int8Matmul4FastVsTwin, NonFiniteScalesAndActivations) {
   }
 }
 
+TEST_P(Int8Matmul4FastVsTwin, ExtremeNvfp4GlobalScales) {
+  // The kernel's short scale decode covers |global| < 256; larger ones, subnormal products and 0
+  // take the generic decode. Either way the multipliers are group_scale_value()'s.
+  if (GetParam() != WeightFormat::kNvfp4) GTEST_SKIP() << "NVFP4 only";
+  ThreadPool p2(2);
+  OwnedWeight o = random_weight(WeightFormat::kNvfp4, 9, 256, 101);
+  for (float global : {1.0f, -0.75f, 255.0f, 300.0f, 3e30f, 1e-38f, 0.0f}) {
+    SCOPED_TRACE(global);
+    o.w.global_scale = global;
+    for (int64_t n_tokens : {1, 5}) {
+      expect_fast_matches_twin(o, random_floats(n_tokens * 256, 102), n_tokens, {&p2});
+    }
+  }
+}
+
 TEST(Int8Matmul4Batch, SharedInputsAcrossJobsAndFormats) {
   // w1/w3-like jobs share one input (quantized once per code bias), a third job reads another.
   const ScopedFourBitActivations int8_mode(FourBitActivations::kInt8);

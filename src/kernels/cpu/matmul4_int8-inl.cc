@@ -11,6 +11,7 @@
 #define M2FP4_KERNELS_CPU_MATMUL4_INT8_INL_CC_
 #endif
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -38,6 +39,49 @@ inline bool use_for(const Weight& w) {
          int8_gemv::weight_supported(w) && int8_gemv::cpu_supported();
 }
 
+// The multipliers of n groups from row r0's first on (rows back to back) into out, by the short
+// ways this target has, exactly as group_scale_value() gives them: NVFP4 with |global| < 256
+// (E4M3 bits placed in an f32 read as value * 2^-120, times global * 2^120, both exact: one
+// rounding of value * global) and IQ4_NL x16 (vcvtph2ps). Returns false where it has no short
+// way or some multiplier may not be finite (out then unspecified).
+inline bool decode_finite_scales(const Weight& w, int64_t r0, int64_t n, float* out) {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  const int64_t groups = w.cols / w.group_size;
+  if (w.format == WeightFormat::kNvfp4 && std::abs(w.global_scale) < 256.0f) {
+    const uint8_t* p = w.group_scale + r0 * groups;
+    const __m512 global = _mm512_set1_ps(w.global_scale * 0x1p120f);
+    const __m128i magnitude = _mm_set1_epi8(0x7F);
+    __mmask16 nan = 0;
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m =
+          n - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (n - i)) - 1u);
+      const __m128i code = _mm_maskz_loadu_epi8(m, p + i);
+      nan |= _mm_mask_cmpeq_epi8_mask(m, _mm_and_si128(code, magnitude), magnitude);
+      const __m512i bits = _mm512_and_si512(_mm512_slli_epi32(_mm512_cvtepi8_epi32(code), 20),
+                                            _mm512_set1_epi32(static_cast<int32_t>(0x87F00000u)));
+      _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_castsi512_ps(bits), global));
+    }
+    return nan == 0;
+  }
+  if (w.format == WeightFormat::kIq4nl16) {
+    const uint16_t* p = reinterpret_cast<const uint16_t*>(w.group_scale) + r0 * groups;
+    const __m256i exponent = _mm256_set1_epi16(0x7C00);
+    __mmask16 special = 0;
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m =
+          n - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (n - i)) - 1u);
+      const __m256i h = _mm256_maskz_loadu_epi16(m, p + i);
+      special |= _mm256_mask_cmpeq_epi16_mask(m, _mm256_and_si256(h, exponent), exponent);
+      _mm512_mask_storeu_ps(out + i, m, _mm512_cvtph_ps(h));
+    }
+    return special == 0;
+  }
+#else
+  (void)w, (void)r0, (void)n, (void)out;
+#endif
+  return false;
+}
+
 // Rows [row_begin, row_end) for all n_tokens tokens (x: f32, xq: the same quantized).
 inline void gemv_rows(const Weight& w, const float* x, const uint8_t* xq, int64_t n_tokens,
                       int64_t row_begin, int64_t row_end, float* y) {
@@ -54,9 +98,13 @@ inline void gemv_rows(const Weight& w, const float* x, const uint8_t* xq, int64_
     // The tile's rows have their scales back to back: one decode and one check for all of them
     // (a row's last chunk may read the next row's multipliers in lanes past its columns, where
     // the activations are 0 with scale 0: finite multipliers keep those lanes 0).
-    four_bit::decode_group_scales(w, r0, 0, n * groups, storage);
+    bool finite_tile = decode_finite_scales(w, r0, n * groups, storage);
+    if (!finite_tile) {
+      four_bit::decode_group_scales(w, r0, 0, n * groups, storage);
+      finite_tile = four_bit::all_finite(storage, n * groups);
+    }
     std::memset(storage + n * groups, 0, 16 * sizeof(float));
-    if (four_bit::all_finite(storage, n * groups)) {
+    if (finite_tile) {
       for (int i = 0; i < n; ++i) mult[i] = storage + i * groups;
       int8_gemv::dot_rows(w, n, rows, mult, xq, n_tokens, y + r0, w.rows);
       continue;
