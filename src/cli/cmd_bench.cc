@@ -136,7 +136,62 @@ struct Result {
   BenchTest test;
   std::vector<double> seconds;
   std::vector<double> tps;  // aggregate tokens per second of each repetition
+  ForwardProfile profile;   // the timed repetitions'
+  int64_t layers = 0, experts_per_token = 0;
 };
+
+// Weight bytes one decode step of a single sequence streams: the dense matrices and top-k
+// experts per layer (at the mean size of the experts this test ran).
+double single_sequence_bytes(const Result& r) {
+  const ForwardProfile& p = r.profile;
+  if (p.forwards == 0 || p.experts_run == 0) return 0.0;
+  const double per_expert = p.expert_bytes / static_cast<double>(p.experts_run);
+  return p.dense_bytes / static_cast<double>(p.forwards) +
+         static_cast<double>(r.layers * r.experts_per_token) * per_expert;
+}
+
+// Per tg test: where a step's time goes, the weight bytes it streams, the experts per layer its
+// tokens touch, and the bandwidth bound on aggregate(B) / aggregate(1): a step of B sequences
+// cannot be cheaper than streaming its bytes, so the ratio is at most B * bytes(1) / bytes(B).
+void print_profile(const std::vector<Result>& results) {
+  std::printf("\n| model | test | ms/step |");
+  for (int ph = 0; ph < ForwardProfile::kPhases; ++ph)
+    std::printf(" %s |", ForwardProfile::name(ph));
+  std::printf(" other | MB/step | GB/s | experts/layer | bound vs 1 seq | measured vs 1 seq |\n");
+  std::printf("| --- | --- | ---: |");
+  for (int ph = 0; ph < ForwardProfile::kPhases; ++ph) std::printf(" ---: |");
+  std::printf(" ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (const Result& r : results) {
+    const ForwardProfile& p = r.profile;
+    if (r.test.n_gen == 0 || p.forwards == 0) continue;
+    const double steps = static_cast<double>(p.forwards);
+    double total = 0.0;
+    for (double s : r.seconds) total += s;
+    double phases = 0.0;
+    std::printf("| %s | %s | %.2f |", r.model.c_str(), r.test.name().c_str(), 1e3 * total / steps);
+    for (int ph = 0; ph < ForwardProfile::kPhases; ++ph) {
+      phases += p.seconds[ph];
+      std::printf(" %.2f |", 1e3 * p.seconds[ph] / steps);
+    }
+    const double bytes = (p.dense_bytes + p.expert_bytes) / steps;
+    const double bytes1 = single_sequence_bytes(r);
+    const double bound = static_cast<double>(r.test.batch) * bytes1 / bytes;
+    std::string measured = "";
+    for (const Result& one : results) {
+      if (one.model_path == r.model_path && one.test.n_gen > 0 && one.test.batch == 1 &&
+          one.test.depth == r.test.depth && one.test.threads == r.test.threads) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.2fx", stats(r.tps).mean / stats(one.tps).mean);
+        measured = buf;
+      }
+    }
+    std::printf(" %.2f | %.1f | %.1f | %.1f | %.2fx | %s |\n", 1e3 * (total - phases) / steps,
+                bytes / 1e6, bytes * steps / total / 1e9,
+                static_cast<double>(p.experts_run) / (steps * static_cast<double>(r.layers)), bound,
+                measured.c_str());
+  }
+  std::fflush(stdout);
+}
 
 }  // namespace
 
@@ -148,7 +203,8 @@ int cmd_bench(int argc, char** argv) {
   std::vector<int64_t> prompts = {512}, gens = {128}, depths = {0}, batches = {1};
   std::vector<int> threads = {0};
   int repetitions = 5;
-  bool json_out = false, no_warmup = false;
+  bool json_out = false, no_warmup = false, profile = false;
+  std::string moe_schedule = "auto";
   app.add_option("-m,--model", models, "checkpoint folder (repeatable)")->required();
   app.add_option("-p,--n-prompt", prompts, "prompt tokens of the pp tests (0: none)")
       ->delimiter(',')
@@ -170,6 +226,13 @@ int cmd_bench(int argc, char** argv) {
       ->check(CLI::Range(1, 1000));
   app.add_flag("--no-warmup", no_warmup, "skip the untimed first run of each test");
   app.add_flag("--json", json_out, "print a JSON array instead of the markdown table");
+  app.add_flag("--profile", profile,
+               "after the table, per tg test: ms per step by phase, weight MB streamed per step, "
+               "experts per layer, and the bandwidth bound on aggregate tok/s vs one sequence");
+  app.add_option("--moe-schedule", moe_schedule,
+                 "how the MoE spreads routed experts over the threads: auto, rows (each matrix's "
+                 "rows split across threads) or experts (one task per expert)")
+      ->check(CLI::IsMember({"auto", "rows", "experts"}));
   RuntimeFlags runtime;
   add_runtime_flags(app, runtime);
   if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
@@ -230,21 +293,32 @@ int cmd_bench(int argc, char** argv) {
                  t.name(), " needs ", context, " positions but ", dir, " allows ",
                  c.max_position_embeddings);
         ThreadPool pool(t.threads);
-        MiniMaxM2 net(c, model->weights, pool, ModelOptions{runtime.w4a4});
+        ModelOptions options{runtime.w4a4};
+        options.moe_schedule = moe_schedule == "rows"      ? MoeSchedule::kRowSplit
+                               : moe_schedule == "experts" ? MoeSchedule::kExpertTasks
+                                                           : MoeSchedule::kAuto;
+        MiniMaxM2 net(c, model->weights, pool, options);
         KvCache cache(c, context, 0, parse_kv_cache_dtype(runtime.kv_cache_dtype));
         std::vector<float> logits;
         const int64_t seqs = t.n_prompt > 0 ? 1 : t.batch;
         prefill(net, cache, c, seqs, 0, t.depth, logits);
         if (!no_warmup) run_once(net, cache, c, t, logits);
-        Result r{
-            name, dir, static_cast<double>(model->weights.total_bytes()), parameter_count(c), t,
-            {},   {}};
+        Result r;
+        r.model = name;
+        r.model_path = dir;
+        r.size_bytes = static_cast<double>(model->weights.total_bytes());
+        r.params = parameter_count(c);
+        r.test = t;
+        r.layers = c.num_hidden_layers;
+        r.experts_per_token = c.num_experts_per_tok;
+        if (profile) net.set_profile(&r.profile);
         const double tokens = static_cast<double>(t.n_prompt > 0 ? t.n_prompt : t.n_gen * t.batch);
         for (int rep = 0; rep < repetitions; ++rep) {
           const double s = run_once(net, cache, c, t, logits);
           r.seconds.push_back(s);
           r.tps.push_back(tokens / s);
         }
+        net.set_profile(nullptr);
         if (!json_out) emit_row(r);
         results.push_back(std::move(r));
       }
@@ -271,8 +345,29 @@ int cmd_bench(int argc, char** argv) {
                        {"avg_ts", s.mean},
                        {"stddev_ts", s.stddev},
                        {"avg_ts_per_seq", s.mean / static_cast<double>(r.test.batch)}});
+        const ForwardProfile& p = r.profile;
+        if (profile && p.forwards > 0) {
+          const double steps = static_cast<double>(p.forwards);
+          nlohmann::ordered_json phases = nlohmann::ordered_json::object();
+          for (int ph = 0; ph < ForwardProfile::kPhases; ++ph) {
+            phases[ForwardProfile::name(ph)] = 1e3 * p.seconds[ph] / steps;
+          }
+          const double bytes = (p.dense_bytes + p.expert_bytes) / steps;
+          nlohmann::ordered_json& row = out.back();
+          row["phase_ms_per_step"] = phases;
+          row["weight_bytes_per_step"] = bytes;
+          row["dense_weight_bytes_per_step"] = p.dense_bytes / steps;
+          row["experts_per_layer"] =
+              static_cast<double>(p.experts_run) / (steps * static_cast<double>(r.layers));
+          if (r.test.n_gen > 0) {
+            row["bandwidth_bound_vs_1_seq"] =
+                static_cast<double>(r.test.batch) * single_sequence_bytes(r) / bytes;
+          }
+        }
       }
       std::printf("%s\n", out.dump(2).c_str());
+    } else if (profile) {
+      print_profile(results);
     }
     return 0;
   });

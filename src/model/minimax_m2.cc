@@ -46,6 +46,11 @@ struct MiniMaxM2::Scratch {
   std::vector<float> expert_in, gate, up, down;  // per-expert gathered rows
   std::vector<std::vector<float>> attn_scratch;  // per thread, [max n_ctx]
   std::deque<std::vector<float>> w4a4;           // NVFP4-quantized copies of linear inputs
+  // Per pool thread, for the MoE's expert tasks: a one-thread pool (each expert's matmuls run on
+  // the thread that claimed it), its job list and its W4A4 copies.
+  std::vector<std::unique_ptr<ThreadPool>> serial;
+  std::vector<std::vector<MatmulJob>> task_jobs;
+  std::vector<std::deque<std::vector<float>>> task_w4a4;
 };
 
 MiniMaxM2::MiniMaxM2(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool,
@@ -68,29 +73,37 @@ std::pair<float, float> MiniMaxM2::kv_scales(const LayerWeights& L) const {
   return {both, both};
 }
 
-void MiniMaxM2::run_linear(std::vector<MatmulJob>& jobs) {
-  if (options_.nvfp4_w4a4) {
-    // Each distinct (input, scale) pair is quantized once; the buffers live until the matmuls end.
-    std::vector<std::pair<std::pair<const float*, float>, const float*>> done;
-    s_->w4a4.clear();
-    for (MatmulJob& job : jobs) {
-      const Weight& w = *job.w;
-      if (w.format != WeightFormat::kNvfp4 || w.input_scale <= 0.0f) continue;
-      const auto key = std::make_pair(job.x, w.input_scale);
-      const float* quantized = nullptr;
-      for (const auto& [k, q] : done) {
-        if (k == key) quantized = q;
-      }
-      if (quantized == nullptr) {
-        s_->w4a4.emplace_back(static_cast<size_t>(job.n_tokens * w.cols));
-        nvfp4_quantize_activations(job.x, job.n_tokens, w.cols, w.input_scale,
-                                   s_->w4a4.back().data());
-        quantized = s_->w4a4.back().data();
-        done.emplace_back(key, quantized);
-      }
-      job.x = quantized;
+void MiniMaxM2::quantize_w4a4_inputs(std::vector<MatmulJob>& jobs,
+                                     std::deque<std::vector<float>>& buffers) const {
+  if (!options_.nvfp4_w4a4) return;
+  // Each distinct (input, scale) pair is quantized once.
+  std::vector<std::pair<std::pair<const float*, float>, const float*>> done;
+  buffers.clear();
+  for (MatmulJob& job : jobs) {
+    const Weight& w = *job.w;
+    if (w.format != WeightFormat::kNvfp4 || w.input_scale <= 0.0f) continue;
+    const auto key = std::make_pair(job.x, w.input_scale);
+    const float* quantized = nullptr;
+    for (const auto& [k, q] : done) {
+      if (k == key) quantized = q;
     }
+    if (quantized == nullptr) {
+      buffers.emplace_back(static_cast<size_t>(job.n_tokens * w.cols));
+      nvfp4_quantize_activations(job.x, job.n_tokens, w.cols, w.input_scale, buffers.back().data());
+      quantized = buffers.back().data();
+      done.emplace_back(key, quantized);
+    }
+    job.x = quantized;
   }
+}
+
+void MiniMaxM2::run_linear(std::vector<MatmulJob>& jobs, bool experts) {
+  if (profile_) {
+    double bytes = 0.0;
+    for (const MatmulJob& job : jobs) bytes += static_cast<double>(job.w->nbytes());
+    (experts ? profile_->expert_bytes : profile_->dense_bytes) += bytes;
+  }
+  quantize_w4a4_inputs(jobs, s_->w4a4);
   matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), pool_);
 }
 
@@ -101,8 +114,14 @@ void MiniMaxM2::forward(const Batch& batch, KvCache& cache, std::vector<float>& 
   logits.clear();
   if (batch.size() == 0) return;
   prepare(batch, cache);
+  if (profile_) {
+    profile_->forwards += 1;
+    profile_->tokens += batch.size();
+  }
+  PhaseClock clock(profile_);
   std::vector<float> x;
   embed(batch, x);
+  clock.mark(ForwardProfile::kEmbed);
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     decoder_layer(l, weights_.layers[l], batch, cache, x, observer);
   }
@@ -179,10 +198,12 @@ void MiniMaxM2::final_logits(const Batch& batch, const std::vector<float>& x,
   const int64_t n_out = static_cast<int64_t>(rows.size()) / H;
   logits.clear();
   if (n_out == 0) return;
+  PhaseClock clock(profile_);
   rms_norm(rows.data(), weights_.final_norm.data(), n_out, H, c.rms_norm_eps, rows.data());
   logits.resize(static_cast<size_t>(n_out * c.vocab_size));
   std::vector<MatmulJob> head = {{&weights_.lm_head, rows.data(), n_out, logits.data()}};
   run_linear(head);
+  clock.mark(ForwardProfile::kLmHead);
 }
 
 void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& batch,
@@ -190,6 +211,7 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
   const ModelConfig& c = config_;
   Scratch& s = *s_;
   const int64_t n = s.n, H = c.hidden_size, QW = c.q_width(), KW = c.kv_width();
+  PhaseClock clock(profile_);
 
   rms_norm(s.x.data(), L.input_norm.data(), n, H, c.rms_norm_eps, s.h.data());
   if (observer) observer->on_linear_input(l, LinearSite::kQkv, -1, s.h.data(), n, H);
@@ -228,6 +250,7 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
     }
   }
   if (observer) observer->on_kv(l, s.k.data(), s.v.data(), n, KW);
+  clock.mark(ForwardProfile::kQkv);
 
   // Causal attention: token i sees its sequence's positions 0..pos (all keys are in the cache).
   // A contiguous cache gives each sequence's rows as one array; a paged one its block table
@@ -308,12 +331,14 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
   } else {
     pool_.run(n, [&](int64_t i, int thread) { attend(i, thread, false); });
   }
+  clock.mark(ForwardProfile::kAttention);
 
   if (observer) observer->on_linear_input(l, LinearSite::kO, -1, s.attn.data(), n, QW);
   s.proj.resize(static_cast<size_t>(n * H));
   std::vector<MatmulJob> o = {{&L.o_proj, s.attn.data(), n, s.proj.data()}};
   run_linear(o);
   for (int64_t i = 0; i < n * H; ++i) s.x[i] += s.proj[i];
+  clock.mark(ForwardProfile::kOProj);
 }
 
 void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* observer) {
@@ -321,6 +346,7 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
   Scratch& s = *s_;
   const int64_t n = s.n, H = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
   const int64_t I = c.intermediate_size;
+  PhaseClock clock(profile_);
 
   rms_norm(s.x.data(), L.post_attention_norm.data(), n, H, c.rms_norm_eps, s.h.data());
   if (observer) observer->on_linear_input(l, LinearSite::kRouter, -1, s.h.data(), n, H);
@@ -374,28 +400,67 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
   s.gate.resize(static_cast<size_t>(total * I));
   s.up.resize(static_cast<size_t>(total * I));
   s.down.resize(static_cast<size_t>(total * H));
-  std::vector<MatmulJob> jobs;
-  jobs.reserve(static_cast<size_t>(2 * E));
+  if (profile_) {
+    for (int64_t e = 0; e < E; ++e) profile_->experts_run += offset[e + 1] > offset[e] ? 1 : 0;
+    profile_->expert_rows += total;
+  }
+  clock.mark(ForwardProfile::kRouter);
+
+  // Expert tasks when no expert holds more than a few tokens (decode steps: every expert's
+  // matmuls take the few-token GEMV path) and none outweighs a fair share of the work.
+  // Cost model as the kernels' (bytes streamed plus arithmetic in byte-equivalents).
+  std::vector<double> cost(static_cast<size_t>(E), 0.0);
+  double total_cost = 0.0, max_cost = 0.0, routed_bytes = 0.0;
+  int64_t max_rows = 0;
   for (int64_t e = 0; e < E; ++e) {
     const int64_t m = offset[e + 1] - offset[e];
     if (m == 0) continue;
-    float* in = s.expert_in.data() + offset[e] * H;
-    for (int64_t r = 0; r < m; ++r) std::copy_n(s.h.data() + routed[e][r].first * H, H, in + r * H);
-    if (observer) observer->on_linear_input(l, LinearSite::kExpertW13, e, in, m, H);
-    jobs.push_back({&L.experts[e].w1, in, m, s.gate.data() + offset[e] * I});
-    jobs.push_back({&L.experts[e].w3, in, m, s.up.data() + offset[e] * I});
+    const ExpertWeights& X = L.experts[e];
+    const double bytes = static_cast<double>(X.w1.nbytes() + X.w3.nbytes() + X.w2.nbytes());
+    routed_bytes += bytes;
+    cost[e] = bytes + 0.375 * static_cast<double>(m * H * I);
+    total_cost += cost[e];
+    max_cost = std::max(max_cost, cost[e]);
+    max_rows = std::max(max_rows, m);
   }
-  run_linear(jobs);
-  silu_mul(s.gate.data(), s.up.data(), total * I, s.gate.data());
-  jobs.clear();
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t m = offset[e + 1] - offset[e];
-    if (m == 0) continue;
-    const float* act = s.gate.data() + offset[e] * I;
-    if (observer) observer->on_linear_input(l, LinearSite::kExpertW2, e, act, m, I);
-    jobs.push_back({&L.experts[e].w2, act, m, s.down.data() + offset[e] * H});
+  constexpr int64_t kMaxTaskRows = 16;
+  const MoeSchedule schedule =
+      observer != nullptr ? MoeSchedule::kRowSplit  // observers are called in expert order
+      : options_.moe_schedule != MoeSchedule::kAuto ? options_.moe_schedule
+      : max_rows <= kMaxTaskRows && max_cost * 2.0 * pool_.size() <= total_cost
+          ? MoeSchedule::kExpertTasks
+          : MoeSchedule::kRowSplit;
+  if (schedule == MoeSchedule::kExpertTasks) {
+    if (profile_) profile_->expert_bytes += routed_bytes;
+    run_expert_tasks(L, offset, routed, cost);
+    clock.mark(ForwardProfile::kExpertTasks);
+  } else {
+    std::vector<MatmulJob> jobs;
+    jobs.reserve(static_cast<size_t>(2 * E));
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t m = offset[e + 1] - offset[e];
+      if (m == 0) continue;
+      float* in = s.expert_in.data() + offset[e] * H;
+      for (int64_t r = 0; r < m; ++r)
+        std::copy_n(s.h.data() + routed[e][r].first * H, H, in + r * H);
+      if (observer) observer->on_linear_input(l, LinearSite::kExpertW13, e, in, m, H);
+      jobs.push_back({&L.experts[e].w1, in, m, s.gate.data() + offset[e] * I});
+      jobs.push_back({&L.experts[e].w3, in, m, s.up.data() + offset[e] * I});
+    }
+    run_linear(jobs, true);
+    silu_mul(s.gate.data(), s.up.data(), total * I, s.gate.data());
+    clock.mark(ForwardProfile::kExpertsUp);
+    jobs.clear();
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t m = offset[e + 1] - offset[e];
+      if (m == 0) continue;
+      const float* act = s.gate.data() + offset[e] * I;
+      if (observer) observer->on_linear_input(l, LinearSite::kExpertW2, e, act, m, I);
+      jobs.push_back({&L.experts[e].w2, act, m, s.down.data() + offset[e] * H});
+    }
+    run_linear(jobs, true);
+    clock.mark(ForwardProfile::kExpertsDown);
   }
-  run_linear(jobs);
 
   // x += sum over chosen experts of weight * expert output.
   for (int64_t e = 0; e < E; ++e) {
@@ -407,6 +472,50 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
       for (int64_t i = 0; i < H; ++i) x[i] += w * d[i];
     }
   }
+  clock.mark(ForwardProfile::kCombine);
+}
+
+void MiniMaxM2::run_expert_tasks(const LayerWeights& L, const std::vector<int64_t>& offset,
+                                 const std::vector<std::vector<std::pair<int32_t, float>>>& routed,
+                                 const std::vector<double>& cost) {
+  const ModelConfig& c = config_;
+  Scratch& s = *s_;
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
+  const int64_t E = static_cast<int64_t>(routed.size());
+  const size_t threads = static_cast<size_t>(pool_.size());
+  if (s.serial.size() != threads) {
+    s.serial.clear();
+    for (size_t t = 0; t < threads; ++t) s.serial.push_back(std::make_unique<ThreadPool>(1));
+    s.task_jobs.assign(threads, {});
+    s.task_w4a4.assign(threads, {});
+  }
+  // Costliest first: the tasks claimed last are the small ones, which evens out the threads.
+  std::vector<int32_t> order;
+  for (int64_t e = 0; e < E; ++e) {
+    if (offset[e + 1] > offset[e]) order.push_back(static_cast<int32_t>(e));
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return cost[a] > cost[b]; });
+  pool_.run(static_cast<int64_t>(order.size()), [&](int64_t task, int thread) {
+    const int64_t e = order[static_cast<size_t>(task)];
+    const int64_t m = offset[e + 1] - offset[e];
+    const ExpertWeights& X = L.experts[e];
+    float* in = s.expert_in.data() + offset[e] * H;
+    float* gate = s.gate.data() + offset[e] * I;
+    float* up = s.up.data() + offset[e] * I;
+    float* down = s.down.data() + offset[e] * H;
+    for (int64_t r = 0; r < m; ++r) std::copy_n(s.h.data() + routed[e][r].first * H, H, in + r * H);
+    std::vector<MatmulJob>& jobs = s.task_jobs[static_cast<size_t>(thread)];
+    std::deque<std::vector<float>>& w4a4 = s.task_w4a4[static_cast<size_t>(thread)];
+    ThreadPool& serial = *s.serial[static_cast<size_t>(thread)];
+    jobs.assign({{&X.w1, in, m, gate}, {&X.w3, in, m, up}});
+    quantize_w4a4_inputs(jobs, w4a4);
+    matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), serial);
+    silu_mul(gate, up, m * I, gate);
+    jobs.assign({{&X.w2, gate, m, down}});
+    quantize_w4a4_inputs(jobs, w4a4);
+    matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), serial);
+  });
 }
 
 }  // namespace m2fp4

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "io/checkpoint.h"
 #include "kernels/cpu/matmul.h"
 #include "model/config.h"
+#include "model/forward_profile.h"
 #include "model/kv_cache.h"
 #include "model/observer.h"
 #include "model/weights.h"
@@ -43,11 +45,26 @@ struct LoadedModel {
   static std::unique_ptr<LoadedModel> open(const std::string& dir, LoadMode mode = LoadMode::kRead);
 };
 
+// How the MoE block spreads a batch's routed experts over the pool's threads. Both give
+// bit-identical results (every output row is computed by the same kernel either way).
+enum class MoeSchedule : uint8_t {
+  // Expert tasks while every expert has few tokens (decode steps), the row split otherwise.
+  kAuto,
+  // The w1/w3 of all routed experts in one parallel region with their rows split across the
+  // threads, SiLU on the calling thread, then all w2 in a second region.
+  kRowSplit,
+  // One task per routed expert (gather its tokens, w1/w3, SiLU, w2 on one thread), costliest
+  // first, claimed dynamically: one parallel region per layer, and a thread the host deschedules
+  // holds up at most the expert it is on.
+  kExpertTasks,
+};
+
 struct ModelOptions {
   // NVFP4 W4A4 emulation: the input of every NVFP4 linear with a calibrated input scale is
   // quantized to NVFP4 (per token and 16 channels) before the matmul, reproducing the numerics
   // the checkpoint was made for on FP4 tensor cores. Off: weight-only (W4A16, as Marlin).
   bool nvfp4_w4a4 = false;
+  MoeSchedule moe_schedule = MoeSchedule::kAuto;
 };
 
 class MiniMaxM2 {
@@ -74,23 +91,37 @@ class MiniMaxM2 {
   void final_logits(const Batch& batch, const std::vector<float>& x, std::vector<float>& logits);
 
   const ModelConfig& config() const { return config_; }
+  // Accumulates phase times and weight bytes of every later forward into `profile` (nullptr:
+  // off). The profile must outlive the forwards.
+  void set_profile(ForwardProfile* profile) { profile_ = profile; }
   // The FP8 KV-cache scales used for a layer (quant-formats.md §4.3: the checkpoint's, 1.0 when
   // both are absent, the larger when one is).
   std::pair<float, float> kv_scales(const LayerWeights& layer) const;
 
  private:
   struct Scratch;
-  // matmul_batch with W4A4 emulation applied to the jobs' inputs where it is enabled.
-  void run_linear(std::vector<MatmulJob>& jobs);
+  // matmul_batch with W4A4 emulation applied to the jobs' inputs where it is enabled; `experts`
+  // says which byte count of the profile the weights go to.
+  void run_linear(std::vector<MatmulJob>& jobs, bool experts = false);
+  // Points the inputs of the jobs that W4A4 emulation applies to at NVFP4-quantized copies kept
+  // in `buffers` (cleared first; they must live until the matmuls end).
+  void quantize_w4a4_inputs(std::vector<MatmulJob>& jobs,
+                            std::deque<std::vector<float>>& buffers) const;
   void attention_block(int64_t layer, const LayerWeights& L, const Batch& batch, KvCache& cache,
                        ForwardObserver* observer);
   void moe_block(int64_t layer, const LayerWeights& L, ForwardObserver* observer);
+  // The MoE's expert tasks (MoeSchedule::kExpertTasks): expert e's tokens are rows
+  // offset[e]..offset[e+1] of the expert buffers, routed[e] their (token, weight) pairs.
+  void run_expert_tasks(const LayerWeights& L, const std::vector<int64_t>& offset,
+                        const std::vector<std::vector<std::pair<int32_t, float>>>& routed,
+                        const std::vector<double>& cost);
 
   const ModelConfig& config_;
   const ModelWeights& weights_;
   ThreadPool& pool_;
   ModelOptions options_;
   std::unique_ptr<Scratch> s_;
+  ForwardProfile* profile_ = nullptr;
 };
 
 }  // namespace m2fp4

@@ -93,3 +93,59 @@ def test_missing_model_and_too_deep_context_are_one_line(tiny, tmp_path):
     p = m2fp4("bench", "-m", tiny, "-p", "4096", "-n", "0", "-d", "4096")
     assert p.returncode == 1
     assert "8192" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def safetensors_bytes(folder):
+    """Bytes of each tensor of a checkpoint folder, from the safetensors headers."""
+    import struct
+    sizes = {}
+    for f in sorted(os.listdir(folder)):
+        if not f.endswith(".safetensors"):
+            continue
+        with open(os.path.join(folder, f), "rb") as fh:
+            n = struct.unpack("<Q", fh.read(8))[0]
+            header = json.loads(fh.read(n))
+        for name, t in header.items():
+            if name != "__metadata__":
+                sizes[name] = t["data_offsets"][1] - t["data_offsets"][0]
+    return sizes
+
+
+def test_profile_counts_the_weight_bytes_each_step_streams(tiny):
+    # Tiny preset: 2 layers, 8 experts, top-2. Every step streams the attention, router and
+    # lm_head matrices once, and each expert that any token of the step is routed to once.
+    layers, n_experts, top_k = 2, 8, 2
+    sizes = safetensors_bytes(tiny)
+    dense = sizes["lm_head.weight"] + sum(
+        sizes[f"model.layers.{l}.{m}.weight"] for l in range(layers)
+        for m in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                  "block_sparse_moe.gate"))
+    expert = sum(sizes[f"model.layers.0.block_sparse_moe.experts.0.{w}.weight"]
+                 for w in ("w1", "w2", "w3"))
+    p = m2fp4("bench", "-m", tiny, "-p", "0", "-n", "3", "-b", "1,3", "-t", "2", "-r", "2",
+              "--profile", "--json")
+    assert p.returncode == 0, p.stderr
+    one, three = json.loads(p.stdout)
+    assert one["dense_weight_bytes_per_step"] == dense
+    assert one["experts_per_layer"] == top_k
+    assert one["weight_bytes_per_step"] == dense + layers * top_k * expert
+    assert one["bandwidth_bound_vs_1_seq"] == pytest.approx(1.0)
+    per_layer = three["experts_per_layer"]
+    assert top_k <= per_layer <= min(n_experts, 3 * top_k)
+    bytes3 = three["weight_bytes_per_step"]
+    assert bytes3 == pytest.approx(dense + layers * per_layer * expert)
+    assert three["bandwidth_bound_vs_1_seq"] == pytest.approx(
+        3 * one["weight_bytes_per_step"] / bytes3)
+    for r in (one, three):
+        assert set(r["phase_ms_per_step"]) >= {"attention", "lm_head", "router"}
+        assert all(v >= 0 for v in r["phase_ms_per_step"].values())
+    # The markdown form: the speed table, then one profile row per tg test.
+    p = m2fp4("bench", "-m", tiny, "-p", "4", "-n", "2", "-b", "1,3", "-t", "1", "-r", "1",
+              "--profile")
+    assert p.returncode == 0, p.stderr
+    tables = p.stdout.strip().split("\n\n")
+    assert len(tables) == 2
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in tables[1].splitlines()[2:]]
+    assert [r[1] for r in rows] == ["tg2", "tg2 x3 seqs"]
+    assert rows[0][-2] == "1.00x" and rows[0][-1] == "1.00x"
