@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "base/error.h"
+#include "quant/block_kernels.h"
 
 namespace m2fp4 {
 namespace {
@@ -60,14 +61,10 @@ std::vector<T> json_vector(const nlohmann::json& j, const char* key, int64_t n, 
 }  // namespace
 
 float observed_amax(const float* x, int64_t n, const char* what) {
-  float amax = 0.0f;
-  bool finite = true;
-  for (int64_t i = 0; i < n; ++i) {
-    const float a = std::fabs(x[i]);
-    finite &= a <= 3.4028235e38f;  // false for NaN and infinity
-    amax = std::max(amax, a);
-  }
-  M2_CHECK(finite, "calibration: ", what, " holds NaN or infinity");
+  // The SIMD kernel (the scalar max loop does not vectorize and ran on the calling thread for
+  // every expert input: ~2.5% of a calibrated quantize run); NaN when any value is NaN or inf.
+  const float amax = n > 0 ? quant_detail::abs_max(x, n) : 0.0f;
+  M2_CHECK(!std::isnan(amax), "calibration: ", what, " holds NaN or infinity");
   return amax;
 }
 
