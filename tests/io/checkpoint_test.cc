@@ -124,8 +124,11 @@ TEST_P(ShardedRoundTrip, SingleFileWithoutLimit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(LoadModes, ShardedRoundTrip,
-                         ::testing::Values(LoadMode::kRead, LoadMode::kMmap), [](const auto& info) {
-                           return info.param == LoadMode::kRead ? "Read" : "Mmap";
+                         ::testing::Values(LoadMode::kRead, LoadMode::kMmap, LoadMode::kCopy),
+                         [](const auto& info) {
+                           return info.param == LoadMode::kRead   ? "Read"
+                                  : info.param == LoadMode::kMmap ? "Mmap"
+                                                                  : "Copy";
                          });
 
 TEST(CheckpointWriter, EverythingFittingInOneShardGivesModelSafetensors) {
