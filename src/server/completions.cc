@@ -360,6 +360,12 @@ void prepare(ServerContext& ctx, bool chat, const Json& body, Generation& g) {
                                                   [&ctx] { return ctx.token_trie(); });
     g.prompts.emplace_back().tokens = ctx.tokenizer.encode(text, /*add_special_tokens=*/false);
   } else {
+    // No template, no reasoning: response_format holds from the first generated token (vLLM
+    // applies structured outputs to /v1/completions the same way). One constraint per engine
+    // request (every prompt of a list, every one of the n choices).
+    g.make_constraint = output_constraint_factory(req, /*tools_parsed=*/false,
+                                                  /*starts_in_reasoning=*/false,
+                                                  [&ctx] { return ctx.token_trie(); });
     for (const auto& p : req.prompts) {
       Generation::PromptState& state = g.prompts.emplace_back();
       if (p.is_ids) {

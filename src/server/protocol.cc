@@ -194,6 +194,47 @@ void parse_common(const Json& body, const GenerationDefaults& defaults, ParsedRe
       }
     }
   }
+  // vLLM's structured_outputs: "json" (a schema, or its JSON text) and "json_object" mean what
+  // response_format's json_schema and json_object mean; the other kinds have no matcher here.
+  if (present(body, "structured_outputs")) {
+    const Json& so = body["structured_outputs"];
+    const char* param = "structured_outputs";
+    if (!so.is_object()) throw ApiError(400, "'structured_outputs' must be an object", param);
+    for (const char* kind : {"regex", "choice", "grammar", "structural_tag"}) {
+      if (present(so, kind)) {
+        throw ApiError(400,
+                       std::string("'structured_outputs.") + kind +
+                           "' is not supported (only json and json_object)",
+                       param);
+      }
+    }
+    const bool json_object = present(so, "json_object") && get_bool(so, "json_object");
+    if (present(so, "json") || json_object) {
+      if (req.response_format != "text") {
+        throw ApiError(400, "give either 'response_format' or 'structured_outputs', not both",
+                       param);
+      }
+      if (present(so, "json") && json_object) {
+        throw ApiError(400, "'structured_outputs' takes one of json and json_object", param);
+      }
+    }
+    if (json_object) req.response_format = "json_object";
+    if (present(so, "json")) {
+      Json schema = so["json"];
+      if (schema.is_string()) {
+        try {
+          schema = Json::parse(schema.get<std::string>());
+        } catch (const nlohmann::json::exception&) {
+          throw ApiError(400, "'structured_outputs.json' is not valid JSON", param);
+        }
+      }
+      if (!schema.is_object() && !schema.is_boolean()) {
+        throw ApiError(400, "'structured_outputs.json' must be a JSON schema object", param);
+      }
+      req.response_format = "json_schema";
+      req.json_schema = std::move(schema);
+    }
+  }
 }
 
 }  // namespace

@@ -169,6 +169,35 @@ TEST(Protocol, CompletionPromptLists) {
   EXPECT_EQ(completion_status(R"({"prompt": [[1], [2]]})"), 200);
 }
 
+TEST(Protocol, StructuredOutputsMapOntoResponseFormat) {
+  // vLLM's structured_outputs.json (a schema object or its JSON text) is response_format
+  // json_schema; json_object is json_object; on completions as on chat.
+  const Json schema =
+      Json::parse(R"({"type": "object", "properties": {"a": {"type": "integer"}}})");
+  for (const Json& given : {schema, Json(schema.dump())}) {
+    const ParsedRequest r =
+        parse_completion_request({{"prompt", "x"}, {"structured_outputs", {{"json", given}}}}, {});
+    EXPECT_EQ(r.response_format, "json_schema");
+    EXPECT_EQ(r.json_schema, schema);
+  }
+  ParsedRequest r = parse_chat_request(
+      {{"messages", kMessages}, {"structured_outputs", {{"json_object", true}}}}, {});
+  EXPECT_EQ(r.response_format, "json_object");
+  r = parse_completion_request({{"prompt", "x"}, {"structured_outputs", {{"json_object", false}}}},
+                               {});
+  EXPECT_EQ(r.response_format, "text");
+  for (const char* bad : {R"({"regex": "a"})", R"({"choice": ["a"]})", R"({"json": "{x"})",
+                          R"({"json": 3})", R"({"json": {}, "json_object": true})", R"([])"}) {
+    EXPECT_EQ(status_of({{"prompt", "x"}, {"structured_outputs", Json::parse(bad)}}, false), 400)
+        << bad;
+  }
+  EXPECT_EQ(status_of({{"prompt", "x"},
+                       {"structured_outputs", {{"json_object", true}}},
+                       {"response_format", {{"type", "json_object"}}}},
+                      false),
+            400);
+}
+
 TEST(Metrics, HistogramIsCumulative) {
   Histogram h({0.1, 1.0});
   h.observe(0.05);
