@@ -2,7 +2,8 @@
 // blocks and its rounding bound, the scalar twin against an independent double-precision sum of
 // the same integer math, the int8 result against the f32-activation matmul within the bound the
 // activation rounding allows (|x - q d| <= d / 2 per element), and the fast kernel (every SIMD
-// target, thread count, token count) against the scalar twin.
+// target, thread count, token count: decode GEMV and prefill GEMM alike) against the scalar twin,
+// and a token's result alone against the same token inside a batch.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -219,9 +220,9 @@ Tolerances tolerances(const OwnedWeight& o, const float* x, int64_t n_tokens) {
   return tol;
 }
 
-// Runs matmul in int8 mode on every target and pool. GEMV calls (n_tokens below the GEMM
-// threshold) on targets with the int8 kernel match the int8 twin up to f32 summation order; other
-// calls match scalar::matmul.
+// Runs matmul in int8 mode on every target and pool. On targets with the int8 kernel every call
+// (GEMV and GEMM token counts alike) matches the int8 twin up to f32 summation order; other
+// targets match scalar::matmul.
 void expect_fast_matches_twin(const OwnedWeight& o, const std::vector<float>& x, int64_t n_tokens,
                               std::vector<ThreadPool*> pools) {
   const ScopedFourBitActivations int8_mode(FourBitActivations::kInt8);
@@ -230,10 +231,9 @@ void expect_fast_matches_twin(const OwnedWeight& o, const std::vector<float>& x,
   scalar::matmul_four_bit_int8(w, x.data(), n_tokens, twin.data());
   scalar::matmul(w, x.data(), n_tokens, f32.data());
   const Tolerances tols = tolerances(o, x.data(), n_tokens);
-  const bool gemv = n_tokens < 32;  // use_gemm(): 2 vectors of 16 tokens on AVX-512
   for (ThreadPool* pool : pools) {
     test::for_each_simd_target([&] {
-      const bool int8 = gemv && int8_path_active();
+      const bool int8 = int8_path_active();
       const std::vector<float>& ref = int8 ? twin : f32;
       const std::vector<double>& tol = int8 ? tols.twin : tols.f32;
       std::vector<float> fast(n_tokens * w.rows, 12345.0f);
@@ -276,6 +276,50 @@ TEST_P(Int8Matmul4FastVsTwin, ShapesTokenCountsAndThreads) {
   }
 }
 
+TEST_P(Int8Matmul4FastVsTwin, PrefillTokenCounts) {
+  // GEMM token counts (from 32 on; the f32 kernels switch to the GEMM there): ragged chunks and
+  // token blocks, 1-3 threads.
+  const WeightFormat format = GetParam();
+  const int64_t g = group_of(format);
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{5, 2 * g}, {29, 256 + g}, {37, 640}};
+  ThreadPool p1(1), p2(2), p3(3);
+  uint32_t seed = 300;
+  for (auto [rows, cols] : shapes) {
+    OwnedWeight o = random_weight(format, rows, cols, seed++);
+    for (int64_t n_tokens : {32, 33, 64, 127, 200}) {
+      expect_fast_matches_twin(o, random_floats(n_tokens * cols, seed++), n_tokens,
+                               {&p1, &p2, &p3});
+    }
+  }
+}
+
+TEST_P(Int8Matmul4FastVsTwin, TokenResultIndependentOfBatchSize) {
+  // A token's output alone (the GEMV) and inside a batch of 64 (the prefill GEMM): with the int8
+  // kernel the same steps, so the same bits; the f32 kernels differ by summation order only.
+  const ScopedFourBitActivations int8_mode(FourBitActivations::kInt8);
+  const int64_t rows = 45, cols = 384 + group_of(GetParam()), n_tokens = 64;
+  OwnedWeight o = random_weight(GetParam(), rows, cols, 311);
+  const std::vector<float> x = random_floats(n_tokens * cols, 312);
+  const Tolerances tols = tolerances(o, x.data(), n_tokens);
+  ThreadPool p2(2);
+  test::for_each_simd_target([&] {
+    std::vector<float> batch(n_tokens * rows);
+    matmul(o.w, x.data(), n_tokens, batch.data(), p2);
+    for (int64_t t : {0, 1, 31, 32, 63}) {
+      std::vector<float> alone(rows);
+      matmul(o.w, x.data() + t * cols, 1, alone.data(), p2);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float in_batch = batch[t * rows + r];
+        if (int8_path_active()) {
+          ASSERT_EQ(alone[r], in_batch) << "t=" << t << " r=" << r;
+        } else {
+          ASSERT_NEAR(alone[r], in_batch, 2 * tols.f32[t * rows + r]) << "t=" << t << " r=" << r;
+        }
+      }
+    }
+  });
+}
+
 TEST_P(Int8Matmul4FastVsTwin, DecodeShapeAndTheBoundOnTheFastPath) {
   ThreadPool p2(2);
   OwnedWeight o = random_weight(GetParam(), 515, 1088, 71);
@@ -315,7 +359,7 @@ TEST_P(Int8Matmul4FastVsTwin, NonFiniteScalesAndActivations) {
       break;
   }
   ThreadPool p2(2);
-  for (int64_t n_tokens : {1, 3}) {
+  for (int64_t n_tokens : {1, 3, 35}) {
     std::vector<float> x = random_floats(n_tokens * cols, 82);
     expect_fast_matches_twin(o, x, n_tokens, {&p2});
     x[n_tokens * cols - 5] = std::numeric_limits<float>::quiet_NaN();  // last token: all NaN
@@ -332,7 +376,7 @@ TEST_P(Int8Matmul4FastVsTwin, ExtremeNvfp4GlobalScales) {
   for (float global : {1.0f, -0.75f, 255.0f, 300.0f, 3e30f, 1e-38f, 0.0f}) {
     SCOPED_TRACE(global);
     o.w.global_scale = global;
-    for (int64_t n_tokens : {1, 5}) {
+    for (int64_t n_tokens : {1, 5, 40}) {
       expect_fast_matches_twin(o, random_floats(n_tokens * 256, 102), n_tokens, {&p2});
     }
   }
@@ -341,38 +385,41 @@ TEST_P(Int8Matmul4FastVsTwin, ExtremeNvfp4GlobalScales) {
 TEST(Int8Matmul4Batch, SharedInputsAcrossJobsAndFormats) {
   // w1/w3-like jobs share one input (quantized once per code bias), a third job reads another.
   const ScopedFourBitActivations int8_mode(FourBitActivations::kInt8);
-  const int64_t cols = 256, n_tokens = 2;
-  OwnedWeight a = random_weight(WeightFormat::kNvfp4, 40, cols, 91);
-  OwnedWeight b = random_weight(WeightFormat::kMxfp4, 24, cols, 92);
-  OwnedWeight c = random_weight(WeightFormat::kIq4nl16, 36, cols, 93);
-  OwnedWeight e = random_weight(WeightFormat::kNvfp4, 12, cols, 94);
-  const std::vector<float> x = random_floats(n_tokens * cols, 95);
-  const std::vector<float> x2 = random_floats(n_tokens * cols, 96);
-  const OwnedWeight* weights[] = {&a, &b, &c, &e};
-  const float* inputs[] = {x.data(), x.data(), x.data(), x2.data()};
-  ThreadPool pool(2);
-  test::for_each_simd_target([&] {
-    std::vector<std::vector<float>> ys;
-    for (const OwnedWeight* o : weights) ys.emplace_back(n_tokens * o->w.rows);
-    std::vector<MatmulJob> jobs;
-    for (int i = 0; i < 4; ++i) jobs.push_back({&weights[i]->w, inputs[i], n_tokens, ys[i].data()});
-    matmul_batch(jobs.data(), 4, pool);
-    for (int i = 0; i < 4; ++i) {
-      const Weight& w = weights[i]->w;
-      std::vector<float> ref(ys[i].size());
-      const Tolerances tols = tolerances(*weights[i], inputs[i], n_tokens);
-      const bool int8 = int8_path_active();
-      if (int8) {
-        scalar::matmul_four_bit_int8(w, inputs[i], n_tokens, ref.data());
-      } else {
-        scalar::matmul(w, inputs[i], n_tokens, ref.data());
+  for (const int64_t n_tokens : {2, 48}) {
+    const int64_t cols = 256;
+    OwnedWeight a = random_weight(WeightFormat::kNvfp4, 40, cols, 91);
+    OwnedWeight b = random_weight(WeightFormat::kMxfp4, 24, cols, 92);
+    OwnedWeight c = random_weight(WeightFormat::kIq4nl16, 36, cols, 93);
+    OwnedWeight e = random_weight(WeightFormat::kNvfp4, 12, cols, 94);
+    const std::vector<float> x = random_floats(n_tokens * cols, 95);
+    const std::vector<float> x2 = random_floats(n_tokens * cols, 96);
+    const OwnedWeight* weights[] = {&a, &b, &c, &e};
+    const float* inputs[] = {x.data(), x.data(), x.data(), x2.data()};
+    ThreadPool pool(2);
+    test::for_each_simd_target([&] {
+      std::vector<std::vector<float>> ys;
+      for (const OwnedWeight* o : weights) ys.emplace_back(n_tokens * o->w.rows);
+      std::vector<MatmulJob> jobs;
+      for (int i = 0; i < 4; ++i)
+        jobs.push_back({&weights[i]->w, inputs[i], n_tokens, ys[i].data()});
+      matmul_batch(jobs.data(), 4, pool);
+      for (int i = 0; i < 4; ++i) {
+        const Weight& w = weights[i]->w;
+        std::vector<float> ref(ys[i].size());
+        const Tolerances tols = tolerances(*weights[i], inputs[i], n_tokens);
+        const bool int8 = int8_path_active();
+        if (int8) {
+          scalar::matmul_four_bit_int8(w, inputs[i], n_tokens, ref.data());
+        } else {
+          scalar::matmul(w, inputs[i], n_tokens, ref.data());
+        }
+        for (size_t k = 0; k < ref.size(); ++k) {
+          ASSERT_NEAR(ys[i][k], ref[k], int8 ? tols.twin[k] : tols.f32[k])
+              << "job " << i << " element " << k << " n_tokens " << n_tokens;
+        }
       }
-      for (size_t k = 0; k < ref.size(); ++k) {
-        ASSERT_NEAR(ys[i][k], ref[k], int8 ? tols.twin[k] : tols.f32[k])
-            << "job " << i << " element " << k;
-      }
-    }
-  });
+    });
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(FourBit, Int8Matmul4FastVsTwin, ::testing::ValuesIn(kFourBitFormats),

@@ -11,6 +11,7 @@
 #define M2FP4_KERNELS_CPU_MATMUL4_INT8_INL_CC_
 #endif
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -82,9 +83,10 @@ inline bool decode_finite_scales(const Weight& w, int64_t r0, int64_t n, float* 
   return false;
 }
 
-// Rows [row_begin, row_end) for all n_tokens tokens (x: f32, xq: the same quantized).
-inline void gemv_rows(const Weight& w, const float* x, const uint8_t* xq, int64_t n_tokens,
-                      int64_t row_begin, int64_t row_end, float* y) {
+// Rows [row_begin, row_end) for n_tokens tokens (x: f32, xq: the same quantized; y[t * w.rows +
+// r]), all tokens per row tile.
+inline void rows_for_tokens(const Weight& w, const float* x, const uint8_t* xq, int64_t n_tokens,
+                            int64_t row_begin, int64_t row_end, float* y) {
   constexpr int kRows = 4;
   const int64_t groups = w.cols / w.group_size;
   const int64_t stride = four_bit::multiplier_stride(groups);  // >= groups + 16
@@ -131,6 +133,23 @@ inline void gemv_rows(const Weight& w, const float* x, const uint8_t* xq, int64_
         y[t * w.rows + r0 + i] = acc;
       }
     }
+  }
+}
+
+// Quantized activations read per pass over a thread's rows: the token block stays in L2 while
+// each row tile's codes (decoded once per 4 tokens in the kernel) meet all of its tokens.
+constexpr int64_t kTokenBlockBytes = 192 << 10;
+
+// Rows [row_begin, row_end) for all n_tokens tokens (x: f32, xq: the same quantized). Many tokens
+// (prefill) run in blocks of tokens, each over all the rows; a (row, token) result takes the same
+// steps whatever the block, the tile shape or n_tokens.
+inline void gemv_rows(const Weight& w, const float* x, const uint8_t* xq, int64_t n_tokens,
+                      int64_t row_begin, int64_t row_end, float* y) {
+  const int64_t token_bytes = int8_gemv::activation_bytes(w.cols, 1);
+  const int64_t block = std::max<int64_t>(4, kTokenBlockBytes / token_bytes / 4 * 4);
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += block) {
+    rows_for_tokens(w, x + t0 * w.cols, xq + t0 * token_bytes, std::min(block, n_tokens - t0),
+                    row_begin, row_end, y + t0 * w.rows);
   }
 }
 

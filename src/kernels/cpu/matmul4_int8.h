@@ -1,4 +1,4 @@
-// 4-bit GEMV with int8 activations (the decode path of NVFP4, MXFP4 and IQ4_NL x16 weights).
+// 4-bit matmul with int8 activations (decode GEMV and prefill GEMM of NVFP4, MXFP4, IQ4_NL x16).
 //
 // Accuracy decision, as llama.cpp makes it for Q4_0 / MXFP4 / IQ4_NL: each token's activation
 // row is rounded to int8 per block of 32 columns (scale d = amax / 127, q = round-to-nearest-even
@@ -20,7 +20,7 @@ namespace m2fp4 {
 
 enum class FourBitActivations : uint8_t {
   kF32,   // f32 activations (exact products): the scalar::matmul numerics
-  kInt8,  // activations rounded to int8 per block of 32 on the GEMV path (few tokens)
+  kInt8,  // activations rounded to int8 per block of 32 (decode GEMV and prefill GEMM alike)
 };
 
 // Process-wide setting read by every matmul call. The default is kInt8, or what the environment
