@@ -9,7 +9,8 @@
 # THREADS (default: all cores), CALIB_SAMPLES (16), MAX_SEQ (256), DTYPE (bf16 | fp8),
 # LM_HEAD (keep | fp8 | ...: quantize --lm-head).
 # Prints one line per recipe: seconds, GB/s overall and for quantize+write, peak RSS (the
-# process's own getrusage and /usr/bin/time's maxrss when available).
+# process's own getrusage and /usr/bin/time's maxrss when available), then the run's phases
+# (setup, calibration, quantize, write seconds).
 set -euo pipefail
 
 exe=${1:-build/m2fp4}
@@ -48,6 +49,8 @@ for recipe in "${recipes[@]}"; do
   rss=$(sed -n 's/^memory *peak RSS \([0-9.]* [MG]B\).*/\1/p' "$report")
   printf "%-22s %-19s %8s %10s %12s %12s\n" "$recipe" "$layout" "$secs" "$gbs" "$gbs_qw" "$rss"
   if [ -f "$report.rss" ]; then echo "    (/usr/bin/time maxrss: $(cat "$report.rss") KB)"; fi
+  phases=$(sed -n 's/^phases *//p' "$report")  # builds before the phases line print none
+  if [ -n "$phases" ]; then echo "    phases: $phases"; fi
   rm -f "$report" "$report.rss"
   rm -rf "$out"
 done

@@ -4,6 +4,8 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/thread_pool.h"
+#include "base/timer.h"
 #include "io/page_release.h"
 #include "numerics/bf16.h"
 #include "numerics/f16.h"
@@ -154,6 +156,86 @@ float PlanExporter::group_weight_amax(int64_t module) {
   return amax;
 }
 
+PlanExporter::QuantizedJob PlanExporter::prepare_quantized(const ExportItem& item,
+                                                           const LayerCalibration* cal,
+                                                           const ExpertInputAmax* experts) {
+  const LinearModule& m = plan_.modules[static_cast<size_t>(item.module)];
+  QuantizedJob job;
+  job.module = &m;
+  if (m.input_scale) {
+    M2_CHECK(cal != nullptr && experts != nullptr, m.name, ": input scale needs calibration");
+    switch (m.kind) {
+      case LinearKind::kAttentionQkv:
+        job.input_amax = cal->qkv_input_amax;
+        break;
+      case LinearKind::kAttentionO:
+        job.input_amax = cal->o_input_amax;
+        break;
+      case LinearKind::kExpertW13:
+        job.input_amax = experts->w13[static_cast<size_t>(m.expert)];
+        break;
+      case LinearKind::kExpertW2:
+        job.input_amax = experts->w2[static_cast<size_t>(m.expert)];
+        break;
+      case LinearKind::kRouter:
+        job.input_amax = cal->router_input_amax;
+        break;
+      case LinearKind::kLmHead:
+        fail(m.name, ": lm_head is never calibrated");
+    }
+  }
+  job.weight_amax = m.scheme == WeightScheme::kNvfp4 ? group_weight_amax(item.module) : 0.0f;
+  job.matrix = source_matrix(item.module).matrix;
+  return job;
+}
+
+std::vector<EncodedTensor> PlanExporter::encode_job(const QuantizedJob& job) const {
+  LinearEncodeOptions options;
+  options.layout = plan_.layout;
+  options.ct_work_dtype = plan_.ct_work_dtype;
+  return encode_quantized_linear(job.module->name, job.matrix, job.module->scheme, options,
+                                 job.weight_amax, job.input_amax);
+}
+
+void PlanExporter::write_encoded(const ExportItem& item,
+                                 const std::vector<EncodedTensor>& tensors) {
+  Timer timer;
+  for (const EncodedTensor& t : tensors) {
+    M2_CHECK(t.spec.name == item.outputs[&t - tensors.data()].name, t.spec.name,
+             ": differs from the plan");
+    out_.write(t.spec.name, t.bytes);
+  }
+  write_seconds_ += timer.seconds();
+}
+
+// Quantized items [pending) encoded on all threads at once, one whole matrix per task (costliest
+// first, claimed as threads come), then written in plan order: the threads never wait for each
+// other between matrices, as they did with one parallel region per matrix. Each matrix's bytes
+// are the same either way (its rows are independent).
+void PlanExporter::encode_together(const std::vector<size_t>& pending, const LayerCalibration* cal,
+                                   const ExpertInputAmax* experts) {
+  if (pending.empty()) return;
+  std::vector<QuantizedJob> jobs;
+  jobs.reserve(pending.size());
+  for (size_t i : pending) jobs.push_back(prepare_quantized(plan_.items[i], cal, experts));
+  std::vector<size_t> order(jobs.size());
+  for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+  auto cost = [&](size_t k) { return jobs[k].matrix.rows * jobs[k].matrix.cols; };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return cost(a) > cost(b); });
+  std::vector<std::vector<EncodedTensor>> encoded(jobs.size());
+  default_pool().run(static_cast<int64_t>(jobs.size()), [&](int64_t task, int) {
+    const SerialRowsScope serial;
+    const size_t k = order[static_cast<size_t>(task)];
+    encoded[k] = encode_job(jobs[k]);
+  });
+  for (size_t k = 0; k < pending.size(); ++k) {
+    write_encoded(plan_.items[pending[k]], encoded[k]);
+    std::vector<EncodedTensor>().swap(encoded[k]);
+    decoded_.erase(plan_.items[pending[k]].module);
+  }
+}
+
 void PlanExporter::emit_item(const ExportItem& item, const LayerCalibration* cal,
                              const ExpertInputAmax* experts) {
   switch (item.kind) {
@@ -190,42 +272,8 @@ void PlanExporter::emit_item(const ExportItem& item, const LayerCalibration* cal
       return;
     }
     case ExportItemKind::kQuantized: {
-      const LinearModule& m = plan_.modules[static_cast<size_t>(item.module)];
-      std::optional<float> input_amax;
-      if (m.input_scale) {
-        M2_CHECK(cal != nullptr && experts != nullptr, m.name, ": input scale needs calibration");
-        switch (m.kind) {
-          case LinearKind::kAttentionQkv:
-            input_amax = cal->qkv_input_amax;
-            break;
-          case LinearKind::kAttentionO:
-            input_amax = cal->o_input_amax;
-            break;
-          case LinearKind::kExpertW13:
-            input_amax = experts->w13[static_cast<size_t>(m.expert)];
-            break;
-          case LinearKind::kExpertW2:
-            input_amax = experts->w2[static_cast<size_t>(m.expert)];
-            break;
-          case LinearKind::kRouter:
-            input_amax = cal->router_input_amax;
-            break;
-          case LinearKind::kLmHead:
-            fail(m.name, ": lm_head is never calibrated");
-        }
-      }
-      const float weight_amax =
-          m.scheme == WeightScheme::kNvfp4 ? group_weight_amax(item.module) : 0.0f;
-      LinearEncodeOptions options;
-      options.layout = plan_.layout;
-      options.ct_work_dtype = plan_.ct_work_dtype;
-      const std::vector<EncodedTensor> tensors = encode_quantized_linear(
-          m.name, source_matrix(item.module).matrix, m.scheme, options, weight_amax, input_amax);
-      for (const EncodedTensor& t : tensors) {
-        M2_CHECK(t.spec.name == item.outputs[&t - tensors.data()].name, t.spec.name,
-                 ": differs from the plan");
-        out_.write(t.spec.name, t.bytes);
-      }
+      const QuantizedJob job = prepare_quantized(item, cal, experts);
+      write_encoded(item, encode_job(job));
       decoded_.erase(item.module);
       return;
     }
@@ -241,14 +289,36 @@ void PlanExporter::emit_item(const ExportItem& item, const LayerCalibration* cal
 void PlanExporter::emit(std::pair<size_t, size_t> range, const LayerCalibration* cal) {
   std::optional<ExpertInputAmax> experts;
   if (cal != nullptr) experts = resolve_expert_input_amax(*cal);
+  const ExpertInputAmax* expert_amax = experts ? &*experts : nullptr;
   group_amax_.clear();
+  // Whole-matrix parallelism needs several matrices per region; the source held at once (views
+  // of the mapped checkpoint, or decoded FP8/F16 copies) is bounded by kTogetherBytes.
+  constexpr int64_t kTogetherBytes = int64_t{256} << 20;
+  const bool together = default_pool().size() > 1;
+  std::vector<size_t> pending;
+  int64_t pending_bytes = 0;
   for (size_t i = range.first; i < range.second; ++i) {
     const ExportItem& item = plan_.items[i];
     bool wanted = false;
     for (const TensorSpec& s : item.outputs) wanted |= out_.wanted(s.name);
     if (!wanted) continue;
-    emit_item(item, cal, experts ? &*experts : nullptr);
+    if (together && item.kind == ExportItemKind::kQuantized) {
+      const LinearModule& m = plan_.modules[static_cast<size_t>(item.module)];
+      pending.push_back(i);
+      pending_bytes += m.rows * m.cols * 2;
+      if (pending_bytes >= kTogetherBytes) {
+        encode_together(pending, cal, expert_amax);
+        pending.clear();
+        pending_bytes = 0;
+      }
+      continue;
+    }
+    encode_together(pending, cal, expert_amax);  // writes stay in plan order
+    pending.clear();
+    pending_bytes = 0;
+    emit_item(item, cal, expert_amax);
   }
+  encode_together(pending, cal, expert_amax);
   decoded_.clear();
   group_amax_.clear();
 }

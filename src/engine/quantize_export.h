@@ -5,12 +5,14 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/quantize_output.h"
 #include "engine/quantize_plan.h"
 #include "io/checkpoint.h"
+#include "quant/export_layout.h"
 #include "quant/matrix.h"
 #include "quant/observers.h"
 
@@ -33,6 +35,9 @@ class PlanExporter {
   // for items that need input or KV scales.
   void emit(std::pair<size_t, size_t> range, const LayerCalibration* calibration);
 
+  // Seconds spent handing encoded tensors to the output (writing), so far.
+  double write_seconds() const { return write_seconds_; }
+
   // Drops the resident pages of the source tensors of items [begin, end) (mapped checkpoint).
   void release_source(std::pair<size_t, size_t> range) const;
 
@@ -42,7 +47,19 @@ class PlanExporter {
     std::vector<uint16_t> bf16;  // decoded storage (FP8 source)
     std::vector<float> f32;      // decoded storage (F16 source)
   };
+  struct QuantizedJob {
+    const LinearModule* module = nullptr;
+    ConstMatrix matrix;
+    float weight_amax = 0.0f;
+    std::optional<float> input_amax;
+  };
   Source& source_matrix(int64_t module);
+  QuantizedJob prepare_quantized(const ExportItem& item, const LayerCalibration* calibration,
+                                 const ExpertInputAmax* experts);
+  std::vector<EncodedTensor> encode_job(const QuantizedJob& job) const;
+  void write_encoded(const ExportItem& item, const std::vector<EncodedTensor>& tensors);
+  void encode_together(const std::vector<size_t>& pending, const LayerCalibration* calibration,
+                       const ExpertInputAmax* experts);
   float group_weight_amax(int64_t module);
   void emit_item(const ExportItem& item, const LayerCalibration* calibration,
                  const ExpertInputAmax* experts);
@@ -55,6 +72,7 @@ class PlanExporter {
   std::map<int64_t, Source> decoded_;        // per module, while its group is being written
   std::map<std::string, float> group_amax_;  // per fused group (or module name), this layer
   std::map<std::string, std::vector<int64_t>> group_members_;  // fused group -> modules
+  double write_seconds_ = 0;
 };
 
 }  // namespace m2fp4

@@ -472,6 +472,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
     write_configs(staging, source, plan);
     copy_companion_files(o.model_dir, staging);
     report.export_seconds += phase.seconds();
+    report.write_seconds = exporter.write_seconds();
     progress.update(1.0, "done", true);
     progress.finish();
     work.mark_complete();
@@ -555,6 +556,11 @@ std::string format_quantize_report(const QuantizeReport& r) {
                " GB/s of source tensors overall, ",
                fmt("%.3f", r.source_bytes / 1e9 / std::max(r.export_seconds, 1e-9)),
                " GB/s quantize+write\n");
+  s += str_cat("phases          setup ",
+               fmt("%.2f", r.seconds - r.calibration_seconds - r.export_seconds),
+               " s, calibration ", fmt("%.2f", r.calibration_seconds), " s, quantize ",
+               fmt("%.2f", r.export_seconds - r.write_seconds), " s, write ",
+               fmt("%.2f", r.write_seconds), " s\n");
   s += str_cat("memory          peak RSS ", bytes(r.peak_rss_bytes), " (calibration activations ",
                bytes(r.activation_bytes), ")\n");
   return s;

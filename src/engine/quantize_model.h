@@ -68,6 +68,7 @@ struct QuantizeReport {
   double seconds = 0;
   double calibration_seconds = 0;
   double export_seconds = 0;
+  double write_seconds = 0;  // of export_seconds: handing quantized tensors to the output files
   uint64_t activation_bytes = 0;
   int64_t peak_rss_bytes = 0;
 };

@@ -7,10 +7,25 @@
 #include "base/thread_pool.h"
 
 namespace m2fp4 {
+namespace {
+thread_local bool serial_rows = false;
+}  // namespace
+
+SerialRowsScope::SerialRowsScope() : previous_(serial_rows) {
+  serial_rows = true;
+}
+
+SerialRowsScope::~SerialRowsScope() {
+  serial_rows = previous_;
+}
 
 void parallel_rows(int64_t rows, int64_t grain,
                    const std::function<void(int64_t begin, int64_t end)>& fn) {
   if (rows <= 0) return;
+  if (serial_rows) {
+    fn(0, rows);
+    return;
+  }
   std::mutex mutex;
   std::exception_ptr first;
   ThreadPool& pool = default_pool();
