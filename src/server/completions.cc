@@ -191,6 +191,10 @@ struct Generation {
                const std::function<bool(const Json&)>& emit,
                std::vector<std::vector<OutputPiece>>& collected) {
     for (auto& [index, ev] : events) {
+      if (req.echo_only) {
+        ev.tokens.clear();
+        ev.logprobs.clear();
+      }
       ChoiceOutput& choice = choices[static_cast<size_t>(index)];
       if (choice.finished()) continue;  // events after a stop string ended it
       const auto now = Clock::now();
@@ -363,9 +367,11 @@ void prepare(ServerContext& ctx, bool chat, const Json& body, Generation& g) {
     // No template, no reasoning: response_format holds from the first generated token (vLLM
     // applies structured outputs to /v1/completions the same way). One constraint per engine
     // request (every prompt of a list, every one of the n choices).
-    g.make_constraint = output_constraint_factory(req, /*tools_parsed=*/false,
-                                                  /*starts_in_reasoning=*/false,
-                                                  [&ctx] { return ctx.token_trie(); });
+    if (!req.echo_only) {
+      g.make_constraint = output_constraint_factory(req, /*tools_parsed=*/false,
+                                                    /*starts_in_reasoning=*/false,
+                                                    [&ctx] { return ctx.token_trie(); });
+    }
     for (const auto& p : req.prompts) {
       Generation::PromptState& state = g.prompts.emplace_back();
       if (p.is_ids) {
@@ -401,6 +407,9 @@ void prepare(ServerContext& ctx, bool chat, const Json& body, Generation& g) {
     resolve_max_tokens(resolved, static_cast<int64_t>(state.tokens.size()),
                        ctx.engine.max_model_len());
     state.sampling = resolved.sampling;
+    // Echo without generation: the engine runs the prompt and one token, which process() drops
+    // (as vLLM does; the answer is the prompt, finish_reason from that step, no output tokens).
+    if (req.echo_only) state.sampling.max_tokens = 1;
     state.prompt_tokens = static_cast<int64_t>(state.tokens.size());
   }
 

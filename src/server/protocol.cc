@@ -120,7 +120,8 @@ void parse_common(const Json& body, const GenerationDefaults& defaults, ParsedRe
   // max_completion_tokens is the newer name; either one sets the limit.
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
     if (present(body, key)) {
-      s.max_tokens = get_int(body, key, 1, std::numeric_limits<int32_t>::max());
+      // 0 only on /v1/completions with echo (parse_completion_request checks).
+      s.max_tokens = get_int(body, key, req.chat ? 1 : 0, std::numeric_limits<int32_t>::max());
       req.max_tokens_given = true;
     }
   }
@@ -505,6 +506,13 @@ ParsedRequest parse_completion_request(const nlohmann::ordered_json& body,
     }
   }
   if (present(body, "echo")) req.echo = get_bool(body, "echo");
+  if (req.max_tokens_given && req.sampling.max_tokens == 0) {
+    if (!req.echo) {
+      throw ApiError(400, "'max_tokens' must be at least 1 (0 only with 'echo': true)",
+                     "max_tokens");
+    }
+    req.echo_only = true;
+  }
   if (present(body, "logprobs")) {
     req.top_logprobs = get_int(body, "logprobs", 0, kMaxLogprobs);
     req.logprobs = true;

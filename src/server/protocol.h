@@ -65,6 +65,8 @@ struct ParsedRequest {
   };
   std::vector<Prompt> prompts;
   bool echo = false;
+  // echo with max_tokens 0 (vLLM's "echo without generation"): the answer is the prompt alone.
+  bool echo_only = false;
   bool add_special_tokens = true;
 };
 

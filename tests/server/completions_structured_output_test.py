@@ -179,3 +179,34 @@ def test_errors(client, server):
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model="tiny", prompt="x", max_tokens=2,
                                   extra_body={"structured_outputs": {"choice": ["a", "b"]}})
+
+
+def test_echo_with_max_tokens_zero_returns_the_prompt(client, server):
+    # vLLM's echo without generation: the text is the prompt alone, no output tokens counted.
+    kw = dict(model="tiny", prompt=PROMPTS, n=2, max_tokens=0, echo=True, temperature=0,
+              extra_body={"ignore_eos": True})
+    r = client.completions.create(**kw)
+    assert [c.text for c in r.choices] == [p for p in PROMPTS for _ in range(2)]
+    assert {c.finish_reason for c in r.choices} == {"length"}
+    ids = []
+    for p in PROMPTS:
+        status, out = http("POST", server.base + "/tokenize", {"prompt": p})
+        assert status == 200
+        ids.append(json.loads(out)["tokens"])
+    assert r.usage.prompt_tokens == sum(len(x) for x in ids)
+    assert r.usage.completion_tokens == 0
+    streamed, finish = ["", ""], [[], []]
+    for chunk in client.completions.create(model="tiny", prompt=PROMPTS, max_tokens=0, echo=True,
+                                           stream=True, extra_body={"ignore_eos": True}):
+        for c in chunk.choices:
+            streamed[c.index] += c.text
+            if c.finish_reason:
+                finish[c.index].append(c.finish_reason)
+    assert streamed == PROMPTS and finish == [["length"], ["length"]]
+    # Without echo, 0 is an error, as in vLLM; chat never takes 0.
+    status, out = http("POST", server.base + "/v1/completions",
+                       {"model": "tiny", "prompt": "x", "max_tokens": 0})
+    assert status == 400 and json.loads(out)["error"]["param"] == "max_tokens"
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="tiny", max_tokens=0,
+                                       messages=[{"role": "user", "content": "x"}])

@@ -169,6 +169,18 @@ TEST(Protocol, CompletionPromptLists) {
   EXPECT_EQ(completion_status(R"({"prompt": [[1], [2]]})"), 200);
 }
 
+TEST(Protocol, MaxTokensZeroOnlyForCompletionsWithEcho) {
+  const ParsedRequest r =
+      parse_completion_request({{"prompt", "x"}, {"max_tokens", 0}, {"echo", true}}, {});
+  EXPECT_TRUE(r.echo_only);
+  EXPECT_FALSE(
+      parse_completion_request({{"prompt", "x"}, {"max_tokens", 1}, {"echo", true}}, {}).echo_only);
+  EXPECT_EQ(status_of({{"prompt", "x"}, {"max_tokens", 0}}, false), 400);
+  EXPECT_EQ(status_of({{"prompt", "x"}, {"max_tokens", 0}, {"echo", false}}, false), 400);
+  EXPECT_EQ(status_of({{"prompt", "x"}, {"max_tokens", -1}, {"echo", true}}, false), 400);
+  EXPECT_EQ(status_of({{"messages", kMessages}, {"max_tokens", 0}, {"echo", true}}), 400);
+}
+
 TEST(Protocol, StructuredOutputsMapOntoResponseFormat) {
   // vLLM's structured_outputs.json (a schema object or its JSON text) is response_format
   // json_schema; json_object is json_object; on completions as on chat.
