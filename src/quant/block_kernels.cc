@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "numerics/bf16.h"
+#include "quant/block_kernels_avx512.h"
 
 namespace m2fp4::quant_detail {
 namespace {
@@ -69,6 +70,7 @@ float abs_max(const float* x, int64_t n) {
 
 M2FP4_VECTOR_CLONES
 void encode_e2m1_rne(const float* x, const float* divisor, int64_t n_blocks, uint8_t* packed) {
+  if (e2m1_avx512_available()) return encode_e2m1_rne_avx512(x, divisor, n_blocks, false, packed);
   for (int64_t b = 0; b < n_blocks; ++b) {
     pack16(
         x + b * kSubBlock, divisor[b], [](float v, float d) { return f32_to_e2m1(v / d); },
@@ -79,6 +81,9 @@ void encode_e2m1_rne(const float* x, const float* divisor, int64_t n_blocks, uin
 M2FP4_VECTOR_CLONES
 void encode_e2m1_rne_mul(const float* x, const float* multiplier, int64_t n_blocks,
                          uint8_t* packed) {
+  if (e2m1_avx512_available()) {
+    return encode_e2m1_rne_avx512(x, multiplier, n_blocks, true, packed);
+  }
   for (int64_t b = 0; b < n_blocks; ++b) {
     pack16(
         x + b * kSubBlock, multiplier[b], [](float v, float m) { return f32_to_e2m1(v * m); },
@@ -104,6 +109,9 @@ inline void encode_toward_zero(const float* x, const float* divisor, int64_t n_b
 M2FP4_VECTOR_CLONES
 void encode_e2m1_toward_zero(const float* x, const float* divisor, int64_t n_blocks,
                              E2m1ZeroSign zero_sign, uint8_t* packed) {
+  if (e2m1_avx512_available()) {
+    return encode_e2m1_toward_zero_avx512(x, divisor, n_blocks, zero_sign, packed);
+  }
   switch (zero_sign) {
     case E2m1ZeroSign::kNegativeInput:
       return encode_toward_zero<E2m1ZeroSign::kNegativeInput>(x, divisor, n_blocks, packed);
