@@ -14,12 +14,13 @@ namespace m2fp4::cli {
 int parse_args(CLI::App& app, int argc, char** argv);
 
 // The options that shape how a model runs, shared by run, eval and serve: --kv-cache-dtype
-// (vLLM's names), --w4a4, --w4-activations and --device.
+// (vLLM's names), --w4a4, --w4-activations, --bf16-activations and --device.
 struct RuntimeFlags {
   std::string kv_cache_dtype = "auto";
   bool w4a4 = false;
-  std::string w4_activations;  // --w4-activations f32 | int8 (applied while parsing)
-  std::string device = "cpu";  // --device cpu | cuda
+  std::string w4_activations;    // --w4-activations f32 | int8 (applied while parsing)
+  std::string bf16_activations;  // --bf16-activations f32 | bf16 (applied while parsing)
+  std::string device = "cpu";    // --device cpu | cuda
 };
 void add_runtime_flags(CLI::App& app, RuntimeFlags& flags);
 

@@ -40,6 +40,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul4-inl.cc"
 #include "kernels/cpu/matmul4_int8-inl.cc"
+#include "kernels/cpu/matmul_bf16dot.h"
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/weight_decode.h"
 #include "kernels/weight.h"
@@ -529,10 +530,12 @@ bool fp8_scales_small(const Weight& w) {
 struct JobPlan {
   const MatmulJob* job;
   bool gemm;
-  bool four_bit;      // chunked 4-bit decoder (four_bit::Source)
-  const float* xt;    // GEMM: packed input blocks
-  const float* xp;    // 4-bit GEMV: the input in four_bit's permuted column order
-  const uint8_t* xq;  // 4-bit GEMV with int8 activations: the input quantized (matmul4_int8.h)
+  bool four_bit;       // chunked 4-bit decoder (four_bit::Source)
+  const float* xt;     // GEMM: packed input blocks
+  const float* xp;     // 4-bit GEMV: the input in four_bit's permuted column order
+  const uint8_t* xq;   // 4-bit GEMV with int8 activations: the input quantized (matmul4_int8.h)
+  const uint16_t* xb;  // BF16 GEMV with bf16 activations: the input rounded (matmul_bf16dot.h)
+  bool bf16_packed;    // BF16 GEMM with bf16 activations: the packed input rounded
   int64_t block_tokens;
   int64_t unit;  // rows per scheduling unit (a register tile)
   int64_t n_units;
@@ -582,6 +585,25 @@ void run_rows_four_bit(const JobPlan& plan, int64_t row_begin, int64_t row_end) 
 void run_rows_four_bit_int8(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
   four_bit_int8::gemv_rows(*plan.job->w, plan.job->x, plan.xq, plan.job->n_tokens, row_begin,
                            row_end, plan.job->y);
+}
+
+// BF16 weights with activations rounded to bf16 (matmul_bf16dot.h) on the AVX-512 targets of CPUs
+// with AVX512_BF16: the GEMV (few tokens) takes the vdpbf16ps kernel; the GEMM keeps its f32
+// tiles on the packed activations rounded to bf16 (the same exact products: vdpbf16ps measured
+// about half the f32 FMA's multiply-adds per second on the Zen 5 host, so it loses there).
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr bool kTargetHasBf16Dot = true;
+#else
+constexpr bool kTargetHasBf16Dot = false;
+#endif
+
+bool use_bf16_activations(const Weight& w) {
+  return kTargetHasBf16Dot && w.format == WeightFormat::kBF16 &&
+         bf16_activations() == Bf16Activations::kBf16 && bf16dot::cpu_supported();
+}
+
+void run_rows_bf16_dot(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
+  bf16dot::matmul_rows(*plan.job->w, plan.xb, plan.job->n_tokens, row_begin, row_end, plan.job->y);
 }
 
 // 4-bit weights the chunked decoder does not handle (group sizes that are not a multiple of 8
@@ -656,6 +678,10 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
     const bool int8 = p.four_bit && four_bit_int8::use_for(w);
     p.gemm = !int8 && use_gemm(n_tokens) && (!is_four_bit(w) || p.four_bit);
     if (int8) p.run = &run_rows_four_bit_int8;
+    const bool bf16_rounded = use_bf16_activations(w);
+    const bool bf16_dot = bf16_rounded && !p.gemm;
+    if (bf16_dot) p.run = &run_rows_bf16_dot;
+    p.bf16_packed = bf16_rounded && p.gemm;
     p.block_tokens = block_tokens;
     p.unit = p.gemm ? kGemmRows : 4;
     p.n_units = (w.rows + p.unit - 1) / p.unit;
@@ -671,6 +697,8 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
       scratch_floats += (n_tokens + block_tokens - 1) / block_tokens * w.cols * block_tokens;
     } else if (int8) {
       scratch_floats += (int8_gemv::activation_bytes(w.cols, n_tokens) + 63) / 64 * 16;
+    } else if (bf16_dot) {
+      scratch_floats += (bf16dot::padded_columns(w.cols) * n_tokens + 31) / 32 * 16;
     } else if (p.four_bit) {
       scratch_floats += n_tokens * w.cols;
     }
@@ -698,6 +726,23 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
       }
       continue;
     }
+    if (p.run == &run_rows_bf16_dot) {  // rounded once per input shared by several jobs
+      const int64_t cols = p.job->w->cols, n_tokens = p.job->n_tokens;
+      p.xb = nullptr;
+      for (const JobPlan* q = plans.data(); q != &p && p.xb == nullptr; ++q) {
+        if (q->run == &run_rows_bf16_dot && q->job->x == p.job->x && q->job->n_tokens == n_tokens &&
+            q->job->w->cols == cols) {
+          p.xb = q->xb;
+        }
+      }
+      if (p.xb == nullptr) {
+        uint16_t* out = reinterpret_cast<uint16_t*>(xt);
+        bf16dot::round_activations(p.job->x, cols, n_tokens, out);
+        p.xb = out;
+        xt += (bf16dot::padded_columns(cols) * n_tokens + 31) / 32 * 16;
+      }
+      continue;
+    }
     const int64_t cols = p.job->w->cols, n_tokens = p.job->n_tokens;
     const int64_t chunk = p.four_bit ? 8 * lanes : 0;
     const int64_t full = p.four_bit ? cols / chunk * chunk : 0;
@@ -706,6 +751,9 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
       for (int64_t t0 = 0; t0 < n_tokens; t0 += block_tokens) {
         pack_tokens(p.job->x, cols, t0, std::min(block_tokens, n_tokens - t0), block_tokens, chunk,
                     full, xt);
+        if (p.bf16_packed) {
+          for (int64_t i = 0; i < cols * block_tokens; ++i) xt[i] = round_to_bf16(xt[i]);
+        }
         xt += cols * block_tokens;
       }
     } else if (p.four_bit) {
