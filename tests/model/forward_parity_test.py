@@ -66,8 +66,10 @@ def run_m2fp4(args, timeout=120) -> subprocess.CompletedProcess:
 
 
 def m2fp4_logits(model_dir: str, tokens: list[int], out_path: str, vocab: int) -> np.ndarray:
+    # f32 activations: the reference's math (the default rounds BF16 matmul activations to bf16,
+    # tested against its scalar twin in tests/kernels/matmul_bf16dot_test.cc).
     run_m2fp4(["run", "--model", model_dir, "--tokens", ",".join(map(str, tokens)), "--max-tokens", "0",
-               "--dump-logits", out_path])
+               "--dump-logits", out_path, "--bf16-activations", "f32"])
     logits = np.fromfile(out_path, dtype="<f4")
     assert logits.size == len(tokens) * vocab, f"{out_path}: {logits.size} values, want {len(tokens)} x {vocab}"
     return logits.reshape(len(tokens), vocab).astype(np.float64)

@@ -61,9 +61,10 @@ def run_m2fp4(args, timeout=120):
 
 def m2fp4_logits(model_dir, tokens, out_path, vocab, extra=()):
     # f32 activations: the reference dequantizes weights only (the default int8-activation GEMV
-    # rounds activations per 32 columns, tested against its scalar twin in tests/kernels).
+    # rounds activations per 32 columns, the BF16 matmuls to bf16; both tested against their
+    # scalar twins in tests/kernels).
     run_m2fp4(["run", "--model", model_dir, "--tokens", ",".join(map(str, tokens)), "--max-tokens", "0",
-               "--dump-logits", out_path, "--w4-activations", "f32", *extra])
+               "--dump-logits", out_path, "--w4-activations", "f32", "--bf16-activations", "f32", *extra])
     logits = np.fromfile(out_path, dtype="<f4")
     assert logits.size == len(tokens) * vocab, f"{out_path}: {logits.size} values, want {len(tokens)} x {vocab}"
     return logits.reshape(len(tokens), vocab).astype(np.float64)
