@@ -148,16 +148,14 @@ Iq4nl16Tensor iq4nl16_quantize(const ConstMatrix& w, const Iq4nl16Options& optio
   parallel_rows(w.rows, row_grain(w.cols), [&](int64_t begin, int64_t end) {
     std::vector<float> row(static_cast<size_t>(w.cols));
     constexpr int64_t kSimdBlocks = 16;
-    uint8_t codes[kSimdBlocks * kN];
+    uint8_t codes[kN];
     float scales[kSimdBlocks];
     const bool simd = options.allow_simd && iq4nl16_simd_available();
     for (int64_t r = begin; r < end; ++r) {
       w.load(r, 0, w.cols, row.data());
-      // One branch-free pass (it vectorizes; a check per element cost ~5% of a quantize run),
-      // then the element named only when there is one.
-      bool finite = true;
-      for (int64_t c = 0; c < w.cols; ++c) finite &= std::fabs(row[c]) <= kFloatMax;
-      if (!finite) {
+      // One SIMD pass (NaN if any element is NaN or infinite), then the element named only
+      // when there is one.
+      if (!(quant_detail::abs_max(row.data(), w.cols) <= kFloatMax)) {
         for (int64_t c = 0; c < w.cols; ++c) {
           M2_CHECK(std::isfinite(row[c]), "IQ4_NL x16: row ", r, " column ", c,
                    " is NaN or infinite");
@@ -169,16 +167,16 @@ Iq4nl16Tensor iq4nl16_quantize(const ConstMatrix& w, const Iq4nl16Options& optio
         const float* x = row.data() + b * kN;
         const float* importance = options.importance ? options.importance + b * kN : nullptr;
         const int64_t n = simd && b + kSimdBlocks <= blocks_per_row ? kSimdBlocks : 1;
+        uint8_t* packed = row_packed + b * kN / 2;
         if (n == kSimdBlocks) {
-          iq4nl16_quantize_16_blocks(x, importance, options, scales, codes);
+          iq4nl16_quantize_16_blocks(x, importance, options, scales, packed);
         } else {
           scales[0] = iq4nl16_quantize_block(x, importance, options, codes);
+          for (int64_t j = 0; j < kN / 2; ++j) {
+            packed[j] = static_cast<uint8_t>(codes[2 * j] | (codes[2 * j + 1] << 4));
+          }
         }
         for (int64_t i = 0; i < n; ++i) row_scales[b + i] = f32_to_f16(scales[i]);
-        uint8_t* packed = row_packed + b * kN / 2;
-        for (int64_t j = 0; j < n * kN / 2; ++j) {
-          packed[j] = static_cast<uint8_t>(codes[2 * j] | (codes[2 * j + 1] << 4));
-        }
         b += n;
       }
     }

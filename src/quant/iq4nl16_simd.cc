@@ -132,7 +132,7 @@ M2FP4_AVX512 inline SumsV assign(const Lookup& l, const __m512* x, const __m512*
 
 M2FP4_AVX512 void iq4nl16_quantize_16_blocks_avx512(const float* x_rows, const float* importance,
                                                     const Iq4nl16Options& options, float* d_out,
-                                                    uint8_t* codes_out) {
+                                                    uint8_t* packed_out) {
   const Lookup l = make_lookup();
   // Transpose: x[j] lane b = element j of block b.
   __m512 x[16], w[16];
@@ -191,15 +191,32 @@ M2FP4_AVX512 void iq4nl16_quantize_16_blocks_avx512(const float* x_rows, const f
   // Final codes from the float32 d: nearest(x / d) or nearest(x * (1 / d)); d == 0: code of 0.
   const __mmask16 d_zero = _mm512_cmp_ps_mask(d, zero, _CMP_EQ_OQ);
   const __m512 recip = _mm512_div_ps(_mm512_set1_ps(1.0f), d);
-  alignas(64) int32_t codes[16][16];
-  for (int j = 0; j < 16; ++j) {
-    __m512 v = options.multiply_by_reciprocal ? _mm512_mul_ps(recip, x[j]) : _mm512_div_ps(x[j], d);
-    v = _mm512_mask_mov_ps(v, d_zero, zero);
-    _mm512_store_si512(codes[j], nearest_index(l, v));
+  // Byte p of block b is code 2p | code 2p+1 << 4: bytes 0-3 in the 32-bit lane b of low,
+  // bytes 4-7 in that of high.
+  __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512();
+  for (int j = 0; j < 16; j += 2) {
+    __m512i pair[2];
+    for (int k = 0; k < 2; ++k) {
+      __m512 v = options.multiply_by_reciprocal ? _mm512_mul_ps(recip, x[j + k])
+                                                : _mm512_div_ps(x[j + k], d);
+      v = _mm512_mask_mov_ps(v, d_zero, zero);
+      pair[k] = nearest_index(l, v);
+    }
+    const __m512i byte = _mm512_or_si512(pair[0], _mm512_slli_epi32(pair[1], 4));
+    const int shift = 8 * ((j / 2) % 4);
+    if (j < 8) {
+      low = _mm512_or_si512(low, _mm512_sll_epi32(byte, _mm_cvtsi32_si128(shift)));
+    } else {
+      high = _mm512_or_si512(high, _mm512_sll_epi32(byte, _mm_cvtsi32_si128(shift)));
+    }
   }
   _mm512_storeu_ps(d_out, d);
+  alignas(64) uint32_t low_words[16], high_words[16];
+  _mm512_store_si512(low_words, low);
+  _mm512_store_si512(high_words, high);
   for (int b = 0; b < 16; ++b) {
-    for (int j = 0; j < 16; ++j) codes_out[16 * b + j] = static_cast<uint8_t>(codes[j][b]);
+    std::memcpy(packed_out + 8 * b, &low_words[b], 4);
+    std::memcpy(packed_out + 8 * b + 4, &high_words[b], 4);
   }
 }
 
@@ -209,8 +226,8 @@ bool iq4nl16_simd_available() {
 }
 
 void iq4nl16_quantize_16_blocks(const float* x, const float* importance,
-                                const Iq4nl16Options& options, float* d, uint8_t* codes) {
-  iq4nl16_quantize_16_blocks_avx512(x, importance, options, d, codes);
+                                const Iq4nl16Options& options, float* d, uint8_t* packed) {
+  iq4nl16_quantize_16_blocks_avx512(x, importance, options, d, packed);
 }
 
 #else

@@ -12,9 +12,9 @@ namespace m2fp4 {
 bool iq4nl16_simd_available();
 
 // Blocks b = 0..15 of x (256 consecutive floats, all finite) with importance + 16 b (or none):
-// d[b] as iq4nl16_quantize_block returns it and its 16 codes at codes + 16 b.
-// Only when iq4nl16_simd_available().
+// d[b] as iq4nl16_quantize_block returns it and its 16 codes packed two per byte (even index in
+// the low nibble) at packed + 8 b. Only when iq4nl16_simd_available().
 void iq4nl16_quantize_16_blocks(const float* x, const float* importance,
-                                const Iq4nl16Options& options, float* d, uint8_t* codes);
+                                const Iq4nl16Options& options, float* d, uint8_t* packed);
 
 }  // namespace m2fp4

@@ -177,16 +177,19 @@ TEST(Iq4nl16, SimdSearchIsBitIdenticalToScalarTwin) {
     for (int64_t b0 = 0; b0 + 256 <= rows * cols; b0 += 256 * 7) {
       if (b0 % cols + 256 > cols) continue;
       float d[16];
-      uint8_t codes[256];
+      uint8_t packed[128];
       const float* imp = options.importance ? options.importance + b0 % cols : nullptr;
-      iq4nl16_quantize_16_blocks(w.data() + b0, imp, options, d, codes);
+      iq4nl16_quantize_16_blocks(w.data() + b0, imp, options, d, packed);
       for (int b = 0; b < 16; ++b) {
         uint8_t ref_codes[16];
         const float ref_d = iq4nl16_quantize_block(
             w.data() + b0 + 16 * b, imp ? imp + 16 * b : nullptr, options, ref_codes);
         ASSERT_EQ(std::memcmp(&d[b], &ref_d, 4), 0)
             << b0 << " " << b << " " << d[b] << " " << ref_d;
-        for (int j = 0; j < 16; ++j) ASSERT_EQ(codes[16 * b + j], ref_codes[j]) << b0 << " " << b;
+        for (int j = 0; j < 16; ++j) {
+          const uint8_t byte = packed[8 * b + j / 2];
+          ASSERT_EQ(j % 2 ? byte >> 4 : byte & 0xF, ref_codes[j]) << b0 << " " << b << " " << j;
+        }
       }
     }
   }
