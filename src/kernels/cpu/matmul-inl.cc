@@ -536,6 +536,7 @@ struct JobPlan {
   const uint8_t* xq;   // 4-bit GEMV with int8 activations: the input quantized (matmul4_int8.h)
   const uint16_t* xb;  // BF16 GEMV with bf16 activations: the input rounded (matmul_bf16dot.h)
   bool bf16_packed;    // BF16 GEMM with bf16 activations: the packed input rounded
+  const float* xr;     // BF16 f32 GEMV with bf16 activations: the input rounded (else nullptr)
   int64_t block_tokens;
   int64_t unit;  // rows per scheduling unit (a register tile)
   int64_t n_units;
@@ -555,8 +556,8 @@ void run_rows(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
     gemm_rows(decode, w.cols, row_begin, row_end, plan.xt, plan.job->n_tokens, plan.block_tokens,
               w.rows, plan.job->y);
   } else {
-    gemv_rows<Format>(src, row_begin, row_end, plan.job->x, plan.job->n_tokens, w.rows,
-                      plan.job->y);
+    gemv_rows<Format>(src, row_begin, row_end, plan.xr != nullptr ? plan.xr : plan.job->x,
+                      plan.job->n_tokens, w.rows, plan.job->y);
   }
 }
 
@@ -596,6 +597,11 @@ constexpr bool kTargetHasBf16Dot = true;
 #else
 constexpr bool kTargetHasBf16Dot = false;
 #endif
+
+// Token counts up to which the vdpbf16ps GEMV beats the f32 GEMV on bf16-rounded activations
+// (measured with BM_MatmulTokenSweep, BF16 4096 x 4096, 2 threads: 1.3-1.9x at 1-6 tokens, even
+// at 8, slower from 12 where the multiply-adds, not the weight stream, bound it).
+constexpr int64_t kMaxBf16DotTokens = 8;
 
 bool use_bf16_activations(const Weight& w) {
   return kTargetHasBf16Dot && w.format == WeightFormat::kBF16 &&
@@ -679,9 +685,11 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
     p.gemm = !int8 && use_gemm(n_tokens) && (!is_four_bit(w) || p.four_bit);
     if (int8) p.run = &run_rows_four_bit_int8;
     const bool bf16_rounded = use_bf16_activations(w);
-    const bool bf16_dot = bf16_rounded && !p.gemm;
+    const bool bf16_dot = bf16_rounded && !p.gemm && n_tokens <= kMaxBf16DotTokens;
     if (bf16_dot) p.run = &run_rows_bf16_dot;
     p.bf16_packed = bf16_rounded && p.gemm;
+    p.xr = nullptr;
+    const bool bf16_rounded_gemv = bf16_rounded && !p.gemm && !bf16_dot;
     p.block_tokens = block_tokens;
     p.unit = p.gemm ? kGemmRows : 4;
     p.n_units = (w.rows + p.unit - 1) / p.unit;
@@ -699,6 +707,8 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
       scratch_floats += (int8_gemv::activation_bytes(w.cols, n_tokens) + 63) / 64 * 16;
     } else if (bf16_dot) {
       scratch_floats += (bf16dot::padded_columns(w.cols) * n_tokens + 31) / 32 * 16;
+    } else if (bf16_rounded_gemv) {
+      scratch_floats += n_tokens * w.cols;
     } else if (p.four_bit) {
       scratch_floats += n_tokens * w.cols;
     }
@@ -744,6 +754,12 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
       continue;
     }
     const int64_t cols = p.job->w->cols, n_tokens = p.job->n_tokens;
+    if (!p.gemm && use_bf16_activations(*p.job->w)) {  // the f32 GEMV on rounded activations
+      for (int64_t i = 0; i < n_tokens * cols; ++i) xt[i] = round_to_bf16(p.job->x[i]);
+      p.xr = xt;
+      xt += n_tokens * cols;
+      continue;
+    }
     const int64_t chunk = p.four_bit ? 8 * lanes : 0;
     const int64_t full = p.four_bit ? cols / chunk * chunk : 0;
     if (p.gemm) {
