@@ -108,8 +108,9 @@ def test_dump_logits_matches_golden(tmp_path):
         d = SHARED / "golden" / name
         dump = tmp_path / f"{name}.f32"
         tokens = (d / "tokens.txt").read_text().strip()
+        # The reference is float64 math on unrounded activations: f32 activations.
         p = m2fp4("run", "--model", d, "--tokens", tokens, "--max-tokens", "0",
-                  "--dump-logits", dump)
+                  "--dump-logits", dump, "--bf16-activations", "f32")
         assert p.returncode == 0, p.stderr
         got = np.fromfile(dump, dtype="<f4")
         want = np.fromfile(d / "logits.f32", dtype="<f4")
