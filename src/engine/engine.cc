@@ -441,6 +441,7 @@ void Engine::Impl::step() {
     }
     row += n_rows;
     if (finished) {
+      scheduler->after_step(s);  // its computed full blocks enter the prefix cache first
       std::unique_ptr<Sequence> seq = scheduler->remove(s.id);
       const FinishReason reason = event.reason;
       const std::string error = event.error;

@@ -485,11 +485,11 @@ ParsedRequest parse_completion_request(const nlohmann::ordered_json& body,
                    "prompt");
   } else if (p.empty()) {
     throw ApiError(400, "'prompt' must not be an empty list", "prompt");
+  } else if (p[0].is_number()) {
+    req.prompts.push_back(ids_of(p));  // one prompt of token ids: its length is the context's
   } else if (p.size() > kMaxPrompts) {
     throw ApiError(400, "'prompt' lists at most " + std::to_string(kMaxPrompts) + " prompts",
                    "prompt");
-  } else if (p[0].is_number()) {
-    req.prompts.push_back(ids_of(p));
   } else {
     for (const auto& item : p) {
       if (item.type() != p[0].type() || !(item.is_string() || item.is_array())) {

@@ -46,6 +46,23 @@ TEST_F(EngineScheduling, PrefixCacheHitsGiveTheSameGreedyOutput) {
   EXPECT_GT(s.kv_blocks_cached, 0);
 }
 
+// A request that ends in the step that computed its prompt (max_tokens 1, a cache warm-up) still
+// leaves its full blocks in the prefix cache.
+TEST_F(EngineScheduling, OneTokenRequestLeavesItsPrefixCached) {
+  EngineOptions o = test_options();
+  Engine engine(model(), o);
+  Collector c;
+  const auto p = make_prompt(24, 40, vocab());
+  const uint64_t a = engine.submit(greedy_request(p, 1, c));
+  engine.drain();
+  const uint64_t b = engine.submit(greedy_request(p, 1, c));
+  engine.drain();
+  EXPECT_EQ(c.get(a).cached_prompt_tokens, 0);
+  EXPECT_EQ(c.get(b).cached_prompt_tokens, 32);  // two full blocks of 16 of the 40
+  EXPECT_EQ(c.get(b).tokens, c.get(a).tokens);
+  EXPECT_EQ(engine.stats().kv_blocks_used, 0);
+}
+
 TEST_F(EngineScheduling, NoPrefixCachingNoHits) {
   EngineOptions o = test_options();
   o.enable_prefix_caching = false;

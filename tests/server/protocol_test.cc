@@ -167,6 +167,16 @@ TEST(Protocol, CompletionPromptLists) {
   EXPECT_EQ(completion_status(R"({"prompt": 7})"), 400);
   EXPECT_EQ(completion_status(R"({"prompt": [null]})"), 400);
   EXPECT_EQ(completion_status(R"({"prompt": [[1], [2]]})"), 200);
+
+  // The cap on the number of prompts is not a cap on one token-id prompt's length.
+  Json long_ids = Json::array();
+  for (int i = 0; i < 3000; ++i) long_ids.push_back(i % 500);
+  r = parse_completion_request({{"prompt", long_ids}}, {});
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].ids.size(), 3000u);
+  Json many_prompts = Json::array();
+  for (int i = 0; i < 257; ++i) many_prompts.push_back(Json::array({1, 2}));
+  EXPECT_EQ(completion_status(Json{{"prompt", many_prompts}}.dump().c_str()), 400);
 }
 
 TEST(Protocol, MaxTokensZeroOnlyForCompletionsWithEcho) {
