@@ -256,8 +256,9 @@ void BM_Matmul(benchmark::State& state) {
   const double bandwidth = static_cast<double>(stream_bytes) * iterations * 1e-9 / stream_seconds;
   const bool four_bit = format == WeightFormat::kNvfp4 || format == WeightFormat::kMxfp4 ||
                         format == WeightFormat::kIq4nl16;
-  const char* activations =
-      !four_bit ? "" : four_bit_activations() == FourBitActivations::kInt8 ? " a=int8" : " a=f32";
+  const char* activations = !four_bit                                             ? ""
+                            : four_bit_activations() == FourBitActivations::kInt8 ? " a=int8"
+                                                                                  : " a=f32";
   state.SetLabel(std::string(weight_format_name(format)) + " " + kernels_simd_target() +
                  activations);
   state.counters["GBps"] = gbps;
