@@ -293,20 +293,6 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
-// Restores the process-wide BF16 activation mode when quantize returns or throws.
-class ScopedBf16Activations {
- public:
-  explicit ScopedBf16Activations(Bf16Activations mode) : saved_(bf16_activations()) {
-    set_bf16_activations(mode);
-  }
-  ~ScopedBf16Activations() { set_bf16_activations(saved_); }
-  ScopedBf16Activations(const ScopedBf16Activations&) = delete;
-  ScopedBf16Activations& operator=(const ScopedBf16Activations&) = delete;
-
- private:
-  Bf16Activations saved_;
-};
-
 QuantizeReport run_quantize(const QuantizeOptions& o) {
   // Calibration measures activation ranges (input scales, KV scales) of the source model: it runs
   // with exact f32 activations, as the reference forward the exported scales are checked against,

@@ -300,7 +300,7 @@ TEST(Matmul4Batch, MixedFourBitJobsMatchScalar) {
     scalar::matmul(weights[i].w, xs[i].data(), s.n_tokens, refs[i].data());
   }
   const test::ScopedFourBitActivations f32_activations(FourBitActivations::kF32);
-  const test::ScopedBf16Activations f32_bf16_activations(Bf16Activations::kF32);
+  const ScopedBf16Activations f32_bf16_activations(Bf16Activations::kF32);
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
     test::for_each_simd_target([&] {

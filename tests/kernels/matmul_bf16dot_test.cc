@@ -27,7 +27,6 @@ using test::kF32Eps;
 using test::OwnedWeight;
 using test::random_floats;
 using test::random_weight;
-using test::ScopedBf16Activations;
 
 // Whether matmul() on the current dispatch target takes the bf16 kernel (with kBf16 set).
 bool bf16_path_active() {

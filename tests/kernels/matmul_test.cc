@@ -96,7 +96,7 @@ TEST(MatmulScalar, RejectsBadArguments) {
 // The fast kernel runs once per SIMD target the CPU supports.
 void expect_fast_matches_scalar(const OwnedWeight& o, int64_t n_tokens, ThreadPool& pool,
                                 uint32_t seed) {
-  const test::ScopedBf16Activations f32_activations(Bf16Activations::kF32);
+  const ScopedBf16Activations f32_activations(Bf16Activations::kF32);
   const Weight& w = o.w;
   std::vector<float> x = random_floats(n_tokens * w.cols, seed);
   std::vector<float> ref(n_tokens * w.rows), tol(n_tokens * w.rows);
@@ -229,7 +229,7 @@ TEST(MatmulBatch, MixedJobsMatchScalarForEveryThreadCount) {
     ref_jobs.push_back({&weights[i].w, xs[i].data(), specs[i].n_tokens, refs[i].data()});
   }
   scalar::matmul_batch(ref_jobs.data(), static_cast<int64_t>(ref_jobs.size()));
-  const test::ScopedBf16Activations f32_activations(Bf16Activations::kF32);
+  const ScopedBf16Activations f32_activations(Bf16Activations::kF32);
   for (int threads : {1, 2, 3, 7}) {
     ThreadPool pool(threads);
     test::for_each_simd_target([&] {

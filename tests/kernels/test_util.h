@@ -233,21 +233,6 @@ class ScopedFourBitActivations {
   FourBitActivations saved_;
 };
 
-// Sets the process-wide BF16 activation mode for a scope (tests of the f32 numerics pin kF32:
-// the default rounds activations to bf16 for BF16 weights).
-class ScopedBf16Activations {
- public:
-  explicit ScopedBf16Activations(Bf16Activations mode) : saved_(bf16_activations()) {
-    set_bf16_activations(mode);
-  }
-  ~ScopedBf16Activations() { set_bf16_activations(saved_); }
-  ScopedBf16Activations(const ScopedBf16Activations&) = delete;
-  ScopedBf16Activations& operator=(const ScopedBf16Activations&) = delete;
-
- private:
-  Bf16Activations saved_;
-};
-
 // Runs fn once with the kernels' runtime dispatch forced to each SIMD target this CPU supports
 // (AVX-512, AVX2, SSE4, ... on x86), so every compiled variant is checked, not just the best.
 template <class Fn>

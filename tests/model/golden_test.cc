@@ -2,6 +2,7 @@
 // float64 implementation of the Hugging Face MiniMax-M2 modelling (../shared/golden/README.md).
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 
 #include "kernels/cpu/matmul_bf16dot.h"
@@ -28,8 +29,7 @@ TEST_P(GoldenTest, LogitsMatchReference) {
 
   // The reference is float64 math on unrounded activations: compare the f32-activation kernels
   // (bf16-rounded activations have their own bound tests in tests/kernels).
-  const Bf16Activations saved = bf16_activations();
-  set_bf16_activations(Bf16Activations::kF32);
+  std::optional<ScopedBf16Activations> f32_activations(Bf16Activations::kF32);
   ThreadPool pool(threads);
   MiniMaxM2 net(model->config, model->weights, pool);
   KvCache cache(model->config, 128);
@@ -37,7 +37,7 @@ TEST_P(GoldenTest, LogitsMatchReference) {
   for (size_t i = 0; i < tokens.size(); ++i) batch.add(tokens[i], int32_t(i), 0, true);
   std::vector<float> logits;
   net.forward(batch, cache, logits);
-  set_bf16_activations(saved);
+  f32_activations.reset();
 
   ASSERT_EQ(logits.size(), expected.size());
   EXPECT_LT(relative_error(logits, expected), 1e-4);

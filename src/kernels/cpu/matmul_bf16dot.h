@@ -34,6 +34,21 @@ Bf16Activations bf16_activations();
 // Parses "f32" / "bf16" (throws m2fp4::Error otherwise).
 Bf16Activations parse_bf16_activations(const char* name);
 
+// Sets the process-wide mode for a scope and restores the previous one on exit (quantize's
+// calibration and tests of the f32 numerics pin kF32).
+class ScopedBf16Activations {
+ public:
+  explicit ScopedBf16Activations(Bf16Activations mode) : saved_(bf16_activations()) {
+    set_bf16_activations(mode);
+  }
+  ~ScopedBf16Activations() { set_bf16_activations(saved_); }
+  ScopedBf16Activations(const ScopedBf16Activations&) = delete;
+  ScopedBf16Activations& operator=(const ScopedBf16Activations&) = delete;
+
+ private:
+  Bf16Activations saved_;
+};
+
 namespace bf16dot {
 
 // Columns of a rounded activation row: cols padded with zeros to a multiple of 32 (one vector).
