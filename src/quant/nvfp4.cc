@@ -9,6 +9,7 @@
 #include "numerics/e2m1.h"
 #include "numerics/fp8_e4m3.h"
 #include "quant/block_kernels.h"
+#include "quant/nvfp4_simd.h"
 #include "quant/parallel_rows.h"
 
 namespace m2fp4 {
@@ -61,6 +62,9 @@ Nvfp4Tensor nvfp4_quantize_weight(const ConstMatrix& w, float amax, const Nvfp4O
   out.block_scales.resize(static_cast<size_t>(w.rows * (w.cols / kNvfp4Block)));
   const int64_t blocks_per_row = w.cols / kNvfp4Block;
   const float global = out.global_scale;
+  // The SIMD scales assume a finite, non-negative global scale (nvfp4_global_scale gives one).
+  const bool simd =
+      options.allow_simd && nvfp4_simd_available() && std::isfinite(global) && global >= 0.0f;
 
   parallel_rows(w.rows, row_grain(w.cols), [&](int64_t begin, int64_t end) {
     std::vector<float> row(static_cast<size_t>(w.cols));
@@ -70,11 +74,19 @@ Nvfp4Tensor nvfp4_quantize_weight(const ConstMatrix& w, float amax, const Nvfp4O
       w.load(r, 0, w.cols, row.data());
       quant_detail::sub_block_abs_max(row.data(), blocks_per_row, bmax.data());
       uint8_t* scales = out.block_scales.data() + r * blocks_per_row;
-      for (int64_t b = 0; b < blocks_per_row; ++b) {
-        M2_CHECK(bmax[b] <= amax, "NVFP4: row ", r, " block ", b, " has max |w| ", bmax[b],
-                 " above the given amax ", amax, " (NaN/inf, or amax not taken over this tensor)");
-        scales[b] = nvfp4_block_scale(bmax[b], global, options);
-        divisor[b] = nvfp4_block_divisor(scales[b], global, options.convention);
+      // NaN when a block holds NaN or inf: the scalar loop below names the block.
+      const bool checked = quant_detail::abs_max(bmax.data(), blocks_per_row) <= amax;
+      if (simd && checked) {
+        nvfp4_block_scales_simd(bmax.data(), blocks_per_row, global, options, scales,
+                                divisor.data());
+      } else {
+        for (int64_t b = 0; b < blocks_per_row; ++b) {
+          M2_CHECK(bmax[b] <= amax, "NVFP4: row ", r, " block ", b, " has max |w| ", bmax[b],
+                   " above the given amax ", amax,
+                   " (NaN/inf, or amax not taken over this tensor)");
+          scales[b] = nvfp4_block_scale(bmax[b], global, options);
+          divisor[b] = nvfp4_block_divisor(scales[b], global, options.convention);
+        }
       }
       // Both producers divide (true division, not a reciprocal multiply: §8.7). The
       // compressed-tensors clamp to [-6, 6] before the cast is implied by saturation.

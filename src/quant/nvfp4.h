@@ -28,6 +28,9 @@ struct Nvfp4Options {
   // modelopt >= 0.45 clamps block scales to [2^-9, 448] (no zero scale bytes); older versions
   // store scale 0 for blocks whose scale is below 2^-10.
   bool modelopt_clamp_block_scale = true;
+  // Block scales of 16 blocks at a time with the SIMD twin where the CPU has it (bit-identical);
+  // false runs the scalar nvfp4_block_scale on every block (tests compare the two).
+  bool allow_simd = true;
 };
 
 struct Nvfp4Tensor {
