@@ -40,6 +40,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul4-inl.cc"
 #include "kernels/cpu/matmul4_int8-inl.cc"
+#include "kernels/cpu/matmul4_int8_gemm-inl.cc"
 #include "kernels/cpu/matmul_bf16dot.h"
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/weight_decode.h"
@@ -582,10 +583,10 @@ void run_rows_four_bit(const JobPlan& plan, int64_t row_begin, int64_t row_end) 
   }
 }
 
-// The 4-bit GEMV with activations rounded to int8 (matmul4_int8-inl.cc).
+// The 4-bit GEMV / GEMM with activations rounded to int8 (matmul4_int8*-inl.cc).
 void run_rows_four_bit_int8(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
-  four_bit_int8::gemv_rows(*plan.job->w, plan.job->x, plan.xq, plan.job->n_tokens, row_begin,
-                           row_end, plan.job->y);
+  four_bit_int8::matmul_rows(*plan.job->w, plan.job->x, plan.xq, plan.job->n_tokens, row_begin,
+                             row_end, plan.job->y);
 }
 
 // BF16 weights with activations rounded to bf16 (matmul_bf16dot.h) on the AVX-512 targets of CPUs
