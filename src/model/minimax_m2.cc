@@ -291,45 +291,58 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
   }
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HD = c.head_dim;
   s.attn.resize(static_cast<size_t>(n * QW));
-  // One token: heads split across threads; more: tokens across threads.
-  auto attend = [&](int64_t i, int thread, bool parallel) {
-    const SeqRows& sr = rows[row_of[i]];
-    const int64_t n_ctx = batch.positions[i] + 1;
-    const float* q = s.q.data() + i * QW;
-    float* out = s.attn.data() + i * QW;
-    float* scratch = s.attn_scratch[thread].data();
-    if (paged && fp8_cache) {
-      if (parallel) {
-        attention_fp8_paged_parallel(q, sr.k8_blocks.data(), sr.v8_blocks.data(), bs, n_ctx, KW, NH,
-                                     NKV, HD, k_scale, v_scale, out, pool_);
-      } else {
-        attention_fp8_paged(q, sr.k8_blocks.data(), sr.v8_blocks.data(), bs, n_ctx, KW, NH, NKV, HD,
-                            k_scale, v_scale, out);
-      }
-    } else if (paged) {
-      if (parallel) {
-        attention_paged_parallel(q, sr.k_blocks.data(), sr.v_blocks.data(), bs, n_ctx, KW, NH, NKV,
-                                 HD, out, pool_);
-      } else {
-        attention_paged(q, sr.k_blocks.data(), sr.v_blocks.data(), bs, n_ctx, KW, NH, NKV, HD, out);
-      }
-    } else if (fp8_cache) {
-      if (parallel) {
-        attention_fp8_parallel(q, sr.k8, sr.v8, n_ctx, KW, NH, NKV, HD, k_scale, v_scale, out,
-                               pool_);
-      } else {
-        attention_fp8(q, sr.k8, sr.v8, n_ctx, KW, NH, NKV, HD, k_scale, v_scale, out, scratch);
-      }
-    } else if (parallel) {
-      attention_parallel(q, sr.k, sr.v, n_ctx, KW, NH, NKV, HD, out, pool_);
-    } else {
-      attention(q, sr.k, sr.v, n_ctx, KW, NH, NKV, HD, out, scratch);
-    }
-  };
+  // One token: its heads split across threads. More: each sequence's queries attended together
+  // (attention_batch: flash-style blocks of queries x the heads of one KV head, so K/V are read
+  // once per block, not once per query).
   if (n == 1) {
-    attend(0, 0, true);
+    const SeqRows& sr = rows[0];
+    const int64_t n_ctx = batch.positions[0] + 1;
+    const float* q = s.q.data();
+    float* out = s.attn.data();
+    if (paged && fp8_cache) {
+      attention_fp8_paged_parallel(q, sr.k8_blocks.data(), sr.v8_blocks.data(), bs, n_ctx, KW, NH,
+                                   NKV, HD, k_scale, v_scale, out, pool_);
+    } else if (paged) {
+      attention_paged_parallel(q, sr.k_blocks.data(), sr.v_blocks.data(), bs, n_ctx, KW, NH, NKV,
+                               HD, out, pool_);
+    } else if (fp8_cache) {
+      attention_fp8_parallel(q, sr.k8, sr.v8, n_ctx, KW, NH, NKV, HD, k_scale, v_scale, out, pool_);
+    } else {
+      attention_parallel(q, sr.k, sr.v, n_ctx, KW, NH, NKV, HD, out, pool_);
+    }
   } else {
-    pool_.run(n, [&](int64_t i, int thread) { attend(i, thread, false); });
+    std::vector<std::vector<int64_t>> tokens(rows.size()), n_ctx(rows.size());
+    for (int64_t i = 0; i < n; ++i) {
+      tokens[row_of[i]].push_back(i);
+      n_ctx[row_of[i]].push_back(batch.positions[i] + 1);
+    }
+    std::vector<AttentionSequence> seqs(rows.size());
+    for (size_t r = 0; r < rows.size(); ++r) {
+      SeqRows& sr = rows[r];
+      AttentionSequence& a = seqs[r];
+      a.tokens = tokens[r].data();
+      a.n_ctx = n_ctx[r].data();
+      a.n_tokens = static_cast<int64_t>(tokens[r].size());
+      // A contiguous cache is one block holding every row the queries see.
+      a.block_size = paged ? bs : *std::max_element(n_ctx[r].begin(), n_ctx[r].end());
+      if (!paged && fp8_cache) {
+        sr.k8_blocks = {sr.k8};
+        sr.v8_blocks = {sr.v8};
+      } else if (!paged) {
+        sr.k_blocks = {sr.k};
+        sr.v_blocks = {sr.v};
+      }
+      if (fp8_cache) {
+        a.k8_blocks = sr.k8_blocks.data();
+        a.v8_blocks = sr.v8_blocks.data();
+      } else {
+        a.k_blocks = sr.k_blocks.data();
+        a.v_blocks = sr.v_blocks.data();
+      }
+    }
+    const AttentionShape shape{KW, NH, NKV, HD, k_scale, v_scale};
+    attention_batch(s.q.data(), seqs.data(), static_cast<int64_t>(seqs.size()), shape,
+                    s.attn.data(), pool_);
   }
   clock.mark(ForwardProfile::kAttention);
 

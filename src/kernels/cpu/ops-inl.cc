@@ -351,6 +351,314 @@ void AttentionFp8HeadsPagedImpl(const float* q, const uint8_t* const* k_blocks,
       n_ctx, h_begin, h_end, head_dim, k_scale, v_scale, out, scores, tile, tile_rows);
 }
 
+// ---- Blocked (flash) attention over several queries of one sequence ----
+//
+// The rows of a work item are its queries x the query heads of one KV head (row r: query
+// r / group, head r % group). Q is packed transposed (qt[d][r], rows padded to rpad), so scores
+// come out key-major (st[j][r]) from broadcasts of K elements read in place, and the online
+// softmax runs vectorised across rows. The weighted sum of V accumulates in o[r][d] (row-major)
+// from V rows read in place, rescaled by each row's alpha = exp(old max - new max) per block.
+
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
+constexpr int kScoreKeys = 3;  // 16 registers: 3 keys x 2 row vectors + 2 loads
+constexpr int kScoreRowVectors = 2;
+constexpr int kValueRows = 3;  // 3 rows x 2 value vectors
+#else
+constexpr int kScoreKeys = 6;     // 32 registers: 6 keys x 4 row vectors + 4 loads
+constexpr int kScoreRowVectors = 4;
+constexpr int kValueRows = 6;  // 6 rows x 4 value vectors
+#endif
+
+// st[j * rpad + v * N ...] = scale * sum_d krow[j][d] * qt[d * rpad + v * N ...] for JB keys and
+// RV row vectors (qt and st already offset to the first row).
+template <int JB, int RV>
+HWY_NOINLINE void score_tile(const float* const* krow, const float* qt, int64_t rpad,
+                             int64_t head_dim, float scale, float* st) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  VF acc[JB][RV];
+  HWY_UNROLL(8)
+  for (int j = 0; j < JB; ++j) {
+    HWY_UNROLL(8)
+    for (int v = 0; v < RV; ++v) acc[j][v] = hn::Zero(df);
+  }
+  const float* k[JB];
+  for (int j = 0; j < JB; ++j) k[j] = krow[j];
+  for (int64_t d = 0; d < head_dim; ++d) {
+    VF qv[RV];
+    HWY_UNROLL(8)
+    for (int v = 0; v < RV; ++v) qv[v] = hn::LoadU(df, qt + d * rpad + v * N);
+    HWY_UNROLL(8)
+    for (int j = 0; j < JB; ++j) {
+      const VF kd = hn::Set(df, k[j][d]);
+      HWY_UNROLL(8)
+      for (int v = 0; v < RV; ++v) acc[j][v] = hn::MulAdd(kd, qv[v], acc[j][v]);
+    }
+  }
+  const VF vscale = hn::Set(df, scale);
+  HWY_UNROLL(8)
+  for (int j = 0; j < JB; ++j) {
+    HWY_UNROLL(8)
+    for (int v = 0; v < RV; ++v) hn::StoreU(hn::Mul(acc[j][v], vscale), df, st + j * rpad + v * N);
+  }
+}
+
+template <int JB>
+void score_keys(int64_t rv, const float* const* krow, const float* qt, int64_t rpad,
+                int64_t head_dim, float scale, float* st) {
+  switch (rv) {
+    case 1:
+      return score_tile<JB, 1>(krow, qt, rpad, head_dim, scale, st);
+    case 2:
+      return score_tile<JB, 2>(krow, qt, rpad, head_dim, scale, st);
+    case 3:
+      return score_tile<JB, 3>(krow, qt, rpad, head_dim, scale, st);
+    default:
+      return score_tile<JB, 4>(krow, qt, rpad, head_dim, scale, st);
+  }
+}
+
+// Scores of nb keys (krow) against all rpad rows into st.
+void score_block(const float* const* krow, int64_t nb, const float* qt, int64_t rpad,
+                 int64_t head_dim, float scale, float* st) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t v0 = 0; v0 < rpad / N; v0 += kScoreRowVectors) {
+    const int64_t rv = std::min<int64_t>(kScoreRowVectors, rpad / N - v0);
+    const float* qv = qt + v0 * N;
+    for (int64_t j = 0; j < nb; j += kScoreKeys) {
+      float* s = st + j * rpad + v0 * N;
+      switch (std::min<int64_t>(kScoreKeys, nb - j)) {
+        case 1:
+          score_keys<1>(rv, krow + j, qv, rpad, head_dim, scale, s);
+          break;
+        case 2:
+          score_keys<2>(rv, krow + j, qv, rpad, head_dim, scale, s);
+          break;
+        case 3:
+          score_keys<3>(rv, krow + j, qv, rpad, head_dim, scale, s);
+          break;
+        case 4:
+          score_keys<4>(rv, krow + j, qv, rpad, head_dim, scale, s);
+          break;
+        case 5:
+          score_keys<5>(rv, krow + j, qv, rpad, head_dim, scale, s);
+          break;
+        default:
+          score_keys<6>(rv, krow + j, qv, rpad, head_dim, scale, s);
+          break;
+      }
+    }
+  }
+}
+
+// Online softmax step over keys [j0, j0 + nb) for all rpad rows: st becomes the numerators
+// exp(s - max) (0 where key j0 + j >= n_ctx[r]); max_score and sum are updated and alpha[r] =
+// exp(old max - new max) is what the row's accumulated output must be scaled by. A row with no
+// visible key so far keeps max -inf, sum 0 and gets alpha 0.
+void online_softmax(float* st, int64_t nb, int64_t rpad, int64_t j0, const float* n_ctx,
+                    float* max_score, float* sum, float* alpha) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const VF neg_inf = hn::Set(df, -INFINITY);
+  for (int64_t r = 0; r < rpad; r += N) {
+    const VF limit = hn::LoadU(df, n_ctx + r);
+    VF block_max = neg_inf;
+    for (int64_t j = 0; j < nb; ++j) {
+      float* s = st + j * rpad + r;
+      const auto visible = hn::Lt(hn::Set(df, static_cast<float>(j0 + j)), limit);
+      const VF sj = hn::IfThenElse(visible, hn::LoadU(df, s), neg_inf);
+      hn::StoreU(sj, df, s);
+      block_max = hn::Max(block_max, sj);
+    }
+    const VF old_max = hn::LoadU(df, max_score + r);
+    const VF new_max = hn::Max(old_max, block_max);
+    // exp(-inf - -inf) would be NaN: rows with nothing visible subtract 0 instead.
+    const VF base = hn::IfThenZeroElse(hn::Eq(new_max, neg_inf), new_max);
+    const VF a = hn::Exp(df, hn::Sub(old_max, base));
+    VF block_sum = hn::Zero(df);
+    for (int64_t j = 0; j < nb; ++j) {
+      float* s = st + j * rpad + r;
+      const VF p = hn::Exp(df, hn::Sub(hn::LoadU(df, s), base));
+      hn::StoreU(p, df, s);
+      block_sum = hn::Add(block_sum, p);
+    }
+    hn::StoreU(new_max, df, max_score + r);
+    hn::StoreU(hn::MulAdd(hn::LoadU(df, sum + r), a, block_sum), df, sum + r);
+    hn::StoreU(a, df, alpha + r);
+  }
+}
+
+// o[r][d0, d0 + C * N) = alpha[r] * o[r][...] + sum_j pt[j * rpad + r] * vrow[j][d0, ...] for RB
+// rows (pt, alpha and o already offset to the first row; o rows head_dim apart).
+template <int RB, int C>
+HWY_NOINLINE void value_tile(const float* const* vrow, int64_t nb, const float* pt, int64_t rpad,
+                             const float* alpha, int64_t d0, int64_t head_dim, float* o) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  VF acc[RB][C];
+  HWY_UNROLL(8)
+  for (int r = 0; r < RB; ++r) {
+    const VF a = hn::Set(df, alpha[r]);
+    HWY_UNROLL(8)
+    for (int c = 0; c < C; ++c)
+      acc[r][c] = hn::Mul(hn::LoadU(df, o + r * head_dim + d0 + c * N), a);
+  }
+  for (int64_t j = 0; j < nb; ++j) {
+    VF vj[C];
+    HWY_UNROLL(8)
+    for (int c = 0; c < C; ++c) vj[c] = hn::LoadU(df, vrow[j] + d0 + c * N);
+    HWY_UNROLL(8)
+    for (int r = 0; r < RB; ++r) {
+      const VF p = hn::Set(df, pt[j * rpad + r]);
+      HWY_UNROLL(8)
+      for (int c = 0; c < C; ++c) acc[r][c] = hn::MulAdd(p, vj[c], acc[r][c]);
+    }
+  }
+  HWY_UNROLL(8)
+  for (int r = 0; r < RB; ++r) {
+    HWY_UNROLL(8)
+    for (int c = 0; c < C; ++c) hn::StoreU(acc[r][c], df, o + r * head_dim + d0 + c * N);
+  }
+}
+
+template <int RB>
+void value_rows(const float* const* vrow, int64_t nb, const float* pt, int64_t rpad,
+                const float* alpha, int64_t head_dim, float* o) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  int64_t d = 0;
+  for (; d + kValueVectors * N <= head_dim; d += kValueVectors * N) {
+    value_tile<RB, kValueVectors>(vrow, nb, pt, rpad, alpha, d, head_dim, o);
+  }
+  for (; d + N <= head_dim; d += N) value_tile<RB, 1>(vrow, nb, pt, rpad, alpha, d, head_dim, o);
+  for (; d < head_dim; ++d) {
+    for (int r = 0; r < RB; ++r) {
+      float acc = o[r * head_dim + d] * alpha[r];
+      for (int64_t j = 0; j < nb; ++j) acc += pt[j * rpad + r] * vrow[j][d];
+      o[r * head_dim + d] = acc;
+    }
+  }
+}
+
+// value_rows over rows [0, n_rows) in tiles of kValueRows.
+void value_block(const float* const* vrow, int64_t nb, const float* pt, int64_t rpad,
+                 const float* alpha, int64_t n_rows, int64_t head_dim, float* o) {
+  for (int64_t r = 0; r < n_rows; r += kValueRows) {
+    const float* p = pt + r;
+    const float* a = alpha + r;
+    float* orow = o + r * head_dim;
+    switch (std::min<int64_t>(kValueRows, n_rows - r)) {
+      case 1:
+        value_rows<1>(vrow, nb, p, rpad, a, head_dim, orow);
+        break;
+      case 2:
+        value_rows<2>(vrow, nb, p, rpad, a, head_dim, orow);
+        break;
+      case 3:
+        value_rows<3>(vrow, nb, p, rpad, a, head_dim, orow);
+        break;
+      case 4:
+        value_rows<4>(vrow, nb, p, rpad, a, head_dim, orow);
+        break;
+      case 5:
+        value_rows<5>(vrow, nb, p, rpad, a, head_dim, orow);
+        break;
+      default:
+        value_rows<6>(vrow, nb, p, rpad, a, head_dim, orow);
+        break;
+    }
+  }
+}
+
+// Queries tokens[0, n_tokens) (batch rows of q / out, n_heads * head_dim floats each) x the
+// `group` query heads of KV head g, over positions [0, n_ctx[i]) each. key_rows(j0, nb, rows)
+// points rows[0, nb) at positions j0.. of K for head g (decoding them if need be); value_rows
+// alike for V. scratch: flash_scratch_floats() floats.
+template <class KeyRows, class ValueRows>
+void FlashRows(const float* q, int64_t q_stride, const int64_t* tokens, const int64_t* n_ctx,
+               int64_t n_tokens, int64_t g, int64_t group, int64_t head_dim, KeyRows key_rows,
+               ValueRows value_rows_of, float* out, float* scratch) {
+  const int64_t n_rows = n_tokens * group;
+  const int64_t rpad = (n_rows + 15) / 16 * 16;
+  float* qt = scratch;                         // [head_dim][rpad]
+  float* st = qt + head_dim * rpad;            // [kAttentionFlashKeys][rpad]
+  float* o = st + kAttentionFlashKeys * rpad;  // [n_rows][head_dim]
+  float* row_ctx = o + n_rows * head_dim;      // [rpad] each
+  float* max_score = row_ctx + rpad;
+  float* sum = max_score + rpad;
+  float* alpha = sum + rpad;
+  int64_t max_ctx = 0;
+  for (int64_t r = 0; r < rpad; ++r) {
+    const bool real = r < n_rows;
+    const int64_t t = r / group;
+    row_ctx[r] = real ? static_cast<float>(n_ctx[t]) : 0.0f;
+    max_score[r] = -INFINITY;
+    sum[r] = 0.0f;
+    const float* qr =
+        real ? q + tokens[t] * q_stride + (g * group + r % group) * head_dim : nullptr;
+    for (int64_t d = 0; d < head_dim; ++d) qt[d * rpad + r] = real ? qr[d] : 0.0f;
+    if (real) max_ctx = std::max(max_ctx, n_ctx[t]);
+  }
+  std::fill(o, o + n_rows * head_dim, 0.0f);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const float* krow[kAttentionFlashKeys];
+  const float* vrow[kAttentionFlashKeys];
+  for (int64_t j0 = 0; j0 < max_ctx; j0 += kAttentionFlashKeys) {
+    const int64_t nb = std::min(kAttentionFlashKeys, max_ctx - j0);
+    key_rows(j0, nb, krow);
+    score_block(krow, nb, qt, rpad, head_dim, scale, st);
+    online_softmax(st, nb, rpad, j0, row_ctx, max_score, sum, alpha);
+    value_rows_of(j0, nb, vrow);
+    value_block(vrow, nb, st, rpad, alpha, n_rows, head_dim, o);
+  }
+  for (int64_t r = 0; r < n_rows; ++r) {
+    float* dst = out + tokens[r / group] * q_stride + (g * group + r % group) * head_dim;
+    for (int64_t d = 0; d < head_dim; ++d) dst[d] = o[r * head_dim + d] / sum[r];
+  }
+}
+
+void FlashAttentionPagedImpl(const float* q, int64_t q_stride, const int64_t* tokens,
+                             const int64_t* n_ctx, int64_t n_tokens, const float* const* k_blocks,
+                             const float* const* v_blocks, int64_t block_size,
+                             int64_t kv_row_stride, int64_t g, int64_t group, int64_t head_dim,
+                             float* out, float* scratch) {
+  const int64_t col = g * head_dim;
+  auto rows_of = [&](const float* const* blocks) {
+    return [=](int64_t j0, int64_t nb, const float** rows) {
+      for (int64_t j = 0; j < nb; ++j) {
+        const int64_t pos = j0 + j;
+        rows[j] = blocks[pos / block_size] + (pos % block_size) * kv_row_stride + col;
+      }
+    };
+  };
+  FlashRows(q, q_stride, tokens, n_ctx, n_tokens, g, group, head_dim, rows_of(k_blocks),
+            rows_of(v_blocks), out, scratch);
+}
+
+// FlashAttentionPagedImpl over an E4M3 cache: each block of positions of K (V) is decoded into
+// a tile of kAttentionFlashKeys x head_dim floats after the flash scratch.
+void FlashAttentionFp8PagedImpl(const float* q, int64_t q_stride, const int64_t* tokens,
+                                const int64_t* n_ctx, int64_t n_tokens,
+                                const uint8_t* const* k_blocks, const uint8_t* const* v_blocks,
+                                int64_t block_size, int64_t kv_row_stride, int64_t g, int64_t group,
+                                int64_t head_dim, float k_scale, float v_scale, float* out,
+                                float* scratch, float* tile) {
+  const int64_t col = g * head_dim;
+  auto rows_of = [&](const uint8_t* const* blocks, float scale) {
+    return [=](int64_t j0, int64_t nb, const float** rows) {
+      for (int64_t j = 0; j < nb; ++j) {
+        const int64_t pos = j0 + j;
+        decode_fp8(blocks[pos / block_size] + (pos % block_size) * kv_row_stride + col, head_dim,
+                   scale, tile + j * head_dim);
+        rows[j] = tile + j * head_dim;
+      }
+    };
+  };
+  FlashRows(q, q_stride, tokens, n_ctx, n_tokens, g, group, head_dim, rows_of(k_blocks, k_scale),
+            rows_of(v_blocks, v_scale), out, scratch);
+}
+
 // out[i] = e4m3_satfinite(x[i] / scale), RNE (the bit recipe of quant-formats.md §1.2).
 void KvStoreFp8Impl(const float* x, int64_t n, float scale, uint8_t* out) {
   const DF df;

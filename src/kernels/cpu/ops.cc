@@ -25,6 +25,8 @@ HWY_EXPORT(SiluMulImpl);
 HWY_EXPORT(KvStoreFp8Impl);
 HWY_EXPORT(AttentionHeadsPagedImpl);
 HWY_EXPORT(AttentionFp8HeadsPagedImpl);
+HWY_EXPORT(FlashAttentionPagedImpl);
+HWY_EXPORT(FlashAttentionFp8PagedImpl);
 
 void rms_norm(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps,
               float* out) {
@@ -219,6 +221,81 @@ void attention_fp8_parallel(const float* q, const uint8_t* k, const uint8_t* v, 
   attention_fp8_paged_parallel(q, k_blocks, v_blocks, std::max<int64_t>(n_ctx, 1), n_ctx,
                                kv_row_stride, n_heads, n_kv_heads, head_dim, k_scale, v_scale, out,
                                pool);
+}
+
+namespace {
+// One task of attention_batch(): queries [first, first + count) of a sequence x the query heads
+// of KV head g (flash), or (g < 0) one query with all heads (attention_paged).
+struct AttentionTask {
+  int64_t seq, first, count, g;
+  int64_t cost;  // multiply-adds, roughly: biggest tasks are handed out first
+};
+
+std::vector<AttentionTask> attention_tasks(const AttentionSequence* seqs, int64_t n_seqs,
+                                           int64_t group, int64_t n_kv_heads) {
+  std::vector<AttentionTask> tasks;
+  const int64_t per_task = std::max<int64_t>(1, kAttentionFlashRows / group);
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const AttentionSequence& seq = seqs[s];
+    if (seq.n_tokens * group >= kAttentionFlashMinRows) {
+      for (int64_t first = 0; first < seq.n_tokens; first += per_task) {
+        const int64_t count = std::min(per_task, seq.n_tokens - first);
+        const int64_t max_ctx = *std::max_element(seq.n_ctx + first, seq.n_ctx + first + count);
+        for (int64_t g = 0; g < n_kv_heads; ++g) {
+          tasks.push_back({s, first, count, g, count * group * max_ctx});
+        }
+      }
+    } else {
+      for (int64_t i = 0; i < seq.n_tokens; ++i) {
+        tasks.push_back({s, i, 1, -1, group * n_kv_heads * seq.n_ctx[i]});
+      }
+    }
+  }
+  std::stable_sort(tasks.begin(), tasks.end(),
+                   [](const AttentionTask& a, const AttentionTask& b) { return a.cost > b.cost; });
+  return tasks;
+}
+}  // namespace
+
+void attention_batch(const float* q, const AttentionSequence* seqs, int64_t n_seqs,
+                     const AttentionShape& shape, float* out, ThreadPool& pool) {
+  check_attention_batch_args(seqs, n_seqs, shape);
+  const int64_t hd = shape.head_dim, group = shape.n_heads / shape.n_kv_heads;
+  const int64_t q_stride = shape.n_heads * hd, stride = shape.kv_row_stride;
+  const std::vector<AttentionTask> tasks = attention_tasks(seqs, n_seqs, group, shape.n_kv_heads);
+  pool.run(static_cast<int64_t>(tasks.size()), [&](int64_t i, int) {
+    const AttentionTask& task = tasks[static_cast<size_t>(i)];
+    const AttentionSequence& seq = seqs[task.seq];
+    const bool fp8 = seq.k8_blocks != nullptr;
+    if (task.g < 0) {
+      const int64_t row = seq.tokens[task.first], n_ctx = seq.n_ctx[task.first];
+      if (fp8) {
+        attention_fp8_paged(q + row * q_stride, seq.k8_blocks, seq.v8_blocks, seq.block_size, n_ctx,
+                            stride, shape.n_heads, shape.n_kv_heads, hd, shape.k_scale,
+                            shape.v_scale, out + row * q_stride);
+      } else {
+        attention_paged(q + row * q_stride, seq.k_blocks, seq.v_blocks, seq.block_size, n_ctx,
+                        stride, shape.n_heads, shape.n_kv_heads, hd, out + row * q_stride);
+      }
+      return;
+    }
+    const int64_t n_rows = task.count * group, rpad = (n_rows + 15) / 16 * 16;
+    const int64_t flash_floats =
+        (hd + kAttentionFlashKeys + 4) * rpad + n_rows * hd + (fp8 ? kAttentionFlashKeys * hd : 0);
+    float* scratch = thread_scratch(2, static_cast<size_t>(flash_floats));
+    const int64_t* tokens = seq.tokens + task.first;
+    const int64_t* n_ctx = seq.n_ctx + task.first;
+    if (fp8) {
+      HWY_DYNAMIC_DISPATCH(FlashAttentionFp8PagedImpl)
+      (q, q_stride, tokens, n_ctx, task.count, seq.k8_blocks, seq.v8_blocks, seq.block_size, stride,
+       task.g, group, hd, shape.k_scale, shape.v_scale, out, scratch,
+       scratch + flash_floats - kAttentionFlashKeys * hd);
+    } else {
+      HWY_DYNAMIC_DISPATCH(FlashAttentionPagedImpl)
+      (q, q_stride, tokens, n_ctx, task.count, seq.k_blocks, seq.v_blocks, seq.block_size, stride,
+       task.g, group, hd, out, scratch);
+    }
+  });
 }
 
 void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,

@@ -75,6 +75,39 @@ void attention_fp8_paged_parallel(const float* q, const uint8_t* const* k_blocks
                                   int64_t head_dim, float k_scale, float v_scale, float* out,
                                   ThreadPool& pool);
 
+// The queries of one sequence in a batch, for attention_batch(): batch row tokens[i] (of q and
+// out) sees positions [0, n_ctx[i]) of the sequence's paged cache, rows addressed as for
+// attention_paged(). Exactly one of the f32 tables (k_blocks, v_blocks) and the E4M3 tables
+// (k8_blocks, v8_blocks) is set. A contiguous cache is one block of block_size >= every n_ctx.
+struct AttentionSequence {
+  const int64_t* tokens = nullptr;
+  const int64_t* n_ctx = nullptr;
+  int64_t n_tokens = 0;
+  int64_t block_size = 0;
+  const float* const* k_blocks = nullptr;
+  const float* const* v_blocks = nullptr;
+  const uint8_t* const* k8_blocks = nullptr;
+  const uint8_t* const* v8_blocks = nullptr;
+};
+
+// Shape of attention_batch(): as for attention(); k_scale / v_scale as for attention_fp8()
+// (used by sequences with E4M3 tables only).
+struct AttentionShape {
+  int64_t kv_row_stride = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float k_scale = 1.0f, v_scale = 1.0f;
+};
+
+// Causal GQA attention of every query of a batch (prefill): q and out have one row of
+// n_heads * head_dim floats per batch token. A sequence with several queries is attended
+// flash-style (performance.md: K/V read once per block of queries, online softmax, no
+// n_ctx-sized score rows): blocks of its queries x the query heads of one KV head are scored
+// against blocks of kAttentionFlashKeys positions as small GEMMs; work is split across the pool
+// by (query block, KV head). A sequence with few queries uses attention_paged() per query.
+// Not bit-identical to attention() (the softmax is accumulated block by block), but independent
+// of the page size and of which other sequences share the batch.
+void attention_batch(const float* q, const AttentionSequence* seqs, int64_t n_seqs,
+                     const AttentionShape& shape, float* out, ThreadPool& pool);
+
 // MiniMax-M2 router for one token: score = sigmoid(logit); experts chosen by the top_k largest
 // score + bias (bias may be null); weights = chosen scores renormalised to sum 1.
 // expert_ids/expert_weights: top_k entries, in descending order of score + bias.
@@ -102,6 +135,9 @@ void attention_fp8_paged(const float* q, const uint8_t* const* k_blocks,
                          const uint8_t* const* v_blocks, int64_t block_size, int64_t n_ctx,
                          int64_t kv_row_stride, int64_t n_heads, int64_t n_kv_heads,
                          int64_t head_dim, float k_scale, float v_scale, float* out);
+// attention_batch() one query at a time through scalar::attention_paged / attention_fp8_paged.
+void attention_batch(const float* q, const AttentionSequence* seqs, int64_t n_seqs,
+                     const AttentionShape& shape, float* out);
 void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
                         int32_t* expert_ids, float* expert_weights);
 void silu_mul(const float* gate, const float* up, int64_t n, float* out);

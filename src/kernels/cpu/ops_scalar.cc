@@ -141,6 +141,27 @@ void attention_fp8_paged(const float* q, const uint8_t* const* k_blocks,
       [&](int64_t i) { return e4m3_to_f32(at(v_blocks, i)) * v_scale; });
 }
 
+void attention_batch(const float* q, const AttentionSequence* seqs, int64_t n_seqs,
+                     const AttentionShape& shape, float* out) {
+  check_attention_batch_args(seqs, n_seqs, shape);
+  const int64_t q_stride = shape.n_heads * shape.head_dim;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const AttentionSequence& seq = seqs[s];
+    for (int64_t i = 0; i < seq.n_tokens; ++i) {
+      const float* qi = q + seq.tokens[i] * q_stride;
+      float* oi = out + seq.tokens[i] * q_stride;
+      if (seq.k8_blocks) {
+        attention_fp8_paged(qi, seq.k8_blocks, seq.v8_blocks, seq.block_size, seq.n_ctx[i],
+                            shape.kv_row_stride, shape.n_heads, shape.n_kv_heads, shape.head_dim,
+                            shape.k_scale, shape.v_scale, oi);
+      } else {
+        attention_paged(qi, seq.k_blocks, seq.v_blocks, seq.block_size, seq.n_ctx[i],
+                        shape.kv_row_stride, shape.n_heads, shape.n_kv_heads, shape.head_dim, oi);
+      }
+    }
+  }
+}
+
 void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
                         int32_t* expert_ids, float* expert_weights) {
   check_route_args(n_experts, top_k);
