@@ -6,7 +6,9 @@
 // operations in the same order (separate multiplies and adds, IEEE division and square root,
 // the quant layer builds with -ffp-contract=off), so the scales and codes are bit-identical.
 // The level lookup replaces the 435-entry table by a 28-entry bucket table plus one threshold
-// compare, checked equal to the table for every entry at compile time.
+// compare, checked equal to the table for every entry at compile time; inside the search, where
+// |2v| < 280 is known (ntry <= 8), by slot tables indexed without clamp or integer conversion
+// (also checked at compile time), 13 instead of 16 vector operations per element and candidate.
 #include "quant/iq4nl16_simd.h"
 
 #include <array>
@@ -61,6 +63,80 @@ constexpr bool bucket_lookup_matches_table() {
 static_assert(bucket_lookup_matches_table(),
               "IQ4_NL levels closer than 16 half-units: one compare per bucket is not enough");
 
+// The search's inner loop, where |2v| < 280 is known: no clamp and no conversion to integer.
+// Adding 1.5 * 2^27 rounds 2v to a multiple of 16 (the float spacing there), so the low five
+// bits of the sum's bit pattern are b = round(2v / 16) mod 32: the slot of two 32-entry
+// permutes. The slot of b serves 2v in [16 b - 8, 16 b + 8] (both ends: ties round either way),
+// which holds at most one doubled midpoint; one float compare 2v >= threshold (an integer:
+// exact) picks the lower or upper level. The slots of b = -17..-15 and 15..17 coincide: all
+// level 0 there for negative 2v, all level 15 for positive, told apart by a threshold of 0.
+constexpr int kSlotLow = -17;
+constexpr int kSlotHigh = 17;
+constexpr float kSlotMagic = 201326592.0f;  // 1.5 * 2^27
+// The largest search half-width for which every 2v of the search is below 280 in magnitude:
+// 2 (127 + ntry) (1 + 2^-22) < 280 - 8 (a margin, not needed).
+constexpr int kMaxBoundedTry = 8;
+
+constexpr int index_of_floor(int k) {
+  k = k < kIq4nlTableLow ? kIq4nlTableLow : k > kIq4nlTableHigh ? kIq4nlTableHigh : k;
+  return kIq4nlIndexTable[k - kIq4nlTableLow];
+}
+
+struct FastTables {
+  std::array<float, 32> threshold{};  // 2v from which the slot's upper level applies
+  std::array<float, 32> lower{};
+  std::array<float, 32> upper{};
+  bool ok = true;
+};
+
+constexpr float kNever = 1e30f;
+
+constexpr FastTables make_fast_tables() {
+  FastTables t{};
+  std::array<bool, 32> used{};
+  for (int b = kSlotLow; b <= kSlotHigh; ++b) {
+    const int slot = b & 31;
+    const int first = index_of_floor(16 * b - 8), last = index_of_floor(16 * b + 8);
+    if (used[slot]) {  // the second bucket of a slot: all 15 here, all 0 in the first one
+      t.ok = t.ok && b > 0 && first == 15 && t.lower[slot] == kIq4nlLevels[0] &&
+             t.threshold[slot] == kNever;
+      t.upper[slot] = kIq4nlLevels[15];
+      t.threshold[slot] = 0.0f;
+      continue;
+    }
+    used[slot] = true;
+    t.lower[slot] = kIq4nlLevels[first];
+    t.upper[slot] = kIq4nlLevels[last];
+    t.threshold[slot] = kNever;
+    if (last == first + 1) {
+      for (int k = 16 * b + 8; k >= 16 * b - 8; --k) {
+        if (index_of_floor(k) == last) t.threshold[slot] = static_cast<float>(k);
+      }
+    } else if (last != first) {
+      t.ok = false;
+    }
+  }
+  return t;
+}
+constexpr FastTables kFastTables = make_fast_tables();
+
+// Every floor k = floor(2v) with |2v| < 280, through every slot 2v may round to.
+constexpr bool fast_lookup_matches_table() {
+  if (!kFastTables.ok) return false;
+  for (int k = -280; k < 280; ++k) {
+    for (int b = kSlotLow; b <= kSlotHigh; ++b) {
+      if (k < 16 * b - 8 || k > 16 * b + 8) continue;
+      const int slot = b & 31;
+      const float level = static_cast<float>(k) >= kFastTables.threshold[slot]
+                              ? kFastTables.upper[slot]
+                              : kFastTables.lower[slot];
+      if (level != kIq4nlLevels[index_of_floor(k)]) return false;
+    }
+  }
+  return true;
+}
+static_assert(fast_lookup_matches_table(), "the search's slot tables disagree with the table");
+
 }  // namespace
 
 #ifdef M2FP4_IQ4_SIMD
@@ -72,6 +148,8 @@ namespace {
 struct Lookup {
   __m512i base_lo, base_hi, next;
   __m512 levels;
+  __m512 threshold_lo, threshold_hi;  // kFastTables
+  __m512 lower_lo, lower_hi, upper_lo, upper_hi;
 };
 
 M2FP4_AVX512 Lookup make_lookup() {
@@ -82,7 +160,24 @@ M2FP4_AVX512 Lookup make_lookup() {
   alignas(64) float levels[16];
   for (int i = 0; i < 16; ++i) levels[i] = static_cast<float>(kIq4nlLevels[i]);
   l.levels = _mm512_load_ps(levels);
+  l.threshold_lo = _mm512_loadu_ps(kFastTables.threshold.data());
+  l.threshold_hi = _mm512_loadu_ps(kFastTables.threshold.data() + 16);
+  l.lower_lo = _mm512_loadu_ps(kFastTables.lower.data());
+  l.lower_hi = _mm512_loadu_ps(kFastTables.lower.data() + 16);
+  l.upper_lo = _mm512_loadu_ps(kFastTables.upper.data());
+  l.upper_hi = _mm512_loadu_ps(kFastTables.upper.data() + 16);
   return l;
+}
+
+// The level of iq4nl_nearest_index_table(twice / 2) for |twice| < 280 (other values give
+// some level): one add, three permutes, one compare.
+M2FP4_AVX512 inline __m512 level_of_bounded_twice(const Lookup& l, __m512 twice) {
+  // The permutes read the low 5 bits of the sum's bit pattern.
+  const __m512i slot = _mm512_castps_si512(_mm512_add_ps(twice, _mm512_set1_ps(kSlotMagic)));
+  const __mmask16 upper = _mm512_cmp_ps_mask(
+      twice, _mm512_permutex2var_ps(l.threshold_lo, slot, l.threshold_hi), _CMP_GE_OQ);
+  const __m512 lower = _mm512_permutex2var_ps(l.lower_lo, slot, l.lower_hi);
+  return _mm512_mask_mov_ps(lower, upper, _mm512_permutex2var_ps(l.upper_lo, slot, l.upper_hi));
 }
 
 // iq4nl_nearest_index_table(v) per lane from twice = 2v: clamped (NaN -> low, as the scalar
@@ -111,16 +206,21 @@ struct SumsV {
 };
 
 // assign(): q = nearest level of v_j = scale * x_j (or x_j / d), sums left to right per lane.
-template <bool kDivide>
+// kBounded (ntry <= kMaxBoundedTry): |v_j| <= (127 + ntry) (1 + 2^-22) in the lanes that are not
+// dead: the first pass divides by d = max / 127 (or multiplies by 1 / d), the trials multiply by
+// (t - 127) / max with |t| <= ntry, and |x_j| <= |max|; so 2 v_j lies inside the bounded
+// lookup's range. Dead lanes (max may be 0: NaN, inf) get some level and are discarded.
+template <bool kDivide, bool kBounded>
 M2FP4_AVX512 inline SumsV assign(const Lookup& l, const __m512* x, const __m512* w, __m512 s) {
   SumsV sums{_mm512_setzero_ps(), _mm512_setzero_ps()};
   // 2 (s x) == (2 s) x: doubling is exact, and where s x is subnormal both floor alike (to 0
   // or -1), so the multiply path doubles the scale once instead of every product.
   const __m512 s2 = _mm512_mul_ps(_mm512_set1_ps(2.0f), s);
   for (int j = 0; j < 16; ++j) {
-    const __m512i index = kDivide ? nearest_index(l, _mm512_div_ps(x[j], s))
-                                  : nearest_index_of_twice(l, _mm512_mul_ps(s2, x[j]));
-    const __m512 q = level_of(l, index);
+    const __m512 twice = kDivide ? _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_div_ps(x[j], s))
+                                 : _mm512_mul_ps(s2, x[j]);
+    const __m512 q =
+        kBounded ? level_of_bounded_twice(l, twice) : level_of(l, nearest_index_of_twice(l, twice));
     const __m512 wq = _mm512_mul_ps(w[j], q);
     sums.qx = _mm512_add_ps(sums.qx, _mm512_mul_ps(wq, x[j]));
     sums.q2 = _mm512_add_ps(sums.q2, _mm512_mul_ps(wq, q));
@@ -130,6 +230,7 @@ M2FP4_AVX512 inline SumsV assign(const Lookup& l, const __m512* x, const __m512*
 
 }  // namespace
 
+template <bool kBounded>
 M2FP4_AVX512 void iq4nl16_quantize_16_blocks_avx512(const float* x_rows, const float* importance,
                                                     const Iq4nl16Options& options, float* d_out,
                                                     uint8_t* packed_out) {
@@ -173,14 +274,14 @@ M2FP4_AVX512 void iq4nl16_quantize_16_blocks_avx512(const float* x_rows, const f
       _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(max), _mm512_set1_epi32(INT32_MIN)));
   __m512 d = _mm512_div_ps(minus_max, _mm512_set1_ps(static_cast<float>(kIq4nlLevels[0])));
   SumsV sums = options.multiply_by_reciprocal
-                   ? assign<false>(l, x, w, _mm512_div_ps(_mm512_set1_ps(1.0f), d))
-                   : assign<true>(l, x, w, d);
+                   ? assign<false, kBounded>(l, x, w, _mm512_div_ps(_mm512_set1_ps(1.0f), d))
+                   : assign<true, kBounded>(l, x, w, d);
   const __mmask16 q2_positive = _mm512_cmp_ps_mask(sums.q2, zero, _CMP_GT_OQ);
   d = _mm512_maskz_div_ps(q2_positive, sums.qx, sums.q2);
   __m512 best = _mm512_mul_ps(d, sums.qx);
   for (int t = -options.ntry; t <= options.ntry; ++t) {
     const __m512 id = _mm512_div_ps(_mm512_set1_ps(static_cast<float>(t + kIq4nlLevels[0])), max);
-    const SumsV trial = assign<false>(l, x, w, id);
+    const SumsV trial = assign<false, kBounded>(l, x, w, id);
     const __mmask16 better = _mm512_cmp_ps_mask(trial.q2, zero, _CMP_GT_OQ) &
                              _mm512_cmp_ps_mask(_mm512_mul_ps(trial.qx, trial.qx),
                                                 _mm512_mul_ps(best, trial.q2), _CMP_GT_OQ);
@@ -227,7 +328,11 @@ bool iq4nl16_simd_available() {
 
 void iq4nl16_quantize_16_blocks(const float* x, const float* importance,
                                 const Iq4nl16Options& options, float* d, uint8_t* packed) {
-  iq4nl16_quantize_16_blocks_avx512(x, importance, options, d, packed);
+  if (options.ntry <= kMaxBoundedTry) {
+    iq4nl16_quantize_16_blocks_avx512<true>(x, importance, options, d, packed);
+  } else {
+    iq4nl16_quantize_16_blocks_avx512<false>(x, importance, options, d, packed);
+  }
 }
 
 #else

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -131,7 +132,7 @@ TEST(Iq4nl16, SimdSearchIsBitIdenticalToScalarTwin) {
   const int64_t rows = 24, cols = 16 * 16 * 2 + 16 * 3;  // two SIMD groups and a scalar tail
   std::vector<float> w(rows * cols);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::uniform_int_distribution<int> level(0, 15), kind(0, 7);
+  std::uniform_int_distribution<int> level(0, 15), kind(0, 9);
   for (int64_t blk = 0; blk < rows * cols / 16; ++blk) {
     float* x = w.data() + blk * 16;
     const int k = kind(rng);
@@ -153,6 +154,12 @@ TEST(Iq4nl16, SimdSearchIsBitIdenticalToScalarTwin) {
         case 4:
           x[j] = 1e30f * normal(rng);
           break;
+        case 6:  // every element at +-max: the lookup's extremes for every candidate
+          x[j] = (level(rng) % 2 ? -scale : scale);
+          break;
+        case 7:  // near the float32 maximum (x^2 overflows)
+          x[j] = std::clamp(1e38f * normal(rng), -3.4e38f, 3.4e38f);
+          break;
         default:
           x[j] = scale * normal(rng);
           break;
@@ -162,11 +169,12 @@ TEST(Iq4nl16, SimdSearchIsBitIdenticalToScalarTwin) {
   }
   std::vector<float> importance(cols);
   for (float& v : importance) v = std::fabs(normal(rng)) + 0.01f;
-  for (int variant = 0; variant < 4; ++variant) {
+  for (int variant = 0; variant < 7; ++variant) {
     Iq4nl16Options options;
     options.importance = variant == 1 ? importance.data() : nullptr;
-    options.multiply_by_reciprocal = variant == 2;
-    options.ntry = variant == 3 ? 2 : 7;
+    options.multiply_by_reciprocal = variant == 2 || variant == 5;
+    // 8 is the widest search of the bounded lookup, 12 takes the clamped one.
+    options.ntry = variant == 3 ? 2 : variant == 4 || variant == 5 ? 8 : variant == 6 ? 12 : 7;
     Iq4nl16Options scalar = options;
     scalar.allow_simd = false;
     const Iq4nl16Tensor fast = iq4nl16_quantize(ConstMatrix::f32(w, rows, cols), options);
