@@ -239,10 +239,12 @@ M2FP4_AVX512 void iq4nl16_quantize_16_blocks_avx512(const float* x_rows, const f
   __m512 x[16], w[16];
   {
     alignas(64) float t[16][16];
-    for (int b = 0; b < 16; ++b) {
-      for (int j = 0; j < 16; ++j) t[j][b] = x_rows[16 * b + j];
-    }
-    for (int j = 0; j < 16; ++j) x[j] = _mm512_load_ps(t[j]);
+    // Element j of the 16 blocks: one gather each (the scalar transpose through memory it
+    // replaces stalled on store forwarding).
+    const __m512i block_starts =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32(16));
+    for (int j = 0; j < 16; ++j) x[j] = _mm512_i32gather_ps(block_starts, x_rows + j, 4);
     if (importance != nullptr) {
       for (int b = 0; b < 16; ++b) {
         for (int j = 0; j < 16; ++j) t[j][b] = importance[16 * b + j];
