@@ -210,22 +210,43 @@ struct SumsV {
 // dead: the first pass divides by d = max / 127 (or multiplies by 1 / d), the trials multiply by
 // (t - 127) / max with |t| <= ntry, and |x_j| <= |max|; so 2 v_j lies inside the bounded
 // lookup's range. Dead lanes (max may be 0: NaN, inf) get some level and are discarded.
+// One element's step of assign(): the level of v = s x (s2 = 2 s) or x / s, its products
+// added to the sums.
+template <bool kDivide, bool kBounded>
+M2FP4_AVX512 inline void assign_step(const Lookup& l, __m512 x, __m512 w, __m512 s, __m512 s2,
+                                     SumsV& sums) {
+  const __m512 twice =
+      kDivide ? _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_div_ps(x, s)) : _mm512_mul_ps(s2, x);
+  const __m512 q =
+      kBounded ? level_of_bounded_twice(l, twice) : level_of(l, nearest_index_of_twice(l, twice));
+  const __m512 wq = _mm512_mul_ps(w, q);
+  sums.qx = _mm512_add_ps(sums.qx, _mm512_mul_ps(wq, x));
+  sums.q2 = _mm512_add_ps(sums.q2, _mm512_mul_ps(wq, q));
+}
+
 template <bool kDivide, bool kBounded>
 M2FP4_AVX512 inline SumsV assign(const Lookup& l, const __m512* x, const __m512* w, __m512 s) {
   SumsV sums{_mm512_setzero_ps(), _mm512_setzero_ps()};
   // 2 (s x) == (2 s) x: doubling is exact, and where s x is subnormal both floor alike (to 0
   // or -1), so the multiply path doubles the scale once instead of every product.
   const __m512 s2 = _mm512_mul_ps(_mm512_set1_ps(2.0f), s);
-  for (int j = 0; j < 16; ++j) {
-    const __m512 twice = kDivide ? _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_div_ps(x[j], s))
-                                 : _mm512_mul_ps(s2, x[j]);
-    const __m512 q =
-        kBounded ? level_of_bounded_twice(l, twice) : level_of(l, nearest_index_of_twice(l, twice));
-    const __m512 wq = _mm512_mul_ps(w[j], q);
-    sums.qx = _mm512_add_ps(sums.qx, _mm512_mul_ps(wq, x[j]));
-    sums.q2 = _mm512_add_ps(sums.q2, _mm512_mul_ps(wq, q));
-  }
+  for (int j = 0; j < 16; ++j) assign_step<kDivide, kBounded>(l, x[j], w[j], s, s2, sums);
   return sums;
+}
+
+// The first pass (a, with kDivideA) and the first candidate (b, by multiplication) in one pass
+// over the elements, each summed left to right on its own: the division-bound first pass
+// overlaps the multiply-bound candidate.
+template <bool kDivideA, bool kBounded>
+M2FP4_AVX512 inline void assign_pair(const Lookup& l, const __m512* x, const __m512* w, __m512 sa,
+                                     __m512 sb, SumsV& a, SumsV& b) {
+  a = b = SumsV{_mm512_setzero_ps(), _mm512_setzero_ps()};
+  const __m512 sa2 = _mm512_mul_ps(_mm512_set1_ps(2.0f), sa);
+  const __m512 sb2 = _mm512_mul_ps(_mm512_set1_ps(2.0f), sb);
+  for (int j = 0; j < 16; ++j) {
+    assign_step<kDivideA, kBounded>(l, x[j], w[j], sa, sa2, a);
+    assign_step<false, kBounded>(l, x[j], w[j], sb, sb2, b);
+  }
 }
 
 }  // namespace
@@ -275,15 +296,22 @@ M2FP4_AVX512 void iq4nl16_quantize_16_blocks_avx512(const float* x_rows, const f
   const __m512 minus_max =
       _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(max), _mm512_set1_epi32(INT32_MIN)));
   __m512 d = _mm512_div_ps(minus_max, _mm512_set1_ps(static_cast<float>(kIq4nlLevels[0])));
-  SumsV sums = options.multiply_by_reciprocal
-                   ? assign<false, kBounded>(l, x, w, _mm512_div_ps(_mm512_set1_ps(1.0f), d))
-                   : assign<true, kBounded>(l, x, w, d);
+  auto trial_scale = [&](int t) M2FP4_AVX512 {
+    return _mm512_div_ps(_mm512_set1_ps(static_cast<float>(t + kIq4nlLevels[0])), max);
+  };
+  SumsV sums, first_trial;
+  if (options.multiply_by_reciprocal) {
+    assign_pair<false, kBounded>(l, x, w, _mm512_div_ps(_mm512_set1_ps(1.0f), d),
+                                 trial_scale(-options.ntry), sums, first_trial);
+  } else {
+    assign_pair<true, kBounded>(l, x, w, d, trial_scale(-options.ntry), sums, first_trial);
+  }
   const __mmask16 q2_positive = _mm512_cmp_ps_mask(sums.q2, zero, _CMP_GT_OQ);
   d = _mm512_maskz_div_ps(q2_positive, sums.qx, sums.q2);
   __m512 best = _mm512_mul_ps(d, sums.qx);
   for (int t = -options.ntry; t <= options.ntry; ++t) {
-    const __m512 id = _mm512_div_ps(_mm512_set1_ps(static_cast<float>(t + kIq4nlLevels[0])), max);
-    const SumsV trial = assign<false, kBounded>(l, x, w, id);
+    const SumsV trial =
+        t == -options.ntry ? first_trial : assign<false, kBounded>(l, x, w, trial_scale(t));
     const __mmask16 better = _mm512_cmp_ps_mask(trial.q2, zero, _CMP_GT_OQ) &
                              _mm512_cmp_ps_mask(_mm512_mul_ps(trial.qx, trial.qx),
                                                 _mm512_mul_ps(best, trial.q2), _CMP_GT_OQ);
