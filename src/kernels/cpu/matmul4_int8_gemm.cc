@@ -102,6 +102,7 @@ M2FP4_VNNI void unpack_rows(const Weight& w, const GemmContext& ctx, const uint8
   const __m512i spread =
       _mm512_srl_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                        _mm_cvtsi32_si128(shift));
+  const int64_t next_tile = n_quads * kQuadRows * ctx.row_bytes;
   for (int64_t q = 0; q < n_quads; ++q) {
     for (int64_t k = 0; k < ctx.n_chunks; ++k) {
       const int64_t byte0 = k * (kChunkColumns / 2);
@@ -111,6 +112,9 @@ M2FP4_VNNI void unpack_rows(const Weight& w, const GemmContext& ctx, const uint8
       for (int r = 0; r < kQuadRows; ++r) {
         const int64_t row = q * kQuadRows + r;
         const uint8_t* p = codes + row * ctx.row_bytes + byte0;
+        // The same line of the next tile (a thread's rows are contiguous) on its way into L2
+        // while this tile runs its tokens; prefetches never fault, past the weight's end too.
+        _mm_prefetch(reinterpret_cast<const char*>(p + next_tile), _MM_HINT_T1);
         const __m512i c = n_bytes >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(valid, p);
         _mm512_store_si512(o + 2 * r, _mm512_permutexvar_epi8(c, table));
         _mm512_store_si512(o + 2 * r + 1, _mm512_permutexvar_epi8(_mm512_srli_epi16(c, 4), table));
