@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
@@ -156,6 +157,44 @@ float PlanExporter::group_weight_amax(int64_t module) {
   return amax;
 }
 
+// The NVFP4 global scales of these items need their fused groups' weight amaxes: one task per
+// group on all threads (they were one parallel region per matrix on the calling thread, ahead
+// of the encoding). An error is that of the first failing group in plan order, as before.
+void PlanExporter::compute_group_amaxes(const std::vector<size_t>& pending) {
+  std::vector<std::string> keys;
+  std::vector<std::vector<int64_t>> members;
+  for (size_t i : pending) {
+    const int64_t module = plan_.items[i].module;
+    const LinearModule& m = plan_.modules[static_cast<size_t>(module)];
+    if (m.scheme != WeightScheme::kNvfp4) continue;
+    const std::string key = m.fused_group.empty() ? m.name : m.fused_group;
+    if (group_amax_.count(key) != 0 || std::find(keys.begin(), keys.end(), key) != keys.end()) {
+      continue;
+    }
+    keys.push_back(key);
+    members.push_back(m.fused_group.empty() ? std::vector<int64_t>{module}
+                                            : group_members_.at(m.fused_group));
+    for (int64_t member : members.back()) source_matrix(member);  // decoded here, serially
+  }
+  if (keys.empty()) return;
+  std::vector<float> amax(keys.size(), 0.0f);
+  std::vector<std::exception_ptr> errors(keys.size());
+  default_pool().run(static_cast<int64_t>(keys.size()), [&](int64_t g, int) {
+    const SerialRowsScope serial;
+    try {
+      for (int64_t member : members[static_cast<size_t>(g)]) {
+        amax[g] = std::max(amax[g], matrix_amax(decoded_.at(member).matrix));
+      }
+    } catch (...) {
+      errors[static_cast<size_t>(g)] = std::current_exception();
+    }
+  });
+  for (size_t g = 0; g < keys.size(); ++g) {
+    if (errors[g]) std::rethrow_exception(errors[g]);
+    group_amax_[keys[g]] = amax[g];
+  }
+}
+
 PlanExporter::QuantizedJob PlanExporter::prepare_quantized(const ExportItem& item,
                                                            const LayerCalibration* cal,
                                                            const ExpertInputAmax* experts) {
@@ -215,6 +254,7 @@ void PlanExporter::write_encoded(const ExportItem& item,
 void PlanExporter::encode_together(const std::vector<size_t>& pending, const LayerCalibration* cal,
                                    const ExpertInputAmax* experts) {
   if (pending.empty()) return;
+  compute_group_amaxes(pending);
   std::vector<QuantizedJob> jobs;
   jobs.reserve(pending.size());
   for (size_t i : pending) jobs.push_back(prepare_quantized(plan_.items[i], cal, experts));

@@ -61,6 +61,7 @@ class PlanExporter {
   void encode_together(const std::vector<size_t>& pending, const LayerCalibration* calibration,
                        const ExpertInputAmax* experts);
   float group_weight_amax(int64_t module);
+  void compute_group_amaxes(const std::vector<size_t>& pending);
   void emit_item(const ExportItem& item, const LayerCalibration* calibration,
                  const ExpertInputAmax* experts);
 

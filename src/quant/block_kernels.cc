@@ -69,6 +69,26 @@ float abs_max(const float* x, int64_t n) {
 }
 
 M2FP4_VECTOR_CLONES
+uint16_t bf16_abs_max_bits(const uint16_t* x, int64_t n) {
+  constexpr int64_t kLanes = 32;
+  uint16_t lanes[kLanes] = {};
+  const int64_t whole = n - n % kLanes;
+  for (int64_t b = 0; b < whole; b += kLanes) {
+    for (int64_t i = 0; i < kLanes; ++i) {
+      const uint16_t a = static_cast<uint16_t>(x[b + i] & 0x7FFFu);
+      lanes[i] = a > lanes[i] ? a : lanes[i];
+    }
+  }
+  uint16_t m = 0;
+  for (int64_t i = whole; i < n; ++i) {
+    const uint16_t a = static_cast<uint16_t>(x[i] & 0x7FFFu);
+    m = a > m ? a : m;
+  }
+  for (uint16_t lane : lanes) m = lane > m ? lane : m;
+  return m;
+}
+
+M2FP4_VECTOR_CLONES
 void encode_e2m1_rne(const float* x, const float* divisor, int64_t n_blocks, uint8_t* packed) {
   if (e2m1_avx512_available()) return encode_e2m1_rne_avx512(x, divisor, n_blocks, false, packed);
   for (int64_t b = 0; b < n_blocks; ++b) {

@@ -31,6 +31,10 @@ void sub_block_abs_max(const float* x, int64_t n_blocks, float* amax);
 // max |x| over n elements (any n); NaN if any is NaN or +-inf.
 float abs_max(const float* x, int64_t n);
 
+// max |x| over n bf16 values (any n), as bf16 magnitude bits: the bits with the sign cleared
+// order like the magnitudes, and NaN and inf (>= 0x7F80) above every finite value.
+uint16_t bf16_abs_max_bits(const uint16_t* x, int64_t n);
+
 // E2M1 codes of f32(x / divisor[b]) for each sub-block b, RNE with sign = (x < 0) (§1.1), packed
 // two per byte with the even index in the low nibble.
 void encode_e2m1_rne(const float* x, const float* divisor, int64_t n_blocks, uint8_t* packed);

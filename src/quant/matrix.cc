@@ -40,6 +40,14 @@ float matrix_amax(const ConstMatrix& matrix) {
            "quantizer source must be F32 or BF16, got ", dtype_name(matrix.dtype));
   std::vector<float> row_amax(static_cast<size_t>(matrix.rows), 0.0f);
   parallel_rows(matrix.rows, row_grain(matrix.cols), [&](int64_t begin, int64_t end) {
+    if (matrix.dtype == DType::kBF16) {  // on the bits: no conversion to float32 first
+      const uint16_t* bits = static_cast<const uint16_t*>(matrix.data);
+      for (int64_t r = begin; r < end; ++r) {
+        const uint16_t m = quant_detail::bf16_abs_max_bits(bits + r * matrix.cols, matrix.cols);
+        row_amax[static_cast<size_t>(r)] = m >= 0x7F80u ? NAN : bf16_to_f32(m);
+      }
+      return;
+    }
     std::vector<float> buf(static_cast<size_t>(matrix.cols));
     for (int64_t r = begin; r < end; ++r) {
       matrix.load(r, 0, matrix.cols, buf.data());

@@ -99,5 +99,29 @@ TEST(BlockKernels, AbsMaxAndBf16Load) {
   }
 }
 
+// The bf16 magnitude maximum on the bits against abs_max of the decoded values: every bf16
+// pattern (NaN and inf give a NaN amax), lengths with and without a tail past 32 lanes.
+TEST(BlockKernels, Bf16AbsMaxBitsEqualsAbsMaxOfTheValues) {
+  std::vector<uint16_t> all(65536);
+  for (int i = 0; i < 65536; ++i) all[i] = static_cast<uint16_t>(i);
+  for (int64_t start = 0; start + 77 <= 65536; start += 77 * 13) {
+    for (int64_t n : {int64_t{77}, int64_t{64}, int64_t{5}}) {
+      std::vector<float> values(static_cast<size_t>(n));
+      load_bf16(all.data() + start, n - n % 16, values.data());
+      for (int64_t i = n - n % 16; i < n; ++i) values[i] = bf16_to_f32(all[start + i]);
+      const float want = abs_max(values.data(), n);
+      const uint16_t got = bf16_abs_max_bits(all.data() + start, n);
+      if (std::isnan(want)) {
+        EXPECT_GE(got, 0x7F80u) << start << " " << n;
+      } else {
+        EXPECT_LT(got, 0x7F80u) << start << " " << n;
+        EXPECT_EQ(bf16_to_f32(got), want) << start << " " << n;
+      }
+    }
+  }
+  std::vector<uint16_t> negative = {0x8000, 0xC2F6, 0x42F5, 0x0001, 0x8001};  // -0, -123, 122.5
+  EXPECT_EQ(bf16_to_f32(bf16_abs_max_bits(negative.data(), 5)), 123.0f);
+}
+
 }  // namespace
 }  // namespace m2fp4::quant_detail

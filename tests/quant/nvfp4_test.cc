@@ -183,6 +183,9 @@ TEST(Nvfp4, BadInputIsAnError) {
   std::vector<float> with_nan(16, 1.0f);
   with_nan[5] = NAN;
   EXPECT_THROW(matrix_amax(ConstMatrix::f32(with_nan, 1, 16)), Error);
+  std::vector<uint16_t> bf16_with_inf(32, f32_to_bf16(1.0f));
+  bf16_with_inf[21] = 0xFF80;  // -inf
+  EXPECT_THROW(matrix_amax(ConstMatrix::bf16(bf16_with_inf, 2, 16)), Error);
   EXPECT_THROW(nvfp4_quantize_weight(ConstMatrix::f32(with_nan, 1, 16), 1.0f, modelopt()), Error);
   EXPECT_THROW(ConstMatrix::f32(w16, 2, 16), Error);  // size mismatch
 }
