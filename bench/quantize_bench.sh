@@ -51,6 +51,8 @@ for recipe in "${recipes[@]}"; do
   if [ -f "$report.rss" ]; then echo "    (/usr/bin/time maxrss: $(cat "$report.rss") KB)"; fi
   phases=$(sed -n 's/^phases *//p' "$report")  # builds before the phases line print none
   if [ -n "$phases" ]; then echo "    phases: $phases"; fi
+  cpu=$(sed -n 's/^cpu *//p' "$report")  # process CPU seconds: what a shared host's clock hides
+  if [ -n "$cpu" ]; then echo "    cpu: $cpu"; fi
   rm -f "$report" "$report.rss"
   rm -rf "$out"
 done

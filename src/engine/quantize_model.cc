@@ -57,6 +57,25 @@ uint64_t fnv1a(std::string_view bytes) {
   return h;
 }
 
+// Wall and process CPU time (all threads) of a phase: on a shared host the CPU seconds show
+// what a phase costs when the wall clock mostly shows the other processes.
+class PhaseTimer {
+ public:
+  PhaseTimer() : cpu_start_(process_cpu_seconds()) {}
+  void reset() {
+    wall_.reset();
+    cpu_start_ = process_cpu_seconds();
+  }
+  void add_to(double& wall, double& cpu) const {
+    wall += wall_.seconds();
+    cpu += process_cpu_seconds() - cpu_start_;
+  }
+
+ private:
+  Timer wall_;
+  double cpu_start_;
+};
+
 // The source's config.json, checked to describe an unquantized (or official FP8) MiniMax-M2.
 struct Source {
   nlohmann::ordered_json raw_config;
@@ -287,6 +306,13 @@ std::string source_format(const Checkpoint& ckpt, const ModelConfig& c) {
 
 }  // namespace
 
+double process_cpu_seconds() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * t.tv_usec; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 int64_t peak_rss_bytes() {
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
@@ -299,6 +325,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
   // not with the bf16-rounded activations that serve decode speed.
   const ScopedBf16Activations f32_activations(Bf16Activations::kF32);
   Timer total_timer;
+  const double total_cpu_start = process_cpu_seconds();
   if (o.threads > 0) set_default_threads(o.threads);
   ThreadPool& pool = default_pool();
 
@@ -359,12 +386,12 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
     auto fraction = [&](int64_t layer, double within) {
       return (static_cast<double>(layer) + within) / static_cast<double>(N + 1);
     };
-    Timer phase;
+    PhaseTimer phase;
 
     exporter.emit(exporter.head_items(), nullptr);
     release_mapped_pages(ckpt.tensor("model.embed_tokens.weight").data,
                          ckpt.tensor("model.embed_tokens.weight").nbytes());
-    report.export_seconds += phase.seconds();
+    phase.add_to(report.export_seconds, report.export_cpu_seconds);
 
     auto note_layer = [&](const LayerCalibration& stats) {
       const std::vector<int64_t> starved = starved_experts(stats, o.starved_min_tokens);
@@ -385,7 +412,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
       phase.reset();
       exporter.emit(range, &stats);
       exporter.release_source(range);
-      report.export_seconds += phase.seconds();
+      phase.add_to(report.export_seconds, report.export_cpu_seconds);
     }
 
     if (layers_done < N) {
@@ -437,7 +464,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
                       last_saved = done;
                     }
                   });
-        report.calibration_seconds += phase.seconds();
+        phase.add_to(report.calibration_seconds, report.calibration_cpu_seconds);
 
         // Checked before the layer is recorded as done, so that a --resume with the same
         // options stops here again.
@@ -464,7 +491,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
         exporter.emit(range, &stats);
         exporter.release_source(range);
         release_layer_weights(ckpt, l);
-        report.export_seconds += phase.seconds();
+        phase.add_to(report.export_seconds, report.export_cpu_seconds);
         progress.update(fraction(l + 1, 0.0), label + " done", true);
       }
     }
@@ -476,7 +503,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
     output.finish();
     write_configs(staging, source, plan);
     copy_companion_files(o.model_dir, staging);
-    report.export_seconds += phase.seconds();
+    phase.add_to(report.export_seconds, report.export_cpu_seconds);
     report.write_seconds = exporter.write_seconds();
     progress.update(1.0, "done", true);
     progress.finish();
@@ -498,6 +525,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
   }
   work.publish();
   report.seconds = total_timer.seconds();
+  report.cpu_seconds = process_cpu_seconds() - total_cpu_start;
   report.peak_rss_bytes = peak_rss_bytes();
   return report;
 }
@@ -566,6 +594,9 @@ std::string format_quantize_report(const QuantizeReport& r) {
                " s, calibration ", fmt("%.2f", r.calibration_seconds), " s, quantize ",
                fmt("%.2f", r.export_seconds - r.write_seconds), " s, write ",
                fmt("%.2f", r.write_seconds), " s\n");
+  s += str_cat("cpu             ", fmt("%.2f", r.cpu_seconds), " s on all threads (calibration ",
+               fmt("%.2f", r.calibration_cpu_seconds), " s, quantize+write ",
+               fmt("%.2f", r.export_cpu_seconds), " s)\n");
   s += str_cat("memory          peak RSS ", bytes(r.peak_rss_bytes), " (calibration activations ",
                bytes(r.activation_bytes), ")\n");
   return s;

@@ -69,6 +69,10 @@ struct QuantizeReport {
   double calibration_seconds = 0;
   double export_seconds = 0;
   double write_seconds = 0;  // of export_seconds: handing quantized tensors to the output files
+  // Process CPU time (user + system, all threads) of the run and of its phases.
+  double cpu_seconds = 0;
+  double calibration_cpu_seconds = 0;
+  double export_cpu_seconds = 0;
   uint64_t activation_bytes = 0;
   int64_t peak_rss_bytes = 0;
 };
@@ -83,5 +87,7 @@ std::string format_quantize_report(const QuantizeReport& report);
 
 // Peak resident set size of this process so far (getrusage), in bytes.
 int64_t peak_rss_bytes();
+// This process's user + system CPU seconds so far (all threads).
+double process_cpu_seconds();
 
 }  // namespace m2fp4
