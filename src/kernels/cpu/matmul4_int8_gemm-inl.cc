@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "kernels/cpu/matmul4_int8.h"
 #include "kernels/cpu/matmul4_int8_gemm.h"
@@ -49,6 +50,13 @@ inline void gemm_rows(const Weight& w, const float* x, const uint8_t* xq, int64_
     for (; r0 + 4 <= row_end; r0 += tile_rows) {
       const int64_t n = std::min(tile_rows, (row_end - r0) / 4 * 4);
       float* mult = thread_scratch(1, static_cast<size_t>(n * groups + 64));
+      // The next tile's scale bytes (IQ4_NL x16: f16 pairs) on their way while this tile runs:
+      // cold, they would stall the decode below on memory every tile.
+      const int64_t scale_bytes = w.format == WeightFormat::kIq4nl16 ? 2 : 1;
+      const int64_t next_rows = std::min(n, row_end - r0 - n);
+      for (int64_t b = 0; b < next_rows * groups * scale_bytes; b += 64) {
+        hwy::Prefetch(w.group_scale + (r0 + n) * groups * scale_bytes + b);
+      }
       bool finite = decode_finite_scales(w, r0, n * groups, mult);
       if (!finite) {
         four_bit::decode_group_scales(w, r0, 0, n * groups, mult);

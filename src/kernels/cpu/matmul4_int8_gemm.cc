@@ -102,7 +102,6 @@ M2FP4_VNNI void unpack_rows(const Weight& w, const GemmContext& ctx, const uint8
   const __m512i spread =
       _mm512_srl_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                        _mm_cvtsi32_si128(shift));
-  const int64_t next_tile = n_quads * kQuadRows * ctx.row_bytes;
   for (int64_t q = 0; q < n_quads; ++q) {
     for (int64_t k = 0; k < ctx.n_chunks; ++k) {
       const int64_t byte0 = k * (kChunkColumns / 2);
@@ -112,9 +111,6 @@ M2FP4_VNNI void unpack_rows(const Weight& w, const GemmContext& ctx, const uint8
       for (int r = 0; r < kQuadRows; ++r) {
         const int64_t row = q * kQuadRows + r;
         const uint8_t* p = codes + row * ctx.row_bytes + byte0;
-        // The same line of the next tile (a thread's rows are contiguous) on its way into L2
-        // while this tile runs its tokens; prefetches never fault, past the weight's end too.
-        _mm_prefetch(reinterpret_cast<const char*>(p + next_tile), _MM_HINT_T1);
         const __m512i c = n_bytes >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(valid, p);
         _mm512_store_si512(o + 2 * r, _mm512_permutexvar_epi8(c, table));
         _mm512_store_si512(o + 2 * r + 1, _mm512_permutexvar_epi8(_mm512_srli_epi16(c, 4), table));
@@ -155,10 +151,18 @@ M2FP4_VNNI __m512 transposed_sums(const __m512 (&a)[16]) {
   return _mm512_add_ps(x, y);
 }
 
+// Lines of the next row tile's codes still to prefetch: one per chunk step of the tiles, so the
+// requests spread over this tile's arithmetic (a burst of them would queue behind each other and
+// the next unpack would still wait on memory).
+struct PrefetchCursor {
+  const uint8_t* next;
+  const uint8_t* end;
+};
+
 // y[t * y_stride + r] for the 4 unpacked rows of `quad` and T (1..4) tokens from xq.
 template <int T>
 M2FP4_VNNI void quad_tile(const GemmContext& ctx, const __m512i* quad, const uint8_t* xq, float* y,
-                          int64_t y_stride) {
+                          int64_t y_stride, PrefetchCursor& prefetch) {
   __m512 acc[kQuadRows][T];
   HWY_UNROLL(4)
   for (int r = 0; r < kQuadRows; ++r) {
@@ -166,6 +170,10 @@ M2FP4_VNNI void quad_tile(const GemmContext& ctx, const __m512i* quad, const uin
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   }
   for (int64_t k = 0; k < ctx.n_chunks; ++k) {
+    if (prefetch.next < prefetch.end) {
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch.next), _MM_HINT_T1);
+      prefetch.next += 64;
+    }
     const __m512i* u = quad + k * kQuadVectors;
     const float* scale = reinterpret_cast<const float*>(u + 2 * kQuadRows);
     __m512i even_codes[kQuadRows], odd_codes[kQuadRows];
@@ -231,11 +239,16 @@ void gemm_rows(const Weight& w, int64_t r0, int64_t n_rows, const float* mult, c
       reinterpret_cast<__m512i*>(buffer.get(static_cast<size_t>(n_quads * quad_vectors * 16)));
   const uint8_t* codes = static_cast<const uint8_t*>(w.data) + r0 * ctx.row_bytes;
   unpack_rows(w, ctx, codes, mult, n_quads, unpacked);
+  // The next tile's codes (a thread's rows are contiguous) into L2 while this one runs; the
+  // lines left when the tokens are done go at the end. Prefetches never fault.
+  const int64_t next_bytes = std::min(n_rows, w.rows - r0 - n_rows) * ctx.row_bytes;
+  PrefetchCursor prefetch{codes + n_rows * ctx.row_bytes,
+                          codes + n_rows * ctx.row_bytes + std::max<int64_t>(0, next_bytes)};
   int64_t t = 0;
   for (; t + 4 <= n_tokens; t += 4) {
     for (int64_t q = 0; q < n_quads; ++q) {
       quad_tile<4>(ctx, unpacked + q * quad_vectors, xq + t * ctx.token_bytes,
-                   y + t * y_stride + q * kQuadRows, y_stride);
+                   y + t * y_stride + q * kQuadRows, y_stride, prefetch);
     }
   }
   const int64_t rest = n_tokens - t;
@@ -243,10 +256,12 @@ void gemm_rows(const Weight& w, int64_t r0, int64_t n_rows, const float* mult, c
     const __m512i* quad = unpacked + q * quad_vectors;
     const uint8_t* xt = xq + t * ctx.token_bytes;
     float* yt = y + t * y_stride + q * kQuadRows;
-    if (rest == 3) quad_tile<3>(ctx, quad, xt, yt, y_stride);
-    if (rest == 2) quad_tile<2>(ctx, quad, xt, yt, y_stride);
-    if (rest == 1) quad_tile<1>(ctx, quad, xt, yt, y_stride);
+    if (rest == 3) quad_tile<3>(ctx, quad, xt, yt, y_stride, prefetch);
+    if (rest == 2) quad_tile<2>(ctx, quad, xt, yt, y_stride, prefetch);
+    if (rest == 1) quad_tile<1>(ctx, quad, xt, yt, y_stride, prefetch);
   }
+  for (; prefetch.next < prefetch.end; prefetch.next += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(prefetch.next), _MM_HINT_T1);
 }
 
 #else  // no x86: the f32 kernels run instead
