@@ -456,20 +456,32 @@ void score_block(const float* const* krow, int64_t nb, const float* qt, int64_t 
 // exp(s - max) (0 where key j0 + j >= n_ctx[r]); max_score and sum are updated and alpha[r] =
 // exp(old max - new max) is what the row's accumulated output must be scaled by. A row with no
 // visible key so far keeps max -inf, sum 0 and gets alpha 0.
-void online_softmax(float* st, int64_t nb, int64_t rpad, int64_t j0, const float* n_ctx,
-                    float* max_score, float* sum, float* alpha) {
+// `masked` false: every row sees every key of the block (no causal edge in it), so no masking.
+void online_softmax(float* st, int64_t nb, int64_t rpad, int64_t j0, bool masked,
+                    const float* n_ctx, float* max_score, float* sum, float* alpha) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const VF neg_inf = hn::Set(df, -INFINITY);
   for (int64_t r = 0; r < rpad; r += N) {
     const VF limit = hn::LoadU(df, n_ctx + r);
     VF block_max = neg_inf;
-    for (int64_t j = 0; j < nb; ++j) {
-      float* s = st + j * rpad + r;
-      const auto visible = hn::Lt(hn::Set(df, static_cast<float>(j0 + j)), limit);
-      const VF sj = hn::IfThenElse(visible, hn::LoadU(df, s), neg_inf);
-      hn::StoreU(sj, df, s);
-      block_max = hn::Max(block_max, sj);
+    if (masked) {
+      for (int64_t j = 0; j < nb; ++j) {
+        float* s = st + j * rpad + r;
+        const auto visible = hn::Lt(hn::Set(df, static_cast<float>(j0 + j)), limit);
+        const VF sj = hn::IfThenElse(visible, hn::LoadU(df, s), neg_inf);
+        hn::StoreU(sj, df, s);
+        block_max = hn::Max(block_max, sj);
+      }
+    } else {
+      VF max2 = neg_inf;
+      int64_t j = 0;
+      for (; j + 2 <= nb; j += 2) {
+        block_max = hn::Max(block_max, hn::LoadU(df, st + j * rpad + r));
+        max2 = hn::Max(max2, hn::LoadU(df, st + (j + 1) * rpad + r));
+      }
+      if (j < nb) block_max = hn::Max(block_max, hn::LoadU(df, st + j * rpad + r));
+      block_max = hn::Max(block_max, max2);
     }
     const VF old_max = hn::LoadU(df, max_score + r);
     const VF new_max = hn::Max(old_max, block_max);
@@ -588,7 +600,7 @@ void FlashRows(const float* q, int64_t q_stride, const int64_t* tokens, const in
   float* max_score = row_ctx + rpad;
   float* sum = max_score + rpad;
   float* alpha = sum + rpad;
-  int64_t max_ctx = 0;
+  int64_t max_ctx = 0, min_ctx = INT64_MAX;
   for (int64_t r = 0; r < rpad; ++r) {
     const bool real = r < n_rows;
     const int64_t t = r / group;
@@ -598,7 +610,10 @@ void FlashRows(const float* q, int64_t q_stride, const int64_t* tokens, const in
     const float* qr =
         real ? q + tokens[t] * q_stride + (g * group + r % group) * head_dim : nullptr;
     for (int64_t d = 0; d < head_dim; ++d) qt[d * rpad + r] = real ? qr[d] : 0.0f;
-    if (real) max_ctx = std::max(max_ctx, n_ctx[t]);
+    if (real) {
+      max_ctx = std::max(max_ctx, n_ctx[t]);
+      min_ctx = std::min(min_ctx, n_ctx[t]);
+    }
   }
   std::fill(o, o + n_rows * head_dim, 0.0f);
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
@@ -608,7 +623,9 @@ void FlashRows(const float* q, int64_t q_stride, const int64_t* tokens, const in
     const int64_t nb = std::min(kAttentionFlashKeys, max_ctx - j0);
     key_rows(j0, nb, krow);
     score_block(krow, nb, qt, rpad, head_dim, scale, st);
-    online_softmax(st, nb, rpad, j0, row_ctx, max_score, sum, alpha);
+    // Padding rows (past n_rows) go unmasked in blocks without a causal edge: their
+    // outputs are never computed.
+    online_softmax(st, nb, rpad, j0, j0 + nb > min_ctx, row_ctx, max_score, sum, alpha);
     value_rows_of(j0, nb, vrow);
     value_block(vrow, nb, st, rpad, alpha, n_rows, head_dim, o);
   }
@@ -622,13 +639,17 @@ void FlashAttentionPagedImpl(const float* q, int64_t q_stride, const int64_t* to
                              const int64_t* n_ctx, int64_t n_tokens, const float* const* k_blocks,
                              const float* const* v_blocks, int64_t block_size,
                              int64_t kv_row_stride, int64_t g, int64_t group, int64_t head_dim,
-                             float* out, float* scratch) {
+                             float* out, float* scratch, float* tile) {
   const int64_t col = g * head_dim;
+  // Rows copied into a contiguous tile (the cache's rows are kv_row_stride apart and scattered
+  // over pages): the score and value loops then stream one L1-resident array.
   auto rows_of = [&](const float* const* blocks) {
     return [=](int64_t j0, int64_t nb, const float** rows) {
       for (int64_t j = 0; j < nb; ++j) {
         const int64_t pos = j0 + j;
-        rows[j] = blocks[pos / block_size] + (pos % block_size) * kv_row_stride + col;
+        std::copy_n(blocks[pos / block_size] + (pos % block_size) * kv_row_stride + col, head_dim,
+                    tile + j * head_dim);
+        rows[j] = tile + j * head_dim;
       }
     };
   };

@@ -281,7 +281,7 @@ void attention_batch(const float* q, const AttentionSequence* seqs, int64_t n_se
     }
     const int64_t n_rows = task.count * group, rpad = (n_rows + 15) / 16 * 16;
     const int64_t flash_floats =
-        (hd + kAttentionFlashKeys + 4) * rpad + n_rows * hd + (fp8 ? kAttentionFlashKeys * hd : 0);
+        (hd + kAttentionFlashKeys + 4) * rpad + n_rows * hd + kAttentionFlashKeys * hd;
     float* scratch = thread_scratch(2, static_cast<size_t>(flash_floats));
     const int64_t* tokens = seq.tokens + task.first;
     const int64_t* n_ctx = seq.n_ctx + task.first;
@@ -293,7 +293,7 @@ void attention_batch(const float* q, const AttentionSequence* seqs, int64_t n_se
     } else {
       HWY_DYNAMIC_DISPATCH(FlashAttentionPagedImpl)
       (q, q_stride, tokens, n_ctx, task.count, seq.k_blocks, seq.v_blocks, seq.block_size, stride,
-       task.g, group, hd, out, scratch);
+       task.g, group, hd, out, scratch, scratch + flash_floats - kAttentionFlashKeys * hd);
     }
   });
 }

@@ -15,7 +15,7 @@ inline constexpr int64_t kAttentionHeadsPerPass = 6;
 // attention_batch(): positions per key block, and query rows (queries x heads of one KV head)
 // per block of work; a sequence with fewer rows than kAttentionFlashMinRows attends per query.
 inline constexpr int64_t kAttentionFlashKeys = 64;
-inline constexpr int64_t kAttentionFlashRows = 64;
+inline constexpr int64_t kAttentionFlashRows = 128;
 inline constexpr int64_t kAttentionFlashMinRows = 16;
 
 inline void check_rope_args(int64_t n_heads, int64_t head_dim, int64_t rotary_dim, double theta) {
