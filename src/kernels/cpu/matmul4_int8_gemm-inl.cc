@@ -28,8 +28,10 @@ namespace HWY_NAMESPACE {
 namespace four_bit_int8 {
 
 // From this many tokens on the GEMM (its rows unpacked once per token block pay off over the
-// GEMV, which decodes every row's codes per 4 tokens); fewer take gemv_rows.
-constexpr int64_t kMinGemmTokens = 12;
+// GEMV tiles, which decode every row's codes per 4 tokens and sum each accumulator alone); fewer
+// take gemv_rows (up to 8 tokens the decode kernel). The wide preset's experts see ~16 tokens
+// each at pp64, many of them 9-11.
+constexpr int64_t kMinGemmTokens = 9;
 
 // Rows [row_begin, row_end) for n_tokens >= 4 tokens (x: f32, xq: the same quantized): token
 // blocks of kTokenBlockBytes, in each, tiles of gemm_tile_rows() rows unpacked once for all the
