@@ -42,6 +42,7 @@
 #include "kernels/cpu/matmul4_int8-inl.cc"
 #include "kernels/cpu/matmul4_int8_gemm-inl.cc"
 #include "kernels/cpu/matmul_bf16dot.h"
+#include "kernels/cpu/matmul_fp8dot.h"
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/weight_decode.h"
 #include "kernels/weight.h"
@@ -613,6 +614,19 @@ void run_rows_bf16_dot(const JobPlan& plan, int64_t row_begin, int64_t row_end) 
   bf16dot::matmul_rows(*plan.job->w, plan.xb, plan.job->n_tokens, row_begin, row_end, plan.job->y);
 }
 
+// FP8 weights with activations rounded to bf16 (matmul_fp8dot.h), same targets and CPUs: the GEMV
+// (fewer tokens than the GEMM threshold) takes the vdpbf16ps kernel, which reads x itself (each
+// thread scales and rounds it once per 128-row block); the GEMM keeps its f32 tiles.
+bool use_fp8_dot(const Weight& w) {
+  return kTargetHasBf16Dot && w.format == WeightFormat::kFp8Block128 &&
+         bf16_activations() == Bf16Activations::kBf16 && fp8dot::cpu_supported();
+}
+
+void run_rows_fp8_dot(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
+  fp8dot::matmul_rows(*plan.job->w, plan.job->x, plan.job->n_tokens, row_begin, row_end,
+                      plan.job->y);
+}
+
 // 4-bit weights the chunked decoder does not handle (group sizes that are not a multiple of 8
 // lining up with the chunks): each row is decoded once into an f32 buffer, then dotted with
 // every token.
@@ -718,6 +732,7 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
     const bool bf16_rounded = use_bf16_activations(w);
     const bool bf16_dot = bf16_rounded && !p.gemm && n_tokens <= kMaxBf16DotTokens;
     if (bf16_dot) p.run = &run_rows_bf16_dot;
+    if (!p.gemm && use_fp8_dot(w)) p.run = &run_rows_fp8_dot;
     p.bf16_packed = bf16_rounded && p.gemm;
     p.xr = nullptr;
     const bool bf16_rounded_gemv = bf16_rounded && !p.gemm && !bf16_dot;

@@ -1,0 +1,310 @@
+// AVX512_BF16 + AVX512_VBMI kernel of the bf16-activation FP8 matmul (matmul_fp8dot.h), in
+// functions with their own target attributes (as matmul_bf16dot.cc), run only after
+// cpu_supported() said yes; plus the scalar twin.
+//
+// Decoding 64 E4M3 codes (one 64-byte load) to bf16 takes two vpermt2b lookups, indexed by the
+// code's 7 magnitude bits into 128-entry tables of the low and the high byte of the exact bf16
+// magnitude (subnormal codes are normal bf16 numbers; the two NaN codes give a bf16 NaN), one
+// vpternlogd that puts the code's sign bit into the high byte, and two byte unpacks. The unpacks
+// interleave within 128-bit lanes, so the two bf16 vectors hold the columns in a fixed permuted
+// order: A = columns {0-7, 16-23, 32-39, 48-55}, B = {8-15, 24-31, 40-47, 56-63} of the 64. The
+// scaled activations are stored in that same order (A then B per 64 columns), so vdpbf16ps pairs
+// each weight with its own activation; the sum does not care about the order.
+#include "kernels/cpu/matmul_fp8dot.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+
+#include "base/error.h"
+#include "hwy/base.h"  // HWY_UNROLL
+#include "kernels/cpu/scratch.h"
+#include "numerics/bf16.h"
+#include "numerics/fp8_e4m3.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+// GCC 12 flags the intrinsics' own _mm512_undefined_* placeholders as (maybe) uninitialized.
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#define M2FP4_FP8DOT_X86 1
+#define M2FP4_FP8DOT __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vbmi")))
+#endif
+
+namespace m2fp4 {
+
+namespace {
+
+// The activation as the kernel multiplies it: bf16(x * s), products below 2^-126 in magnitude a
+// zero of their sign (vcvtne2ps2bf16 reads f32 subnormals as zero, vdpbf16ps bf16 ones).
+float scaled_activation(float x, float scale) {
+  const float v = x * scale;
+  if (std::abs(v) < 0x1p-126f) return std::copysign(0.0f, v);
+  return round_to_bf16(v);
+}
+
+}  // namespace
+
+namespace scalar {
+
+void matmul_fp8_bf16_activations(const Weight& w, const float* x, int64_t n_tokens, float* y) {
+  if (w.format != WeightFormat::kFp8Block128) {
+    fail("matmul_fp8_bf16_activations: weight is not FP8 block-128");
+  }
+  const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* xt = x + t * w.cols;
+    for (int64_t r = 0; r < w.rows; ++r) {
+      const uint8_t* row = data + r * w.cols;
+      const float* scales = w.block_scale + (r / 128) * w.scale_cols;
+      float acc = 0.0f;
+      for (int64_t c = 0; c < w.cols; ++c) {
+        acc += e4m3_to_f32(row[c]) * scaled_activation(xt[c], scales[c / 128]);
+      }
+      y[t * w.rows + r] = acc;
+    }
+  }
+}
+
+}  // namespace scalar
+
+namespace fp8dot {
+
+#if defined(M2FP4_FP8DOT_X86)
+
+namespace {
+
+// Low and high byte of the bf16 of each E4M3 magnitude code 0..127 (0x7F: NaN, 0x7FC0).
+struct DecodeTables {
+  alignas(64) std::array<uint8_t, 128> lo;
+  alignas(64) std::array<uint8_t, 128> hi;
+};
+
+constexpr DecodeTables make_decode_tables() {
+  DecodeTables t{};
+  for (int m = 0; m < 128; ++m) {
+    const uint16_t b = f32_to_bf16(e4m3_to_f32(static_cast<uint8_t>(m)));
+    t.lo[m] = static_cast<uint8_t>(b & 0xFF);
+    t.hi[m] = static_cast<uint8_t>(b >> 8);
+  }
+  return t;
+}
+
+constexpr DecodeTables kDecodeTables = make_decode_tables();
+
+// Columns of a scaled activation row: cols padded with zeros to a multiple of 64 (one load of
+// codes, two bf16 vectors).
+int64_t padded_columns(int64_t cols) {
+  return (cols + 63) / 64 * 64;
+}
+
+// Bytes ahead of the current column each row stream prefetches: the hardware prefetcher stops
+// at 4 KiB pages and follows few streams (as in the f32 and BF16 GEMVs).
+constexpr int64_t kPrefetchBytes = 1024;
+// Tokens dotted in registers per pass over a tile: R x TB accumulators, R = 4 up to 4 tokens,
+// else 2 (16 accumulators + 4 tables + the decoded weights fit the 32 registers).
+constexpr int64_t kMaxTokenGroup = 8;
+
+struct Tables {
+  __m512i lo0, lo1, hi0, hi1, sign;
+};
+
+M2FP4_FP8DOT inline Tables load_tables() {
+  return Tables{_mm512_load_si512(kDecodeTables.lo.data()),
+                _mm512_load_si512(kDecodeTables.lo.data() + 64),
+                _mm512_load_si512(kDecodeTables.hi.data()),
+                _mm512_load_si512(kDecodeTables.hi.data() + 64), _mm512_set1_epi8(-128)};
+}
+
+M2FP4_FP8DOT inline __m512bh as_bh(__m512i v) {
+  return reinterpret_cast<__m512bh&>(v);
+}
+
+// 64 codes to bf16: wa = columns {0-7, 16-23, 32-39, 48-55}, wb = the other 32 (file comment).
+M2FP4_FP8DOT inline void decode64(const Tables& tb, __m512i codes, __m512i& wa, __m512i& wb) {
+  const __m512i lo = _mm512_permutex2var_epi8(tb.lo0, codes, tb.lo1);
+  const __m512i hi_magnitude = _mm512_permutex2var_epi8(tb.hi0, codes, tb.hi1);
+  // hi_magnitude | (codes & 0x80)
+  const __m512i hi = _mm512_ternarylogic_epi32(hi_magnitude, codes, tb.sign, 0xF8);
+  wa = _mm512_unpacklo_epi8(lo, hi);
+  wb = _mm512_unpackhi_epi8(lo, hi);
+}
+
+// One step of 64 columns (at c) of R rows' codes against TB tokens.
+template <int R, int TB>
+M2FP4_FP8DOT inline void dot_step(__m512 (&acc)[R][TB], const __m512i (&codes)[R],
+                                  const uint16_t* xs, int64_t x_stride, int64_t c,
+                                  const Tables& tb) {
+  HWY_UNROLL(4)
+  for (int r = 0; r < R; ++r) {
+    __m512i wa, wb;
+    decode64(tb, codes[r], wa, wb);
+    HWY_UNROLL(8)
+    for (int t = 0; t < TB; ++t) {
+      const uint16_t* xt = xs + t * x_stride + c;
+      acc[r][t] = _mm512_dpbf16_ps(acc[r][t], as_bh(wa), as_bh(_mm512_loadu_si512(xt)));
+      acc[r][t] = _mm512_dpbf16_ps(acc[r][t], as_bh(wb), as_bh(_mm512_loadu_si512(xt + 32)));
+    }
+  }
+}
+
+// y[t * y_stride + r] = row r (of R) dotted with scaled token t (of TB).
+template <int R, int TB>
+M2FP4_FP8DOT void dot_tile(const uint8_t* const* rows, int64_t cols, const uint16_t* xs,
+                           int64_t x_stride, float* y, int64_t y_stride, const Tables& tb) {
+  __m512 acc[R][TB];
+  HWY_UNROLL(4)
+  for (int r = 0; r < R; ++r) {
+    HWY_UNROLL(8)
+    for (int t = 0; t < TB; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  int64_t c = 0;
+  for (; c + 64 <= cols; c += 64) {
+    __m512i codes[R];
+    HWY_UNROLL(4)
+    for (int r = 0; r < R; ++r) {
+      // Past the row's end it prefetches the next rows, which come next anyway; never faults.
+      _mm_prefetch(reinterpret_cast<const char*>(rows[r] + c + kPrefetchBytes), _MM_HINT_T0);
+      codes[r] = _mm512_loadu_si512(rows[r] + c);
+    }
+    dot_step<R, TB>(acc, codes, xs, x_stride, c, tb);
+  }
+  if (c < cols) {
+    // Codes past cols load as 0 (+0.0); the activations' padding is zero as well.
+    const __mmask64 m = (uint64_t{1} << (cols - c)) - 1u;
+    __m512i codes[R];
+    HWY_UNROLL(4)
+    for (int r = 0; r < R; ++r) codes[r] = _mm512_maskz_loadu_epi8(m, rows[r] + c);
+    dot_step<R, TB>(acc, codes, xs, x_stride, c, tb);
+  }
+  HWY_UNROLL(4)
+  for (int r = 0; r < R; ++r) {
+    HWY_UNROLL(8)
+    for (int t = 0; t < TB; ++t) y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
+  }
+}
+
+template <int R>
+M2FP4_FP8DOT void dot_tile_tokens(const uint8_t* const* rows, int64_t cols, const uint16_t* xs,
+                                  int64_t x_stride, int64_t nt, float* y, int64_t y_stride,
+                                  const Tables& tb) {
+  switch (nt) {
+    case 1:
+      return dot_tile<R, 1>(rows, cols, xs, x_stride, y, y_stride, tb);
+    case 2:
+      return dot_tile<R, 2>(rows, cols, xs, x_stride, y, y_stride, tb);
+    case 3:
+      return dot_tile<R, 3>(rows, cols, xs, x_stride, y, y_stride, tb);
+    case 4:
+      return dot_tile<R, 4>(rows, cols, xs, x_stride, y, y_stride, tb);
+    case 5:
+      return dot_tile<R, 5>(rows, cols, xs, x_stride, y, y_stride, tb);
+    case 6:
+      return dot_tile<R, 6>(rows, cols, xs, x_stride, y, y_stride, tb);
+    case 7:
+      return dot_tile<R, 7>(rows, cols, xs, x_stride, y, y_stride, tb);
+    default:
+      return dot_tile<R, 8>(rows, cols, xs, x_stride, y, y_stride, tb);
+  }
+}
+
+// Rounds x[t] * scales[c / 128] to bf16 for n_tokens tokens into out (stride words per token) in
+// the decoder's column order; the padding is zero.
+M2FP4_FP8DOT void scale_activations(const float* x, int64_t cols, int64_t n_tokens,
+                                    const float* scales, uint16_t* out, int64_t stride) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* xt = x + t * cols;
+    uint16_t* o = out + t * stride;
+    for (int64_t c = 0; c < stride; c += 64) {
+      const __m512 s = _mm512_set1_ps(scales[c / 128]);
+      __m512 v[4];
+      HWY_UNROLL(4)
+      for (int i = 0; i < 4; ++i) {
+        const int64_t left = std::clamp<int64_t>(cols - c - 16 * i, 0, 16);
+        const __mmask16 m = static_cast<__mmask16>((1u << left) - 1u);
+        // Zero-masked multiply: the padding stays 0 whatever the scale (0 * inf would be NaN).
+        v[i] = _mm512_maskz_mul_ps(m, _mm512_maskz_loadu_ps(m, xt + c + 16 * i), s);
+      }
+      // vcvtne2ps2bf16: round-to-nearest-even; b's 16 values in the low half.
+      const __m512bh h01 = _mm512_cvtne2ps_pbh(v[1], v[0]);
+      const __m512bh h23 = _mm512_cvtne2ps_pbh(v[3], v[2]);
+      const __m512i c01 = reinterpret_cast<const __m512i&>(h01);  // 128-bit lanes: 0-7, 8-15, ..
+      const __m512i c23 = reinterpret_cast<const __m512i&>(h23);  // 32-39, 40-47, ..
+      _mm512_storeu_si512(o + c, _mm512_shuffle_i64x2(c01, c23, _MM_SHUFFLE(2, 0, 2, 0)));
+      _mm512_storeu_si512(o + c + 32, _mm512_shuffle_i64x2(c01, c23, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+  }
+}
+
+}  // namespace
+
+bool cpu_supported() {
+  static const bool supported =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16") &&
+      __builtin_cpu_supports("avx512vbmi");
+  return supported;
+}
+
+M2FP4_FP8DOT void matmul_rows(const Weight& w, const float* x, int64_t n_tokens, int64_t row_begin,
+                              int64_t row_end, float* y) {
+  const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  const int64_t cols = w.cols;
+  if (cols == 0) {
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      for (int64_t r = row_begin; r < row_end; ++r) y[t * w.rows + r] = 0.0f;
+    }
+    return;
+  }
+  const int64_t stride = padded_columns(cols);
+  uint16_t* xs = reinterpret_cast<uint16_t*>(
+      thread_scratch(1, static_cast<size_t>((n_tokens * stride + 1) / 2)));
+  const Tables tb = load_tables();
+  const int64_t tile_rows = n_tokens <= 4 ? 4 : 2;
+  const int64_t group = n_tokens <= 4 ? 4 : kMaxTokenGroup;
+  // One 128-row block of scales at a time: its scaled activations, then its rows.
+  for (int64_t b0 = row_begin; b0 < row_end;) {
+    const int64_t block = b0 / 128;
+    const int64_t b1 = std::min(row_end, (block + 1) * 128);
+    scale_activations(x, cols, n_tokens, w.block_scale + block * w.scale_cols, xs, stride);
+    const uint8_t* rows[4];
+    for (int64_t r = b0; r < b1; r += tile_rows) {
+      const int64_t nr = std::min(tile_rows, b1 - r);
+      for (int64_t i = 0; i < nr; ++i) rows[i] = data + (r + i) * cols;
+      for (int64_t t = 0; t < n_tokens; t += group) {
+        const int64_t nt = std::min(group, n_tokens - t);
+        const uint16_t* xt = xs + t * stride;
+        float* yt = y + t * w.rows + r;
+        if (nr == 4) {
+          dot_tile_tokens<4>(rows, cols, xt, stride, nt, yt, w.rows, tb);
+        } else if (nr == 2) {
+          dot_tile_tokens<2>(rows, cols, xt, stride, nt, yt, w.rows, tb);
+        } else {
+          for (int64_t i = 0; i < nr; ++i) {
+            dot_tile_tokens<1>(rows + i, cols, xt, stride, nt, yt + i, w.rows, tb);
+          }
+        }
+      }
+    }
+    b0 = b1;
+  }
+}
+
+#else  // !M2FP4_FP8DOT_X86
+
+bool cpu_supported() {
+  return false;
+}
+
+void matmul_rows(const Weight&, const float*, int64_t, int64_t, int64_t, float*) {
+  fail("fp8dot::matmul_rows: not built for this CPU");
+}
+
+#endif
+
+}  // namespace fp8dot
+
+}  // namespace m2fp4
