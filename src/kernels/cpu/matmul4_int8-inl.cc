@@ -136,6 +136,24 @@ inline void rows_for_tokens(const Weight& w, const float* x, const uint8_t* xq, 
   }
 }
 
+// Up to this many tokens a GEMV takes the decode kernel (int8_gemv::decode_rows): decode steps
+// and the experts' few tokens each.
+constexpr int64_t kMaxDecodeTokens = 8;
+
+// Rows [row_begin, row_end) for n_tokens <= kMaxDecodeTokens tokens by the decode kernel; the
+// tiles it hands back (a group scale it does not decode) by rows_for_tokens.
+inline void decode_rows(const Weight& w, const float* x, const uint8_t* xq, int64_t n_tokens,
+                        int64_t row_begin, int64_t row_end, float* y) {
+  int64_t r = row_begin;
+  while (r < row_end) {
+    r = int8_gemv::decode_rows(w, r, row_end, xq, n_tokens, y, w.rows);
+    if (r == row_end) break;
+    const int64_t tile_end = std::min(row_end, r + int8_gemv::kDecodeTileRows);
+    rows_for_tokens(w, x, xq, n_tokens, r, tile_end, y);
+    r = tile_end;
+  }
+}
+
 // Quantized activations read per pass over a thread's rows: the token block stays in L2 while
 // each row tile's codes (decoded once per 4 tokens in the kernel) meet all of its tokens.
 constexpr int64_t kTokenBlockBytes = 192 << 10;
@@ -145,6 +163,10 @@ constexpr int64_t kTokenBlockBytes = 192 << 10;
 // steps whatever the block, the tile shape or n_tokens.
 inline void gemv_rows(const Weight& w, const float* x, const uint8_t* xq, int64_t n_tokens,
                       int64_t row_begin, int64_t row_end, float* y) {
+  if (n_tokens <= kMaxDecodeTokens && int8_gemv::decode_supported(w)) {
+    decode_rows(w, x, xq, n_tokens, row_begin, row_end, y);
+    return;
+  }
   const int64_t token_bytes = int8_gemv::activation_bytes(w.cols, 1);
   const int64_t block = std::max<int64_t>(4, kTokenBlockBytes / token_bytes / 4 * 4);
   for (int64_t t0 = 0; t0 < n_tokens; t0 += block) {

@@ -55,6 +55,20 @@ void quantize(const Weight& w, const float* x, int64_t n_tokens, uint8_t* out);
 void dot_rows(const Weight& w, int n_rows, const uint8_t* const* rows, const float* const* mult,
               const uint8_t* xq, int64_t n_tokens, float* y, int64_t y_stride);
 
+// The decode kernel (matmul4_int8_decode.cc): few tokens, scales decoded in registers, same
+// bits as dot_rows for every (row, token). Takes NVFP4 (group 16, |global_scale| < 256), MXFP4
+// (group 32) and IQ4_NL x16 (group 16) weights that weight_supported().
+bool decode_supported(const Weight& w);
+// Rows per tile of decode_rows.
+constexpr int64_t kDecodeTileRows = 4;
+// y[t * y_stride + r] for rows r in [row_begin, row_end) of w and the n_tokens quantized tokens
+// xq, tile by tile (kDecodeTileRows rows from row_begin on). Stops at the first tile with a group
+// scale that is not finite and returns its first row, for the
+// caller to compute that tile another way; returns row_end when done. Needs cpu_supported()
+// and decode_supported(w).
+int64_t decode_rows(const Weight& w, int64_t row_begin, int64_t row_end, const uint8_t* xq,
+                    int64_t n_tokens, float* y, int64_t y_stride);
+
 }  // namespace int8_gemv
 
 namespace scalar {
