@@ -133,20 +133,25 @@ M2FP4_FP8DOT inline void decode64(const Tables& tb, __m512i codes, __m512i& wa, 
   wb = _mm512_unpackhi_epi8(lo, hi);
 }
 
-// One step of 64 columns (at c) of R rows' codes against TB tokens.
+// One step of 64 columns (at c) of R rows' codes against TB tokens: the R rows decoded first,
+// then each token's two activation vectors loaded once for all R rows (R x fewer loads than
+// token-inner order, which matters once the tokens' rows spill from L1).
 template <int R, int TB>
 M2FP4_FP8DOT inline void dot_step(__m512 (&acc)[R][TB], const __m512i (&codes)[R],
                                   const uint16_t* xs, int64_t x_stride, int64_t c,
                                   const Tables& tb) {
+  __m512i wa[R], wb[R];
   HWY_UNROLL(4)
-  for (int r = 0; r < R; ++r) {
-    __m512i wa, wb;
-    decode64(tb, codes[r], wa, wb);
-    HWY_UNROLL(8)
-    for (int t = 0; t < TB; ++t) {
-      const uint16_t* xt = xs + t * x_stride + c;
-      acc[r][t] = _mm512_dpbf16_ps(acc[r][t], as_bh(wa), as_bh(_mm512_loadu_si512(xt)));
-      acc[r][t] = _mm512_dpbf16_ps(acc[r][t], as_bh(wb), as_bh(_mm512_loadu_si512(xt + 32)));
+  for (int r = 0; r < R; ++r) decode64(tb, codes[r], wa[r], wb[r]);
+  HWY_UNROLL(8)
+  for (int t = 0; t < TB; ++t) {
+    const uint16_t* xt = xs + t * x_stride + c;
+    const __m512bh xa = as_bh(_mm512_loadu_si512(xt));
+    const __m512bh xb = as_bh(_mm512_loadu_si512(xt + 32));
+    HWY_UNROLL(4)
+    for (int r = 0; r < R; ++r) {
+      acc[r][t] = _mm512_dpbf16_ps(acc[r][t], as_bh(wa[r]), xa);
+      acc[r][t] = _mm512_dpbf16_ps(acc[r][t], as_bh(wb[r]), xb);
     }
   }
 }
