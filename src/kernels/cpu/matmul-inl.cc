@@ -14,6 +14,8 @@
 //   the vector lanes, R rows are decoded into an f32 tile, and a register-blocked kernel
 //   broadcasts one weight and updates R x TV token vectors per column. Weights are decoded once
 //   per block of 64 tokens.
+// BF16 weights take their own GEMM from 8-9 tokens (gemm_bf16-inl.cc: rows along the lanes,
+// tokens broadcast, weights decoded once per call).
 // The 4-bit formats (NVFP4, MXFP4, IQ4_NL x16) take both paths with the chunked decoder of
 // matmul4-inl.cc, which yields columns in a permuted order: their GEMV input is permuted and their
 // GEMM input packed in that same order, once per call on the calling thread.
@@ -37,6 +39,7 @@
 #include "base/thread_pool.h"
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
+#include "kernels/cpu/gemm_bf16-inl.cc"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul4-inl.cc"
 #include "kernels/cpu/matmul4_int8-inl.cc"
@@ -538,7 +541,8 @@ struct JobPlan {
   const uint8_t* xq;   // 4-bit GEMV with int8 activations: the input quantized (matmul4_int8.h)
   const uint16_t* xb;  // BF16 GEMV with bf16 activations: the input rounded (matmul_bf16dot.h)
   bool bf16_packed;    // BF16 GEMM with bf16 activations: the packed input rounded
-  const float* xr;     // BF16 f32 GEMV with bf16 activations: the input rounded (else nullptr)
+  const float* xr;     // BF16 f32 GEMV with bf16 activations: the input rounded; BF16 GEMM:
+                       // the input packed in token tiles (gemm_bf16-inl.cc); else nullptr
   int64_t block_tokens;
   int64_t unit;  // rows per scheduling unit (a register tile)
   int64_t n_units;
@@ -612,6 +616,22 @@ bool use_bf16_activations(const Weight& w) {
 
 void run_rows_bf16_dot(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
   bf16dot::matmul_rows(*plan.job->w, plan.xb, plan.job->n_tokens, row_begin, row_end, plan.job->y);
+}
+
+// BF16 weights from this many tokens take the rows-along-lanes GEMM (gemm_bf16-inl.cc); fewer
+// take the GEMV kernels. With bf16 activations the vdpbf16ps GEMV keeps up to kMaxBf16DotTokens.
+constexpr int64_t kMinBf16GemmTokens = 8;
+
+bool use_bf16_gemm(const Weight& w, int64_t n_tokens) {
+  if (w.format != WeightFormat::kBF16) return false;
+  return n_tokens >= (use_bf16_activations(w) ? kMaxBf16DotTokens + 1 : kMinBf16GemmTokens);
+}
+
+// On the input packed in token tiles (plan.xr, rounded to bf16 with bf16 activations).
+void run_rows_bf16_gemm(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
+  const Weight& w = *plan.job->w;
+  bf16_gemm::gemm_rows(static_cast<const uint16_t*>(w.data), w.cols, row_begin, row_end, plan.xr,
+                       plan.job->n_tokens, w.rows, plan.job->y);
 }
 
 // FP8 weights with activations rounded to bf16 (matmul_fp8dot.h), same targets and CPUs: the GEMV
@@ -733,11 +753,16 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
     const bool bf16_dot = bf16_rounded && !p.gemm && n_tokens <= kMaxBf16DotTokens;
     if (bf16_dot) p.run = &run_rows_bf16_dot;
     if (!p.gemm && use_fp8_dot(w)) p.run = &run_rows_fp8_dot;
+    const bool bf16_gemm_job = use_bf16_gemm(w, n_tokens);
+    if (bf16_gemm_job) {
+      p.run = &run_rows_bf16_gemm;
+      p.gemm = false;
+    }
     p.bf16_packed = bf16_rounded && p.gemm;
     p.xr = nullptr;
-    const bool bf16_rounded_gemv = bf16_rounded && !p.gemm && !bf16_dot;
+    const bool bf16_rounded_gemv = bf16_rounded && !p.gemm && !bf16_dot && !bf16_gemm_job;
     p.block_tokens = block_tokens;
-    p.unit = p.gemm ? kGemmRows : 4;
+    p.unit = bf16_gemm_job ? bf16_gemm::panel_rows() : p.gemm ? kGemmRows : 4;
     p.n_units = (w.rows + p.unit - 1) / p.unit;
     // Bytes streamed plus the arithmetic in byte-equivalents (~8 multiply-adds per byte of
     // bandwidth on one core), so jobs of different formats and token counts balance. Decoding
@@ -753,7 +778,7 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
       scratch_floats += (int8_gemv::activation_bytes(w.cols, n_tokens) + 63) / 64 * 16;
     } else if (bf16_dot) {
       scratch_floats += (bf16dot::padded_columns(w.cols) * n_tokens + 31) / 32 * 16;
-    } else if (bf16_rounded_gemv) {
+    } else if (bf16_rounded_gemv || bf16_gemm_job) {
       scratch_floats += n_tokens * w.cols;
     } else if (p.four_bit) {
       scratch_floats += n_tokens * w.cols;
@@ -807,6 +832,21 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
       continue;
     }
     const int64_t cols = p.job->w->cols, n_tokens = p.job->n_tokens;
+    if (p.run == &run_rows_bf16_gemm) {
+      // Packed in token tiles (rounded to bf16 in that mode) once per input shared by jobs.
+      for (const JobPlan* q = plans.data(); q != &p && p.xr == nullptr; ++q) {
+        if (q->run == &run_rows_bf16_gemm && q->job->x == p.job->x &&
+            q->job->n_tokens == n_tokens && q->job->w->cols == cols) {
+          p.xr = q->xr;
+        }
+      }
+      if (p.xr == nullptr) {
+        bf16_gemm::pack_tokens(p.job->x, cols, n_tokens, use_bf16_activations(*p.job->w), xt);
+        p.xr = xt;
+        xt += n_tokens * cols;
+      }
+      continue;
+    }
     if (!p.gemm && use_bf16_activations(*p.job->w)) {  // the f32 GEMV on rounded activations
       for (int64_t i = 0; i < n_tokens * cols; ++i) xt[i] = round_to_bf16(p.job->x[i]);
       p.xr = xt;
