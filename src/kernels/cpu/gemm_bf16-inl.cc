@@ -164,9 +164,13 @@ inline void round_to_bf16_floats(const float* x, int64_t n, float* out) {
 // by column, the tile's T tokens side by side: packed[t0 * cols + k * T + (t - t0)] = x[t][k],
 // rounded to bf16 (round_to_bf16) when `round`. One stream of broadcasts per tile; the tokens'
 // own rows, often a multiple of 4 KiB apart, would all fall in one L1 set.
-inline void pack_tokens(const float* x, int64_t cols, int64_t n_tokens, bool round, float* packed) {
+// Part `part` of `parts` (a contiguous range of tiles) packs only its tiles, so threads can share
+// the work.
+inline void pack_tokens(const float* x, int64_t cols, int64_t n_tokens, bool round, float* packed,
+                        int64_t part = 0, int64_t parts = 1) {
   const int64_t n_tiles = tile_count(n_tokens);
-  for (int64_t i = 0; i < n_tiles; ++i) {
+  const int64_t i0 = n_tiles * part / parts, i1 = n_tiles * (part + 1) / parts;
+  for (int64_t i = i0; i < i1; ++i) {
     const int64_t t0 = tile_begin(n_tokens, n_tiles, i);
     const int64_t T = tile_begin(n_tokens, n_tiles, i + 1) - t0;
     float* out = packed + t0 * cols;
@@ -175,7 +179,11 @@ inline void pack_tokens(const float* x, int64_t cols, int64_t n_tokens, bool rou
       for (int64_t k = 0; k < cols; ++k) out[k * T + t] = xr[k];
     }
   }
-  if (round) round_to_bf16_floats(packed, n_tokens * cols, packed);  // elementwise: any order
+  if (round) {  // elementwise, so on the packed tiles
+    const int64_t begin = tile_begin(n_tokens, n_tiles, i0) * cols;
+    const int64_t end = tile_begin(n_tokens, n_tiles, i1) * cols;
+    round_to_bf16_floats(packed + begin, end - begin, packed + begin);
+  }
 }
 
 // yacc[t * P + i] (+)= sum over k < depth of panel[k * P + i] * xp[k * T + t] for the T tokens of

@@ -725,6 +725,31 @@ void run_int8_quantize_tasks(const std::vector<Int8QuantizeTask>& tasks, int64_t
 // worker costs about a microsecond, in which ~64 KiB stream.
 constexpr double kMinParallelCost = 64 << 10;
 
+// An input of BF16 GEMM jobs to pack (bf16_gemm::pack_tokens).
+struct Bf16PackTask {
+  const float* x;
+  int64_t cols, n_tokens;
+  bool round;
+  float* out;
+};
+
+// Packs on all threads, each a share of every input's token tiles, from this many floats (the
+// calling thread alone would leave the others waiting: ~6% of a BF16 prefill's samples).
+constexpr int64_t kMinParallelPackFloats = 64 << 10;
+
+void run_bf16_pack_tasks(const std::vector<Bf16PackTask>& tasks, int64_t floats, ThreadPool& pool) {
+  auto pack_part = [&](int64_t k, int64_t parts) {
+    for (const Bf16PackTask& t : tasks) {
+      bf16_gemm::pack_tokens(t.x, t.cols, t.n_tokens, t.round, t.out, k, parts);
+    }
+  };
+  if (floats < kMinParallelPackFloats || pool.size() == 1) {
+    pack_part(0, 1);
+  } else {
+    pool.run(pool.size(), [&](int64_t k, int) { pack_part(k, pool.size()); });
+  }
+}
+
 // Entry point for this target; jobs already validated, none empty.
 void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
   const DF df;
@@ -789,6 +814,10 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
   // run_int8_quantize_tasks), on the calling thread.
   float* xt = scratch_floats ? thread_scratch(0, scratch_floats) : nullptr;
   // The int8 quantizations, run after this loop (on all threads when there are many tokens).
+  thread_local std::vector<Bf16PackTask> caller_pack_tasks;
+  std::vector<Bf16PackTask>& pack_tasks = caller_pack_tasks;
+  pack_tasks.clear();
+  int64_t pack_floats = 0;
   thread_local std::vector<Int8QuantizeTask> caller_quantize_tasks;
   std::vector<Int8QuantizeTask>& quantize_tasks = caller_quantize_tasks;
   quantize_tasks.clear();
@@ -841,7 +870,8 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
         }
       }
       if (p.xr == nullptr) {
-        bf16_gemm::pack_tokens(p.job->x, cols, n_tokens, use_bf16_activations(*p.job->w), xt);
+        pack_tasks.push_back({p.job->x, cols, n_tokens, use_bf16_activations(*p.job->w), xt});
+        pack_floats += n_tokens * cols;
         p.xr = xt;
         xt += n_tokens * cols;
       }
@@ -874,6 +904,7 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
     }
   }
   run_int8_quantize_tasks(quantize_tasks, quantize_tokens, pool);
+  run_bf16_pack_tasks(pack_tasks, pack_floats, pool);
   // Thread k takes the units whose cumulative cost starts in [total * k / T, total * (k+1) / T):
   // contiguous rows, possibly spanning several jobs.
   const int n_threads = total_cost < kMinParallelCost ? 1 : pool.size();
