@@ -40,8 +40,8 @@ void add_runtime_flags(CLI::App& app, RuntimeFlags& flags) {
         set_four_bit_activations(parse_four_bit_activations(name.c_str()));
       });
   app.add_option("--bf16-activations", flags.bf16_activations,
-                 "f32 | bf16: BF16 weights with f32 activations, or rounded to bf16 for vdpbf16ps "
-                 "like llama.cpp (faster; default bf16, or $M2FP4_BF16_ACTIVATIONS)")
+                 "f32 | bf16: BF16 and FP8 weights with f32 activations, or rounded to bf16 for "
+                 "vdpbf16ps like llama.cpp (faster; default bf16, or $M2FP4_BF16_ACTIVATIONS)")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->each([](const std::string& name) {
         set_bf16_activations(parse_bf16_activations(name.c_str()));
