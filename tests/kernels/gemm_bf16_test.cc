@@ -107,7 +107,9 @@ TEST(Bf16Gemm, F32ActivationsWithinSummationBound) {
   ThreadPool p2(2), p3(3);
   const ScopedBf16Activations mode(Bf16Activations::kF32);
   uint32_t seed = 700;
-  for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{33, 300}, {96, 1024}}) {
+  for (const auto& shape : std::vector<std::pair<int64_t, int64_t>>{{33, 300}, {96, 1024}}) {
+    // Named copies: clang 14 does not capture structured bindings in lambdas.
+    const int64_t rows = shape.first, cols = shape.second;
     OwnedWeight o = random_weight(WeightFormat::kBF16, rows, cols, seed++);
     for (int64_t n_tokens : {8, 12, 13, 64, 70}) {
       const std::vector<float> x = random_floats(n_tokens * cols, seed++);
