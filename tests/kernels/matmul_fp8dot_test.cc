@@ -41,10 +41,11 @@ double test_e4m3(uint8_t code) {
 
 // Whether matmul() on the current dispatch target takes the fp8 kernel (with kBf16 set): the
 // AVX-512 targets on a CPU with the instructions, below the GEMM's 32 tokens (two vectors of 16
-// lanes; the GEMM keeps its f32 tiles).
-bool fp8_path_active(int64_t n_tokens = 1) {
+// lanes; the GEMM keeps its f32 tiles), for the token counts and widths fp8dot::takes.
+bool fp8_path_active(int64_t n_tokens = 1, int64_t cols = 1) {
   const std::string target = kernels_simd_target();
-  return target.rfind("AVX3", 0) == 0 && fp8dot::cpu_supported() && n_tokens < 32;
+  return target.rfind("AVX3", 0) == 0 && fp8dot::cpu_supported() && n_tokens < 32 &&
+         fp8dot::takes(cols, n_tokens);
 }
 
 // An FP8 weight from codes and block scales ((rows+127)/128 x (cols+127)/128).
@@ -147,7 +148,7 @@ void expect_fast_matches_twin(const OwnedWeight& o, int64_t n_tokens,
   const ScopedBf16Activations bf16_mode(Bf16Activations::kBf16);
   for (ThreadPool* pool : pools) {
     test::for_each_simd_target([&] {
-      const bool active = fp8_path_active(n_tokens);
+      const bool active = fp8_path_active(n_tokens, w.cols);
       std::vector<float> fast(n_tokens * w.rows, NAN);
       matmul(w, x.data(), n_tokens, fast.data(), *pool);
       for (size_t i = 0; i < fast.size(); ++i) {
@@ -181,7 +182,9 @@ TEST(Fp8DotFast, OddShapesTokenCountsAndThreads) {
 TEST(Fp8DotFast, DecodeShapesAndTokenTiling) {
   ThreadPool p2(2);
   OwnedWeight o = random_weight(WeightFormat::kFp8Block128, 261, 1000, 7);
-  for (int64_t n_tokens : {1, 8, 12, 17, 31, 32}) {
+  OwnedWeight narrow = random_weight(WeightFormat::kFp8Block128, 133, 1024, 9);
+  for (int64_t n_tokens : {4, 8, 9}) expect_fast_matches_twin(narrow, n_tokens, {&p2}, 10);
+  for (int64_t n_tokens : {1, 2, 3, 8, 12, 17, 31, 32}) {
     expect_fast_matches_twin(o, n_tokens, {&p2}, 8);
   }
 }
@@ -276,7 +279,7 @@ TEST(Fp8DotFast, ScaledActivationBelowNormalRangeIsZero) {
 }
 
 TEST(Fp8DotFast, TokenAloneEqualsTokenInBatchAndModeSelects) {
-  const int64_t rows = 300, cols = 700, n = 20;
+  const int64_t rows = 300, cols = 400, n = 20;  // 20 x 400 <= 8192: fp8dot::takes
   OwnedWeight o = random_weight(WeightFormat::kFp8Block128, rows, cols, 61);
   const std::vector<float> x = random_floats(n * cols, 62);
   const AbsSums sums = abs_sums(o, x, n);
@@ -285,7 +288,7 @@ TEST(Fp8DotFast, TokenAloneEqualsTokenInBatchAndModeSelects) {
   scalar::matmul(o.w, x.data(), n, exact.data());
   ThreadPool p1(1), p3(3);
   test::for_each_simd_target([&] {
-    const bool active = fp8_path_active(n);
+    const bool active = fp8_path_active(n, cols);
     std::vector<float> batch(n * rows), alone(rows), f32_mode_y(n * rows);
     {
       const ScopedBf16Activations mode(Bf16Activations::kBf16);

@@ -777,7 +777,7 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
     const bool bf16_rounded = use_bf16_activations(w);
     const bool bf16_dot = bf16_rounded && !p.gemm && n_tokens <= kMaxBf16DotTokens;
     if (bf16_dot) p.run = &run_rows_bf16_dot;
-    if (!p.gemm && use_fp8_dot(w)) p.run = &run_rows_fp8_dot;
+    if (!p.gemm && use_fp8_dot(w) && fp8dot::takes(w.cols, n_tokens)) p.run = &run_rows_fp8_dot;
     const bool bf16_gemm_job = use_bf16_gemm(w, n_tokens);
     if (bf16_gemm_job) {
       p.run = &run_rows_bf16_gemm;

@@ -73,6 +73,10 @@ void matmul_fp8_bf16_activations(const Weight& w, const float* x, int64_t n_toke
 
 namespace fp8dot {
 
+bool takes(int64_t cols, int64_t n_tokens) {
+  return n_tokens <= 2 || n_tokens * cols <= 8192;
+}
+
 #if defined(M2FP4_FP8DOT_X86)
 
 namespace {

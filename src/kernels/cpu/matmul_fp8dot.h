@@ -31,6 +31,14 @@ namespace fp8dot {
 // Whether this CPU has the instructions of the kernel (AVX-512 F/BW/VL/BF16/VBMI).
 bool cpu_supported();
 
+// Whether the kernel beats the f32 GEMV for n_tokens tokens of cols columns: up to 2 tokens
+// (the weight stream bounds both; 1.2-1.5x, thread CPU time), or while the tokens' scaled rows
+// fit in 16 KiB of L1 (n_tokens x cols <= 8192: the bench preset's 1024-wide lm_head up to 8
+// tokens, 1.25x). Wider rows with more tokens stream the activations from L2 for every row tile
+// and measured no faster than the f32 GEMV (3072 columns: 0.97-1.0x at 4 and 8 tokens on one
+// thread, slower on two), so they keep it.
+bool takes(int64_t cols, int64_t n_tokens);
+
 // y[t * w.rows + r] for rows [row_begin, row_end) of the kFp8Block128 weight w and all n_tokens
 // rows of x (n_tokens x w.cols floats). Uses this thread's matmul scratch (thread_scratch slot
 // 1). Needs cpu_supported().
