@@ -597,7 +597,7 @@ void run_rows_four_bit_int8(const JobPlan& plan, int64_t row_begin, int64_t row_
 // BF16 weights with activations rounded to bf16 (matmul_bf16dot.h) on the AVX-512 targets of CPUs
 // with AVX512_BF16: the GEMV (few tokens) takes the vdpbf16ps kernel; the GEMM keeps its f32
 // tiles on the packed activations rounded to bf16 (the same exact products: vdpbf16ps measured
-// about half the f32 FMA's multiply-adds per second on the Zen 5 host, so it loses there).
+// about half the f32 FMA's multiply-adds per second on this Xeon host, so it loses there).
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 constexpr bool kTargetHasBf16Dot = true;
 #else

@@ -1,7 +1,7 @@
 // BF16-weight matmul with activations rounded to bf16 on CPUs with AVX512_BF16: the GEMV (decode,
 // fewer tokens than the GEMM threshold) with vdpbf16ps; the prefill GEMM (matmul-inl.cc) keeps
 // its f32 tiles on the packed activations rounded to bf16, the same exact products (vdpbf16ps
-// measured about half the f32 FMA's multiply-adds per second on the Zen 5 host). The GEMM does
+// measured about half the f32 FMA's multiply-adds per second on this Xeon host). The GEMM does
 // not flush subnormals as vdpbf16ps does (values below 2^-126 only).
 //
 // Accuracy decision, as llama.cpp makes it for its BF16 dot products: each token's activation row
