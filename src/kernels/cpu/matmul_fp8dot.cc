@@ -105,11 +105,8 @@ int64_t padded_columns(int64_t cols) {
   return (cols + 63) / 64 * 64;
 }
 
-// Bytes ahead of the current column each row stream prefetches: the hardware prefetcher stops
-// at 4 KiB pages and follows few streams (as in the f32 and BF16 GEMVs).
-constexpr int64_t kPrefetchBytes = 1024;
-// Tokens dotted in registers per pass over a tile: R x TB accumulators, R = 4 up to 4 tokens,
-// else 2 (16 accumulators + 4 tables + the decoded weights fit the 32 registers).
+// Tokens dotted in registers per pass over a tile: R x TB accumulators, R = 8 for one token, 4 up
+// to 4 tokens, else 2 (the accumulators + 5 tables + the decoded weights fit the 32 registers).
 constexpr int64_t kMaxTokenGroup = 8;
 
 struct Tables {
@@ -145,14 +142,14 @@ M2FP4_FP8DOT inline void dot_step(__m512 (&acc)[R][TB], const __m512i (&codes)[R
                                   const uint16_t* xs, int64_t x_stride, int64_t c,
                                   const Tables& tb) {
   __m512i wa[R], wb[R];
-  HWY_UNROLL(4)
+  HWY_UNROLL(8)
   for (int r = 0; r < R; ++r) decode64(tb, codes[r], wa[r], wb[r]);
   HWY_UNROLL(8)
   for (int t = 0; t < TB; ++t) {
     const uint16_t* xt = xs + t * x_stride + c;
     const __m512bh xa = as_bh(_mm512_loadu_si512(xt));
     const __m512bh xb = as_bh(_mm512_loadu_si512(xt + 32));
-    HWY_UNROLL(4)
+    HWY_UNROLL(8)
     for (int r = 0; r < R; ++r) {
       acc[r][t] = _mm512_dpbf16_ps(acc[r][t], as_bh(wa[r]), xa);
       acc[r][t] = _mm512_dpbf16_ps(acc[r][t], as_bh(wb[r]), xb);
@@ -160,12 +157,20 @@ M2FP4_FP8DOT inline void dot_step(__m512 (&acc)[R][TB], const __m512i (&codes)[R
   }
 }
 
-// y[t * y_stride + r] = row r (of R) dotted with scaled token t (of TB).
+// y[t * y_stride + r] = row r (of R) dotted with scaled token t (of TB), for the R contiguous
+// rows at `rows` (cols bytes each).
+//
+// Prefetch: while it reads line c of each of its rows, the tile prefetches line c of the same
+// row of the next tile (the R rows after its own, which the thread reads next), R x cols bytes
+// ahead of the stream. Per-row prefetches 512-2048 bytes ahead (as the BF16 GEMV's) left the
+// wide preset's 200064 x 3072 lm_head at 19-21 GB/s on 2 threads; one tile ahead streamed it at
+// 25-29 GB/s (a stand-alone probe, same minute), as fast as the BF16 GEMV's bytes. Near a
+// matrix's end the prefetches run past it (never faulting) into whatever lies after.
 template <int R, int TB>
-M2FP4_FP8DOT void dot_tile(const uint8_t* const* rows, int64_t cols, const uint16_t* xs,
-                           int64_t x_stride, float* y, int64_t y_stride, const Tables& tb) {
+M2FP4_FP8DOT void dot_tile(const uint8_t* rows, int64_t cols, const uint16_t* xs, int64_t x_stride,
+                           float* y, int64_t y_stride, const Tables& tb) {
   __m512 acc[R][TB];
-  HWY_UNROLL(4)
+  HWY_UNROLL(8)
   for (int r = 0; r < R; ++r) {
     HWY_UNROLL(8)
     for (int t = 0; t < TB; ++t) acc[r][t] = _mm512_setzero_ps();
@@ -173,11 +178,10 @@ M2FP4_FP8DOT void dot_tile(const uint8_t* const* rows, int64_t cols, const uint1
   int64_t c = 0;
   for (; c + 64 <= cols; c += 64) {
     __m512i codes[R];
-    HWY_UNROLL(4)
+    HWY_UNROLL(8)
     for (int r = 0; r < R; ++r) {
-      // Past the row's end it prefetches the next rows, which come next anyway; never faults.
-      _mm_prefetch(reinterpret_cast<const char*>(rows[r] + c + kPrefetchBytes), _MM_HINT_T0);
-      codes[r] = _mm512_loadu_si512(rows[r] + c);
+      _mm_prefetch(reinterpret_cast<const char*>(rows + (R + r) * cols + c), _MM_HINT_T0);
+      codes[r] = _mm512_loadu_si512(rows + r * cols + c);
     }
     dot_step<R, TB>(acc, codes, xs, x_stride, c, tb);
   }
@@ -185,11 +189,11 @@ M2FP4_FP8DOT void dot_tile(const uint8_t* const* rows, int64_t cols, const uint1
     // Codes past cols load as 0 (+0.0); the activations' padding is zero as well.
     const __mmask64 m = (uint64_t{1} << (cols - c)) - 1u;
     __m512i codes[R];
-    HWY_UNROLL(4)
-    for (int r = 0; r < R; ++r) codes[r] = _mm512_maskz_loadu_epi8(m, rows[r] + c);
+    HWY_UNROLL(8)
+    for (int r = 0; r < R; ++r) codes[r] = _mm512_maskz_loadu_epi8(m, rows + r * cols + c);
     dot_step<R, TB>(acc, codes, xs, x_stride, c, tb);
   }
-  HWY_UNROLL(4)
+  HWY_UNROLL(8)
   for (int r = 0; r < R; ++r) {
     HWY_UNROLL(8)
     for (int t = 0; t < TB; ++t) y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
@@ -197,7 +201,7 @@ M2FP4_FP8DOT void dot_tile(const uint8_t* const* rows, int64_t cols, const uint1
 }
 
 template <int R>
-M2FP4_FP8DOT void dot_tile_tokens(const uint8_t* const* rows, int64_t cols, const uint16_t* xs,
+M2FP4_FP8DOT void dot_tile_tokens(const uint8_t* rows, int64_t cols, const uint16_t* xs,
                                   int64_t x_stride, int64_t nt, float* y, int64_t y_stride,
                                   const Tables& tb) {
   switch (nt) {
@@ -230,7 +234,7 @@ M2FP4_FP8DOT void scale_activations(const float* x, int64_t cols, int64_t n_toke
     for (int64_t c = 0; c < stride; c += 64) {
       const __m512 s = _mm512_set1_ps(scales[c / 128]);
       __m512 v[4];
-      HWY_UNROLL(4)
+      HWY_UNROLL(8)
       for (int i = 0; i < 4; ++i) {
         const int64_t left = std::clamp<int64_t>(cols - c - 16 * i, 0, 16);
         const __mmask16 m = static_cast<__mmask16>((1u << left) - 1u);
@@ -272,31 +276,38 @@ M2FP4_FP8DOT void matmul_rows(const Weight& w, const float* x, int64_t n_tokens,
   uint16_t* xs = reinterpret_cast<uint16_t*>(
       thread_scratch(1, static_cast<size_t>((n_tokens * stride + 1) / 2)));
   const Tables tb = load_tables();
-  const int64_t tile_rows = n_tokens <= 4 ? 4 : 2;
+  const int64_t tile_rows = n_tokens == 1 ? 8 : n_tokens <= 4 ? 4 : 2;
   const int64_t group = n_tokens <= 4 ? 4 : kMaxTokenGroup;
   // One 128-row block of scales at a time: its scaled activations, then its rows.
   for (int64_t b0 = row_begin; b0 < row_end;) {
     const int64_t block = b0 / 128;
     const int64_t b1 = std::min(row_end, (block + 1) * 128);
     scale_activations(x, cols, n_tokens, w.block_scale + block * w.scale_cols, xs, stride);
-    const uint8_t* rows[4];
-    for (int64_t r = b0; r < b1; r += tile_rows) {
-      const int64_t nr = std::min(tile_rows, b1 - r);
-      for (int64_t i = 0; i < nr; ++i) rows[i] = data + (r + i) * cols;
+    for (int64_t r = b0; r < b1;) {
+      // The widest tile that fits (the block's last rows: 4, 2 or 1 at a time).
+      int64_t nr = tile_rows;
+      while (nr > b1 - r) nr /= 2;
+      const uint8_t* rows = data + r * cols;
       for (int64_t t = 0; t < n_tokens; t += group) {
         const int64_t nt = std::min(group, n_tokens - t);
         const uint16_t* xt = xs + t * stride;
         float* yt = y + t * w.rows + r;
-        if (nr == 4) {
-          dot_tile_tokens<4>(rows, cols, xt, stride, nt, yt, w.rows, tb);
-        } else if (nr == 2) {
-          dot_tile_tokens<2>(rows, cols, xt, stride, nt, yt, w.rows, tb);
-        } else {
-          for (int64_t i = 0; i < nr; ++i) {
-            dot_tile_tokens<1>(rows + i, cols, xt, stride, nt, yt + i, w.rows, tb);
-          }
+        switch (nr) {
+          case 8:
+            dot_tile<8, 1>(rows, cols, xt, stride, yt, w.rows, tb);  // n_tokens == 1
+            break;
+          case 4:
+            dot_tile_tokens<4>(rows, cols, xt, stride, nt, yt, w.rows, tb);
+            break;
+          case 2:
+            dot_tile_tokens<2>(rows, cols, xt, stride, nt, yt, w.rows, tb);
+            break;
+          default:
+            dot_tile_tokens<1>(rows, cols, xt, stride, nt, yt, w.rows, tb);
+            break;
         }
       }
+      r += nr;
     }
     b0 = b1;
   }
