@@ -28,8 +28,7 @@
 
 #include "base/error.h"
 #include "hwy/base.h"  // HWY_UNROLL
-#include "numerics/e2m1.h"
-#include "numerics/iq4nl.h"
+#include "kernels/cpu/matmul4_int8_layout.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 // GCC 12 flags the intrinsics' own _mm512_undefined_* placeholders as (maybe) uninitialized.
@@ -46,8 +45,6 @@ namespace m2fp4::int8_gemv {
 
 namespace {
 
-constexpr int64_t kChunkColumns = 128;
-constexpr int64_t kChunkBytes = 256;  // quantized activations of one chunk (layout above)
 // Prefetch distance. A thread reads a contiguous range of rows, kTileRows at a time, so row slot
 // r of a tile reads row r, then (next tile) row r + kTileRows, ...: each line read prefetches
 // the line min(kPrefetchBytes, row bytes) further along that slot's stream, in the same row or,
@@ -58,34 +55,6 @@ constexpr int64_t kChunkBytes = 256;  // quantized activations of one chunk (lay
 constexpr int64_t kPrefetchBytes = 1024;
 constexpr int64_t kTileRows = 4;  // the rows per tile of the driver (matmul4_int8-inl.cc)
 
-int64_t chunks_of(int64_t cols) {
-  return (cols + kChunkColumns - 1) / kChunkColumns;
-}
-
-bool is_e2m1(WeightFormat format) {
-  return format != WeightFormat::kIq4nl16;
-}
-
-// Added to every code value so it is an unsigned byte for vpdpbusd.
-int32_t code_bias(WeightFormat format) {
-  return is_e2m1(format) ? 12 : 127;
-}
-
-// The vpermb tables: code value + bias for index i % 16 (E2M1 x 2, IQ4_NL).
-struct alignas(64) ByteTable {
-  uint8_t v[64];
-};
-constexpr ByteTable make_code_table(bool e2m1) {
-  ByteTable t{};
-  for (int i = 0; i < 64; ++i) {
-    const int value = e2m1 ? static_cast<int>(2.0f * kE2m1Values[static_cast<size_t>(i % 16)])
-                           : kIq4nlLevels[static_cast<size_t>(i % 16)];
-    t.v[i] = static_cast<uint8_t>(value + (e2m1 ? 12 : 127));
-  }
-  return t;
-}
-constexpr ByteTable kE2m1Table = make_code_table(true);
-constexpr ByteTable kIq4nlTable = make_code_table(false);
 // Byte i of a chunk's natural-order activations for the even (2i) and odd (2i + 1) halves.
 constexpr ByteTable make_deinterleave(int odd) {
   ByteTable t{};

@@ -28,8 +28,7 @@
 #include "base/error.h"
 #include "hwy/base.h"  // HWY_UNROLL
 #include "kernels/cpu/matmul4_int8.h"
-#include "numerics/e2m1.h"
-#include "numerics/iq4nl.h"
+#include "kernels/cpu/matmul4_int8_layout.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #if !defined(__clang__)  // clang has no -Wmaybe-uninitialized (and errors on unknown groups)
@@ -63,26 +62,7 @@ bool decode_supported(const Weight& w) {
 
 namespace {
 
-constexpr int64_t kChunkColumns = 128;
-constexpr int64_t kChunkBytes = 256;  // quantized activations of one chunk (matmul4_int8.cc)
 constexpr int64_t kPrefetchBytes = 4096;
-
-struct alignas(64) ByteTable {
-  uint8_t v[64];
-};
-// Code value + bias for index i % 16: E2M1 values x 2 + 12, IQ4_NL levels + 127 (as the tables
-// of matmul4_int8.cc: both kernels must give the same bits).
-constexpr ByteTable make_code_table(bool e2m1) {
-  ByteTable t{};
-  for (int i = 0; i < 64; ++i) {
-    const int value = e2m1 ? static_cast<int>(2.0f * kE2m1Values[static_cast<size_t>(i % 16)])
-                           : kIq4nlLevels[static_cast<size_t>(i % 16)];
-    t.v[i] = static_cast<uint8_t>(value + (e2m1 ? 12 : 127));
-  }
-  return t;
-}
-constexpr ByteTable kE2m1Table = make_code_table(true);
-constexpr ByteTable kIq4nlTable = make_code_table(false);
 
 // vpermb indices that put scale byte (lane j's group) into byte 3 of 32-bit lane j (the other
 // bytes are zeroed by the mask kTopByte): groups of 16 columns (lane j: group j / 2) and of 32
@@ -318,7 +298,7 @@ M2FP4_VNNI int64_t decode_rows_of(const DecodeContext& c, const uint8_t* codes,
 
 M2FP4_VNNI DecodeContext make_decode_context(const Weight& w) {
   DecodeContext c;
-  const bool e2m1 = w.format != WeightFormat::kIq4nl16;
+  const bool e2m1 = is_e2m1(w.format);
   c.table = _mm512_load_si512(e2m1 ? kE2m1Table.v : kIq4nlTable.v);
   c.spread = _mm512_load_si512(w.format == WeightFormat::kMxfp4 ? kSpreadQuads.v : kSpreadPairs.v);
   c.spread16 = _mm256_load_si256(reinterpret_cast<const __m256i*>(kF16Spread.v));

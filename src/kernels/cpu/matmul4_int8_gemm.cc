@@ -25,9 +25,8 @@
 #include "base/error.h"
 #include "hwy/base.h"  // HWY_UNROLL
 #include "kernels/cpu/matmul4_int8.h"
+#include "kernels/cpu/matmul4_int8_layout.h"
 #include "kernels/cpu/scratch.h"
-#include "numerics/e2m1.h"
-#include "numerics/iq4nl.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #if !defined(__clang__)  // GCC 12 flags the intrinsics' own _mm512_undefined_* placeholders
@@ -43,37 +42,11 @@ namespace m2fp4::int8_gemv {
 
 namespace {
 
-constexpr int64_t kChunkColumns = 128;
-constexpr int64_t kChunkBytes = 256;  // quantized activations of one chunk (matmul4_int8.cc)
-constexpr int kQuadRows = 4;          // rows per register tile
+constexpr int kQuadRows = 4;  // rows per register tile
 // Unpacked vectors per row quad and chunk: 4 x (even, odd) code bytes, 4 lane multipliers.
 constexpr int64_t kQuadVectors = 3 * kQuadRows;
 // Budget of the unpacked rows of one call (they are read once per 4 tokens, from L1).
 constexpr int64_t kUnpackedBytes = 24 << 10;
-
-int64_t chunks_of(int64_t cols) {
-  return (cols + kChunkColumns - 1) / kChunkColumns;
-}
-
-bool is_e2m1(WeightFormat format) {
-  return format != WeightFormat::kIq4nl16;
-}
-
-// Code value + bias per index i % 16 (E2M1 x 2 + 12, IQ4_NL + 127), as matmul4_int8.cc's table.
-struct alignas(64) ByteTable {
-  uint8_t v[64];
-};
-constexpr ByteTable make_code_table(bool e2m1) {
-  ByteTable t{};
-  for (int i = 0; i < 64; ++i) {
-    const int value = e2m1 ? static_cast<int>(2.0f * kE2m1Values[static_cast<size_t>(i % 16)])
-                           : kIq4nlLevels[static_cast<size_t>(i % 16)];
-    t.v[i] = static_cast<uint8_t>(value + (e2m1 ? 12 : 127));
-  }
-  return t;
-}
-constexpr ByteTable kE2m1Table = make_code_table(true);
-constexpr ByteTable kIq4nlTable = make_code_table(false);
 
 }  // namespace
 
