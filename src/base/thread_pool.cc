@@ -1,5 +1,8 @@
 #include "base/thread_pool.h"
 
+#include <pthread.h>
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <memory>
@@ -187,12 +190,48 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
 }
 
 namespace {
+
+double clock_seconds(clockid_t clock) {
+  timespec ts{};
+  if (clock_gettime(clock, &ts) != 0) return 0.0;
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+}  // namespace
+
+double ThreadPool::workers_cpu_seconds() const {
+  double total = 0.0;
+  for (const std::thread& w : workers_) {
+    clockid_t clock;
+    // const_cast: native_handle() is not const, and only reads the handle here.
+    if (pthread_getcpuclockid(const_cast<std::thread&>(w).native_handle(), &clock) == 0) {
+      total += clock_seconds(clock);
+    }
+  }
+  return total;
+}
+
+double thread_cpu_seconds() {
+  return clock_seconds(CLOCK_THREAD_CPUTIME_ID);
+}
+
+namespace {
 std::mutex g_pool_mutex;
 std::unique_ptr<ThreadPool> g_pool;
 int g_default_threads = 0;
+thread_local ThreadPool* t_pool_override = nullptr;
 }  // namespace
 
+ScopedDefaultPool::ScopedDefaultPool(ThreadPool& pool) : previous_(t_pool_override) {
+  t_pool_override = &pool;
+}
+
+ScopedDefaultPool::~ScopedDefaultPool() {
+  t_pool_override = previous_;
+}
+
 ThreadPool& default_pool() {
+  if (t_pool_override != nullptr) return *t_pool_override;
   std::lock_guard<std::mutex> lock(g_pool_mutex);
   if (!g_pool) g_pool = std::make_unique<ThreadPool>(g_default_threads);
   return *g_pool;

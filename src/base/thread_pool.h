@@ -27,6 +27,9 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
+  // CPU seconds its worker threads (not the callers of run()) have used so far.
+  double workers_cpu_seconds() const;
+
   // Runs fn(task, thread) for every task in [0, n_tasks), tasks handed out dynamically; returns
   // when all are done. An exception thrown by a task is rethrown here (the first one) after the
   // region completes. thread is in [0, size()). Not reentrant: do not call run() from fn.
@@ -62,5 +65,22 @@ class ThreadPool {
 // A process-wide default pool, sized by set_default_threads() (or hardware concurrency).
 ThreadPool& default_pool();
 void set_default_threads(int n_threads);
+
+// While one is alive on a thread, default_pool() called on that thread returns `pool`: code that
+// reaches for the default pool (quantizers' parallel_rows) runs on a pool of its own on a thread
+// that works alongside the default pool's users.
+class ScopedDefaultPool {
+ public:
+  explicit ScopedDefaultPool(ThreadPool& pool);
+  ~ScopedDefaultPool();
+  ScopedDefaultPool(const ScopedDefaultPool&) = delete;
+  ScopedDefaultPool& operator=(const ScopedDefaultPool&) = delete;
+
+ private:
+  ThreadPool* previous_;
+};
+
+// CPU seconds the calling thread has used.
+double thread_cpu_seconds();
 
 }  // namespace m2fp4

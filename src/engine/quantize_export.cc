@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <optional>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
@@ -247,32 +248,60 @@ void PlanExporter::write_encoded(const ExportItem& item,
   write_seconds_ += timer.seconds();
 }
 
-// Quantized items [pending) encoded on all threads at once, one whole matrix per task (costliest
-// first, claimed as threads come), then written in plan order: the threads never wait for each
-// other between matrices, as they did with one parallel region per matrix. Each matrix's bytes
-// are the same either way (its rows are independent).
-void PlanExporter::encode_together(const std::vector<size_t>& pending, const LayerCalibration* cal,
-                                   const ExpertInputAmax* experts) {
-  if (pending.empty()) return;
-  compute_group_amaxes(pending);
-  std::vector<QuantizedJob> jobs;
-  jobs.reserve(pending.size());
-  for (size_t i : pending) jobs.push_back(prepare_quantized(plan_.items[i], cal, experts));
-  std::vector<size_t> order(jobs.size());
-  for (size_t k = 0; k < order.size(); ++k) order[k] = k;
-  auto cost = [&](size_t k) { return jobs[k].matrix.rows * jobs[k].matrix.cols; };
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return cost(a) > cost(b); });
-  std::vector<std::vector<EncodedTensor>> encoded(jobs.size());
-  default_pool().run(static_cast<int64_t>(jobs.size()), [&](int64_t task, int) {
-    const SerialRowsScope serial;
-    const size_t k = order[static_cast<size_t>(task)];
-    encoded[k] = encode_job(jobs[k]);
-  });
-  for (size_t k = 0; k < pending.size(); ++k) {
-    write_encoded(plan_.items[pending[k]], encoded[k]);
-    std::vector<EncodedTensor>().swap(encoded[k]);
-    decoded_.erase(plan_.items[pending[k]].module);
+bool PlanExporter::needs_calibration(const ExportItem& item, const LinearModule* module) {
+  if (item.kind == ExportItemKind::kKvScales) return true;
+  return item.kind == ExportItemKind::kQuantized && module != nullptr && module->input_scale;
+}
+
+// The window's quantized matrices are encoded on all threads at once, one whole matrix per task
+// (costliest first, claimed as threads come), then every item is written in plan order: the
+// threads never wait for each other between matrices, as they did with one parallel region per
+// matrix. Each matrix's bytes are the same either way (its rows are independent). Matrices that
+// need no calibration are encoded before the statistics are asked for, so that they can be
+// encoded while their layer still calibrates.
+void PlanExporter::emit_window(const std::vector<size_t>& window,
+                               const std::function<Calibrated()>& statistics) {
+  if (window.empty()) return;
+  std::vector<size_t> pending;
+  bool pending_need_calibration = false;
+  for (size_t i : window) {
+    const ExportItem& item = plan_.items[i];
+    if (item.kind != ExportItemKind::kQuantized) continue;
+    pending.push_back(i);
+    pending_need_calibration |=
+        needs_calibration(item, &plan_.modules[static_cast<size_t>(item.module)]);
+  }
+  std::vector<std::vector<EncodedTensor>> encoded(pending.size());
+  if (!pending.empty()) {
+    const Calibrated cal = pending_need_calibration ? statistics() : Calibrated{};
+    compute_group_amaxes(pending);
+    std::vector<QuantizedJob> jobs;
+    jobs.reserve(pending.size());
+    for (size_t i : pending)
+      jobs.push_back(prepare_quantized(plan_.items[i], cal.stats, cal.experts));
+    std::vector<size_t> order(jobs.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    auto cost = [&](size_t k) { return jobs[k].matrix.rows * jobs[k].matrix.cols; };
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return cost(a) > cost(b); });
+    default_pool().run(static_cast<int64_t>(jobs.size()), [&](int64_t task, int) {
+      const SerialRowsScope serial;
+      const size_t k = order[static_cast<size_t>(task)];
+      encoded[k] = encode_job(jobs[k]);
+    });
+  }
+  size_t k = 0;
+  for (size_t i : window) {
+    const ExportItem& item = plan_.items[i];
+    if (item.kind == ExportItemKind::kQuantized) {
+      write_encoded(item, encoded[k]);
+      std::vector<EncodedTensor>().swap(encoded[k]);
+      decoded_.erase(item.module);
+      ++k;
+      continue;
+    }
+    const Calibrated cal = needs_calibration(item, nullptr) ? statistics() : Calibrated{};
+    emit_item(item, cal.stats, cal.experts);
   }
 }
 
@@ -327,38 +356,46 @@ void PlanExporter::emit_item(const ExportItem& item, const LayerCalibration* cal
 }
 
 void PlanExporter::emit(std::pair<size_t, size_t> range, const LayerCalibration* cal) {
+  emit(range, CalibrationSource([cal] { return cal; }));
+}
+
+void PlanExporter::emit(std::pair<size_t, size_t> range, const CalibrationSource& calibration) {
   std::optional<ExpertInputAmax> experts;
-  if (cal != nullptr) experts = resolve_expert_input_amax(*cal);
-  const ExpertInputAmax* expert_amax = experts ? &*experts : nullptr;
+  const LayerCalibration* stats = nullptr;
+  bool asked = false;
+  auto statistics = [&]() -> Calibrated {
+    if (!asked) {
+      asked = true;
+      stats = calibration ? calibration() : nullptr;
+      if (stats != nullptr) experts = resolve_expert_input_amax(*stats);
+    }
+    return {stats, experts ? &*experts : nullptr};
+  };
   group_amax_.clear();
-  // Whole-matrix parallelism needs several matrices per region; the source held at once (views
-  // of the mapped checkpoint, or decoded FP8/F16 copies) is bounded by kTogetherBytes.
+  // Whole-matrix parallelism needs several matrices per window; the source held at once (views
+  // of the mapped checkpoint, or decoded FP8/F16 copies) is bounded by kTogetherBytes. With one
+  // thread every item is a window of its own.
   constexpr int64_t kTogetherBytes = int64_t{256} << 20;
   const bool together = default_pool().size() > 1;
-  std::vector<size_t> pending;
-  int64_t pending_bytes = 0;
+  std::vector<size_t> window;
+  int64_t window_bytes = 0;
   for (size_t i = range.first; i < range.second; ++i) {
     const ExportItem& item = plan_.items[i];
     bool wanted = false;
     for (const TensorSpec& s : item.outputs) wanted |= out_.wanted(s.name);
     if (!wanted) continue;
-    if (together && item.kind == ExportItemKind::kQuantized) {
+    window.push_back(i);
+    if (item.kind == ExportItemKind::kQuantized) {
       const LinearModule& m = plan_.modules[static_cast<size_t>(item.module)];
-      pending.push_back(i);
-      pending_bytes += m.rows * m.cols * 2;
-      if (pending_bytes >= kTogetherBytes) {
-        encode_together(pending, cal, expert_amax);
-        pending.clear();
-        pending_bytes = 0;
-      }
-      continue;
+      window_bytes += m.rows * m.cols * 2;
     }
-    encode_together(pending, cal, expert_amax);  // writes stay in plan order
-    pending.clear();
-    pending_bytes = 0;
-    emit_item(item, cal, expert_amax);
+    if (!together || window_bytes >= kTogetherBytes) {
+      emit_window(window, statistics);
+      window.clear();
+      window_bytes = 0;
+    }
   }
-  encode_together(pending, cal, expert_amax);
+  emit_window(window, statistics);
   decoded_.clear();
   group_amax_.clear();
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -34,6 +35,10 @@ class PlanExporter {
   // Writes items [begin, end) (outputs already on disk are skipped). `calibration` is required
   // for items that need input or KV scales.
   void emit(std::pair<size_t, size_t> range, const LayerCalibration* calibration);
+  // The same, with the statistics asked for only once an item needs them (it may block until
+  // the layer is calibrated): matrices that need none (weight-only schemes) are encoded first.
+  using CalibrationSource = std::function<const LayerCalibration*()>;
+  void emit(std::pair<size_t, size_t> range, const CalibrationSource& calibration);
 
   // Seconds spent handing encoded tensors to the output (writing), so far.
   double write_seconds() const { return write_seconds_; }
@@ -58,8 +63,16 @@ class PlanExporter {
                                  const ExpertInputAmax* experts);
   std::vector<EncodedTensor> encode_job(const QuantizedJob& job) const;
   void write_encoded(const ExportItem& item, const std::vector<EncodedTensor>& tensors);
-  void encode_together(const std::vector<size_t>& pending, const LayerCalibration* calibration,
-                       const ExpertInputAmax* experts);
+  // The items of `window` in plan order: its quantized matrices encoded on all threads at once,
+  // then every item written in order. `statistics` is called before the first item that needs
+  // calibration.
+  struct Calibrated {
+    const LayerCalibration* stats = nullptr;
+    const ExpertInputAmax* experts = nullptr;
+  };
+  void emit_window(const std::vector<size_t>& window,
+                   const std::function<Calibrated()>& statistics);
+  static bool needs_calibration(const ExportItem& item, const LinearModule* module);
   float group_weight_amax(int64_t module);
   void compute_group_amaxes(const std::vector<size_t>& pending);
   void emit_item(const ExportItem& item, const LayerCalibration* calibration,

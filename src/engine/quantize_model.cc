@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "base/error.h"
 #include "base/file.h"
@@ -13,6 +14,7 @@
 #include "base/timer.h"
 #include "engine/quantize_export.h"
 #include "engine/quantize_output.h"
+#include "engine/quantize_overlap.h"
 #include "engine/quantize_plan.h"
 #include "engine/quantize_progress.h"
 #include "engine/quantize_work.h"
@@ -57,21 +59,27 @@ uint64_t fnv1a(std::string_view bytes) {
   return h;
 }
 
-// Wall and process CPU time (all threads) of a phase: on a shared host the CPU seconds show
-// what a phase costs when the wall clock mostly shows the other processes.
+// Wall and CPU time of a phase: on a shared host the CPU seconds show what a phase costs when the
+// wall clock mostly shows the other processes. CPU time of the whole process, or with a pool
+// given, of the calling thread and that pool's workers (the calibration, while the export runs
+// on threads of its own).
 class PhaseTimer {
  public:
-  PhaseTimer() : cpu_start_(process_cpu_seconds()) {}
+  explicit PhaseTimer(const ThreadPool* pool = nullptr) : pool_(pool), cpu_start_(cpu_now()) {}
   void reset() {
     wall_.reset();
-    cpu_start_ = process_cpu_seconds();
+    cpu_start_ = cpu_now();
   }
   void add_to(double& wall, double& cpu) const {
     wall += wall_.seconds();
-    cpu += process_cpu_seconds() - cpu_start_;
+    cpu += cpu_now() - cpu_start_;
   }
 
  private:
+  double cpu_now() const {
+    return pool_ ? thread_cpu_seconds() + pool_->workers_cpu_seconds() : process_cpu_seconds();
+  }
+  const ThreadPool* pool_;
   Timer wall_;
   double cpu_start_;
 };
@@ -149,8 +157,9 @@ nlohmann::json make_fingerprint(const QuantizeOptions& o, const Source& source,
 
 class CalibrationObserver : public ForwardObserver {
  public:
-  CalibrationObserver(LayerCalibration& stats, bool all_experts)
-      : stats_(stats), all_experts_(all_experts) {}
+  // skip_experts_of: a layer whose expert outputs nothing reads (-1: none).
+  CalibrationObserver(LayerCalibration& stats, bool all_experts, int64_t skip_experts_of)
+      : stats_(stats), all_experts_(all_experts), skip_experts_of_(skip_experts_of) {}
   void on_linear_input(int64_t, LinearSite site, int64_t expert, const float* x, int64_t n,
                        int64_t width) override {
     stats_.observe_input(to_input_site(site), expert, x, n, width);
@@ -162,6 +171,7 @@ class CalibrationObserver : public ForwardObserver {
     stats_.observe_routing(counts, n_experts);
   }
   bool all_experts() const override { return all_experts_; }
+  bool wants_expert_outputs(int64_t layer) const override { return layer != skip_experts_of_; }
 
  private:
   static InputSite to_input_site(LinearSite site) {
@@ -181,6 +191,7 @@ class CalibrationObserver : public ForwardObserver {
   }
   LayerCalibration& stats_;
   bool all_experts_;
+  int64_t skip_experts_of_;
 };
 
 Weight embedding_weight(const Checkpoint& ckpt, const ModelConfig& c) {
@@ -248,9 +259,10 @@ struct SampleLayout {
 // groups from `observe_from` on (earlier ones only recompute outputs after a resume).
 void run_layer(MiniMaxM2& net, int64_t layer, const LayerWeights& weights,
                const SampleLayout& layout, int64_t hidden, KvCache& cache, std::vector<float>& x,
-               LayerCalibration& stats, bool all_experts, int64_t observe_from,
+               LayerCalibration& stats, bool all_experts, int64_t skip_experts_of,
+               int64_t observe_from,
                const std::function<void(int64_t samples_done, bool observed)>& after_group) {
-  CalibrationObserver observer(stats, all_experts);
+  CalibrationObserver observer(stats, all_experts, skip_experts_of);
   std::vector<float> xg;
   for (const auto& g : layout.groups) {
     const Batch batch = layout.batch(g);
@@ -415,7 +427,30 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
       phase.add_to(report.export_seconds, report.export_cpu_seconds);
     }
 
+    // A calibrated layer's tensors, encoded and written in plan order.
+    auto export_layer = [&](const LayerCalibration& stats) {
+      const auto range = exporter.layer_items(stats.layer);
+      exporter.emit(range, &stats);
+      exporter.release_source(range);
+      release_layer_weights(ckpt, stats.layer);
+    };
+
     if (layers_done < N) {
+      // With several threads the layers are exported on a thread (and pool) of their own while
+      // they calibrate: each fills the other's idle cores. Up to two layers' weights are
+      // resident then (when the export runs a layer ahead or behind).
+      std::optional<LayerExportThread> background;
+      if (pool.size() > 1) {
+        background.emplace(pool.size(), layers_done, N,
+                           [&](int64_t l, const LayerExportThread::Statistics& statistics) {
+                             const auto range = exporter.layer_items(l);
+                             exporter.emit(range, [&] { return &statistics(); });
+                             statistics();  // calibrated: the weights are no longer read
+                             exporter.release_source(range);
+                             release_layer_weights(ckpt, l);
+                           });
+      }
+      PhaseTimer calibration_phase(&pool);
       ModelWeights head;  // only the embedding: layers come one at a time
       head.embed_tokens = embedding_weight(ckpt, config);
       MiniMaxM2 net(config, head, pool);
@@ -434,9 +469,18 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
         x = work.load_activations(layers_done, floats);
       }
       KvCache cache(config, samples.max_len, 1);
+      // The last layer's MoE output feeds nothing but its w2 input amaxes: without a calibrated
+      // w2 input scale there, its expert matmuls are skipped (routing counts and the w1/w3
+      // input observations, which the report's starved and uncalibrated experts come from, are
+      // kept).
+      const bool last_w2_scaled =
+          std::any_of(plan.modules.begin(), plan.modules.end(), [&](const LinearModule& m) {
+            return m.layer == N - 1 && m.kind == LinearKind::kExpertW2 && m.input_scale;
+          });
+      const int64_t skip_experts_of = o.skip_unread_experts && !last_w2_scaled ? N - 1 : -1;
 
       for (int64_t l = layers_done; l < N; ++l) {
-        phase.reset();
+        calibration_phase.reset();
         const LayerWeights weights = LayerWeights::load(ckpt, config, l);
         LayerCalibration stats(l, E);
         int64_t observe_from = 0;
@@ -451,8 +495,8 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
         }
         int64_t last_saved = observe_from;
         const std::string label = "layer " + std::to_string(l + 1) + "/" + std::to_string(N);
-        run_layer(net, l, weights, samples, H, cache, x, stats, o.all_experts, observe_from,
-                  [&](int64_t done, bool observed) {
+        run_layer(net, l, weights, samples, H, cache, x, stats, o.all_experts, skip_experts_of,
+                  observe_from, [&](int64_t done, bool observed) {
                     progress.update(fraction(l, 0.8 * static_cast<double>(done) / samples.n()),
                                     label + ": calibrating " + std::to_string(done) + "/" +
                                         std::to_string(samples.n()) + " samples");
@@ -464,7 +508,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
                       last_saved = done;
                     }
                   });
-        phase.add_to(report.calibration_seconds, report.calibration_cpu_seconds);
+        calibration_phase.add_to(report.calibration_seconds, report.calibration_cpu_seconds);
 
         // Checked before the layer is recorded as done, so that a --resume with the same
         // options stops here again.
@@ -485,14 +529,24 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
         work.mark_layers_done(l + 1);
         note_layer(stats);
 
+        if (background) {
+          background->push(std::move(stats));
+          progress.update(fraction(l + 1, 0.0), label + " calibrated", true);
+          continue;
+        }
         phase.reset();
         progress.update(fraction(l, 0.85), label + ": quantizing");
-        const auto range = exporter.layer_items(l);
-        exporter.emit(range, &stats);
-        exporter.release_source(range);
-        release_layer_weights(ckpt, l);
+        export_layer(stats);
         phase.add_to(report.export_seconds, report.export_cpu_seconds);
         progress.update(fraction(l + 1, 0.0), label + " done", true);
+      }
+      if (background) {
+        progress.update(fraction(N, 0.0), "quantizing the last layers");
+        background->finish();
+        report.export_seconds += background->busy_seconds();
+        report.export_cpu_seconds += background->cpu_seconds();
+        report.overlap_seconds =
+            std::max(0.0, background->busy_seconds() - background->waited_seconds());
       }
     }
 
@@ -589,11 +643,16 @@ std::string format_quantize_report(const QuantizeReport& r) {
                " GB/s of source tensors overall, ",
                fmt("%.3f", r.source_bytes / 1e9 / std::max(r.export_seconds, 1e-9)),
                " GB/s quantize+write\n");
-  s += str_cat("phases          setup ",
-               fmt("%.2f", r.seconds - r.calibration_seconds - r.export_seconds),
-               " s, calibration ", fmt("%.2f", r.calibration_seconds), " s, quantize ",
-               fmt("%.2f", r.export_seconds - r.write_seconds), " s, write ",
-               fmt("%.2f", r.write_seconds), " s\n");
+  s +=
+      str_cat("phases          setup ",
+              fmt("%.2f", r.seconds - r.calibration_seconds - r.export_seconds + r.overlap_seconds),
+              " s, calibration ", fmt("%.2f", r.calibration_seconds), " s, quantize ",
+              fmt("%.2f", r.export_seconds - r.write_seconds), " s, write ",
+              fmt("%.2f", r.write_seconds), " s",
+              r.overlap_seconds > 0 ? str_cat(" (quantize+write ", fmt("%.2f", r.overlap_seconds),
+                                              " s of it alongside calibration)")
+                                    : std::string(),
+              "\n");
   s += str_cat("cpu             ", fmt("%.2f", r.cpu_seconds), " s on all threads (calibration ",
                fmt("%.2f", r.calibration_cpu_seconds), " s, quantize+write ",
                fmt("%.2f", r.export_cpu_seconds), " s)\n");

@@ -39,6 +39,10 @@ struct QuantizeOptions {
   int threads = 0;  // 0: all cores
   uint64_t max_shard_bytes = 5'000'000'000;
   std::FILE* progress = stderr;  // nullptr: silent
+  // The last layer's expert matmuls are skipped when no exported scale needs their outputs (no
+  // calibrated w2 input scale there): the output and report are the same either way (tests
+  // compare both).
+  bool skip_unread_experts = true;
 };
 
 struct QuantizeReport {
@@ -68,7 +72,8 @@ struct QuantizeReport {
   double seconds = 0;
   double calibration_seconds = 0;
   double export_seconds = 0;
-  double write_seconds = 0;  // of export_seconds: handing quantized tensors to the output files
+  double write_seconds = 0;    // of export_seconds: handing quantized tensors to the output files
+  double overlap_seconds = 0;  // of export_seconds: alongside calibration (another thread)
   // Process CPU time (user + system, all threads) of the run and of its phases.
   double cpu_seconds = 0;
   double calibration_cpu_seconds = 0;

@@ -460,6 +460,10 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
       jobs.push_back({&L.experts[e].w1, in, m, s.gate.data() + offset[e] * I});
       jobs.push_back({&L.experts[e].w3, in, m, s.up.data() + offset[e] * I});
     }
+    if (observer && !observer->wants_expert_outputs(l)) {
+      clock.mark(ForwardProfile::kExpertsUp);
+      return;
+    }
     run_linear(jobs, true);
     silu_mul(s.gate.data(), s.up.data(), total * I, s.gate.data());
     clock.mark(ForwardProfile::kExpertsUp);

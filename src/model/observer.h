@@ -24,6 +24,10 @@ class ForwardObserver {
   // When true, every token also goes through every expert so every expert's input is observed
   // (the remedy for cold experts); the layer's output still mixes only the routed top-k.
   virtual bool all_experts() const { return false; }
+  // When false, nothing reads this layer's expert outputs (quantize's last layer when no
+  // recipe scale needs the experts' w2 inputs): the MoE block stops after routing and the w1/w3
+  // input observations, and the residual stream it leaves lacks the experts' contribution.
+  virtual bool wants_expert_outputs(int64_t /*layer*/) const { return true; }
 };
 
 }  // namespace m2fp4
