@@ -73,14 +73,13 @@ bool fp8_scales_small(const Weight& w) {
 struct JobPlan {
   const MatmulJob* job;
   bool gemm;
-  bool four_bit;       // chunked 4-bit decoder (four_bit::Source)
-  const float* xt;     // GEMM: packed input blocks
-  const float* xp;     // 4-bit GEMV: the input in four_bit's permuted column order
-  const uint8_t* xq;   // 4-bit GEMV with int8 activations: the input quantized (matmul4_int8.h)
-  const uint16_t* xb;  // BF16 GEMV with bf16 activations: the input rounded (matmul_bf16dot.h)
-  bool bf16_packed;    // BF16 GEMM with bf16 activations: the packed input rounded
-  const float* xr;     // BF16 f32 GEMV with bf16 activations: the input rounded; BF16 GEMM:
-                       // the input packed in token tiles (gemm_bf16-inl.cc); else nullptr
+  bool four_bit;         // chunked 4-bit decoder (four_bit::Source)
+  const float* xt;       // GEMM: packed input blocks
+  const float* xp;       // 4-bit GEMV: the input in four_bit's permuted column order
+  const uint8_t* xq;     // 4-bit GEMV with int8 activations: the input quantized (matmul4_int8.h)
+  const uint16_t* xb;    // BF16 GEMV with bf16 activations: the input rounded (matmul_bf16dot.h)
+  const float* x_tiles;  // BF16 GEMM: the input packed in token tiles (gemm_bf16-inl.cc, rounded
+                         // to bf16 with bf16 activations); else nullptr
   int64_t block_tokens;
   int64_t unit;  // rows per scheduling unit (a register tile)
   int64_t n_units;
@@ -100,8 +99,8 @@ void run_rows(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
     gemm_rows(decode, w.cols, row_begin, row_end, plan.xt, plan.job->n_tokens, plan.block_tokens,
               w.rows, plan.job->y);
   } else {
-    gemv_rows<Format>(src, row_begin, row_end, plan.xr != nullptr ? plan.xr : plan.job->x,
-                      plan.job->n_tokens, w.rows, plan.job->y);
+    gemv_rows<Format>(src, row_begin, row_end, plan.job->x, plan.job->n_tokens, w.rows,
+                      plan.job->y);
   }
 }
 
@@ -133,9 +132,11 @@ void run_rows_four_bit_int8(const JobPlan& plan, int64_t row_begin, int64_t row_
 }
 
 // BF16 weights with activations rounded to bf16 (matmul_bf16dot.h) on the AVX-512 targets of CPUs
-// with AVX512_BF16: the GEMV (few tokens) takes the vdpbf16ps kernel; the GEMM keeps its f32
-// tiles on the packed activations rounded to bf16 (the same exact products: vdpbf16ps measured
-// about half the f32 FMA's multiply-adds per second on this Xeon host, so it loses there).
+// with AVX512_BF16: up to kMaxBf16DotTokens tokens take the vdpbf16ps GEMV, more the BF16 GEMM
+// (gemm_bf16-inl.cc, f32 multiply-adds on the activations rounded as they are packed: the same
+// exact products, and vdpbf16ps measured about half the f32 FMA's multiply-adds per second on
+// this Xeon host). So no such job reaches the f32 GEMV or GEMM tiles. Other targets and CPUs
+// keep f32 activations whatever the setting.
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 constexpr bool kTargetHasBf16Dot = true;
 #else
@@ -165,11 +166,11 @@ bool use_bf16_gemm(const Weight& w, int64_t n_tokens) {
   return n_tokens >= (use_bf16_activations(w) ? kMaxBf16DotTokens + 1 : kMinBf16GemmTokens);
 }
 
-// On the input packed in token tiles (plan.xr, rounded to bf16 with bf16 activations).
+// On the input packed in token tiles (plan.x_tiles, rounded to bf16 with bf16 activations).
 void run_rows_bf16_gemm(const JobPlan& plan, int64_t row_begin, int64_t row_end) {
   const Weight& w = *plan.job->w;
-  bf16_gemm::gemm_rows(static_cast<const uint16_t*>(w.data), w.cols, row_begin, row_end, plan.xr,
-                       plan.job->n_tokens, w.rows, plan.job->y);
+  bf16_gemm::gemm_rows(static_cast<const uint16_t*>(w.data), w.cols, row_begin, row_end,
+                       plan.x_tiles, plan.job->n_tokens, w.rows, plan.job->y);
 }
 
 // FP8 weights with activations rounded to bf16 (matmul_fp8dot.h), same targets and CPUs: the GEMV
@@ -312,18 +313,18 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
     const bool int8 = p.four_bit && four_bit_int8::use_for(w);
     p.gemm = !int8 && use_gemm(n_tokens) && (!is_four_bit(w) || p.four_bit);
     if (int8) p.run = &run_rows_four_bit_int8;
-    const bool bf16_rounded = use_bf16_activations(w);
-    const bool bf16_dot = bf16_rounded && !p.gemm && n_tokens <= kMaxBf16DotTokens;
-    if (bf16_dot) p.run = &run_rows_bf16_dot;
+    const bool bf16_dot = use_bf16_activations(w) && n_tokens <= kMaxBf16DotTokens;
+    if (bf16_dot) {
+      p.run = &run_rows_bf16_dot;
+      p.gemm = false;
+    }
     if (!p.gemm && use_fp8_dot(w) && fp8dot::takes(w.cols, n_tokens)) p.run = &run_rows_fp8_dot;
     const bool bf16_gemm_job = use_bf16_gemm(w, n_tokens);
     if (bf16_gemm_job) {
       p.run = &run_rows_bf16_gemm;
       p.gemm = false;
     }
-    p.bf16_packed = bf16_rounded && p.gemm;
-    p.xr = nullptr;
-    const bool bf16_rounded_gemv = bf16_rounded && !p.gemm && !bf16_dot && !bf16_gemm_job;
+    p.x_tiles = nullptr;
     p.block_tokens = block_tokens;
     p.unit = bf16_gemm_job ? bf16_gemm::panel_rows() : p.gemm ? kGemmRows : 4;
     p.n_units = (w.rows + p.unit - 1) / p.unit;
@@ -341,7 +342,7 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
       scratch_floats += (int8_gemv::activation_bytes(w.cols, n_tokens) + 63) / 64 * 16;
     } else if (bf16_dot) {
       scratch_floats += (bf16dot::padded_columns(w.cols) * n_tokens + 31) / 32 * 16;
-    } else if (bf16_rounded_gemv || bf16_gemm_job) {
+    } else if (bf16_gemm_job) {
       scratch_floats += n_tokens * w.cols;
     } else if (p.four_bit) {
       scratch_floats += n_tokens * w.cols;
@@ -401,24 +402,18 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
     const int64_t cols = p.job->w->cols, n_tokens = p.job->n_tokens;
     if (p.run == &run_rows_bf16_gemm) {
       // Packed in token tiles (rounded to bf16 in that mode) once per input shared by jobs.
-      for (const JobPlan* q = plans.data(); q != &p && p.xr == nullptr; ++q) {
+      for (const JobPlan* q = plans.data(); q != &p && p.x_tiles == nullptr; ++q) {
         if (q->run == &run_rows_bf16_gemm && q->job->x == p.job->x &&
             q->job->n_tokens == n_tokens && q->job->w->cols == cols) {
-          p.xr = q->xr;
+          p.x_tiles = q->x_tiles;
         }
       }
-      if (p.xr == nullptr) {
+      if (p.x_tiles == nullptr) {
         pack_tasks.push_back({p.job->x, cols, n_tokens, use_bf16_activations(*p.job->w), xt});
         pack_floats += n_tokens * cols;
-        p.xr = xt;
+        p.x_tiles = xt;
         xt += n_tokens * cols;
       }
-      continue;
-    }
-    if (!p.gemm && use_bf16_activations(*p.job->w)) {  // the f32 GEMV on rounded activations
-      for (int64_t i = 0; i < n_tokens * cols; ++i) xt[i] = round_to_bf16(p.job->x[i]);
-      p.xr = xt;
-      xt += n_tokens * cols;
       continue;
     }
     const int64_t chunk = p.four_bit ? 8 * lanes : 0;
@@ -428,9 +423,6 @@ void MatmulBatchImpl(const MatmulJob* jobs, int64_t n_jobs, ThreadPool& pool) {
       for (int64_t t0 = 0; t0 < n_tokens; t0 += block_tokens) {
         pack_tokens(p.job->x, cols, t0, std::min(block_tokens, n_tokens - t0), block_tokens, chunk,
                     full, xt);
-        if (p.bf16_packed) {
-          for (int64_t i = 0; i < cols * block_tokens; ++i) xt[i] = round_to_bf16(xt[i]);
-        }
         xt += cols * block_tokens;
       }
     } else if (p.four_bit) {

@@ -1,6 +1,6 @@
 // BF16-weight matmul with activations rounded to bf16 on CPUs with AVX512_BF16: the GEMV (decode,
-// fewer tokens than the GEMM threshold) with vdpbf16ps; the prefill GEMM (matmul-inl.cc) keeps
-// its f32 tiles on the packed activations rounded to bf16, the same exact products (vdpbf16ps
+// up to 8 tokens) with vdpbf16ps; the GEMM (more tokens, gemm_bf16-inl.cc) runs f32 multiply-adds
+// on the activations rounded to bf16 as they are packed, the same exact products (vdpbf16ps
 // measured about half the f32 FMA's multiply-adds per second on this Xeon host). The GEMM does
 // not flush subnormals as vdpbf16ps does (values below 2^-126 only).
 //
