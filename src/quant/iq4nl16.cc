@@ -176,7 +176,11 @@ Iq4nl16Tensor iq4nl16_quantize(const ConstMatrix& w, const Iq4nl16Options& optio
             packed[j] = static_cast<uint8_t>(codes[2 * j] | (codes[2 * j + 1] << 4));
           }
         }
-        for (int64_t i = 0; i < n; ++i) row_scales[b + i] = f32_to_f16(scales[i]);
+        if (n == kSimdBlocks) {
+          f32_to_f16_16(scales, row_scales + b);  // the scalar conversion was ~1% of a run
+        } else {
+          for (int64_t i = 0; i < n; ++i) row_scales[b + i] = f32_to_f16(scales[i]);
+        }
         b += n;
       }
     }

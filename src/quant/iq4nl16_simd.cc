@@ -356,6 +356,11 @@ bool iq4nl16_simd_available() {
   return available;
 }
 
+M2FP4_AVX512 void f32_to_f16_16(const float* in, uint16_t* out) {
+  const __m256i half = _mm512_cvtps_ph(_mm512_loadu_ps(in), _MM_FROUND_TO_NEAREST_INT);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), half);
+}
+
 void iq4nl16_quantize_16_blocks(const float* x, const float* importance,
                                 const Iq4nl16Options& options, float* d, uint8_t* packed) {
   if (options.ntry <= kMaxBoundedTry) {
@@ -373,6 +378,8 @@ bool iq4nl16_simd_available() {
 
 void iq4nl16_quantize_16_blocks(const float*, const float*, const Iq4nl16Options&, float*,
                                 uint8_t*) {}
+
+void f32_to_f16_16(const float*, uint16_t*) {}
 
 #endif
 

@@ -17,4 +17,9 @@ bool iq4nl16_simd_available();
 void iq4nl16_quantize_16_blocks(const float* x, const float* importance,
                                 const Iq4nl16Options& options, float* d, uint8_t* packed);
 
+// out[i] = f32_to_f16(in[i]) for i < 16 by the hardware conversion (round to nearest even, NaN
+// kept quiet with its top payload bits, as the scalar twin does). Only when
+// iq4nl16_simd_available().
+void f32_to_f16_16(const float* in, uint16_t* out);
+
 }  // namespace m2fp4
