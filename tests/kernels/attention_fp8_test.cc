@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "kernels/attention_reference.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/test_util.h"
 #include "numerics/fp8_e4m3.h"
@@ -18,6 +19,7 @@
 namespace m2fp4 {
 namespace {
 
+using test::attention_reference;
 using test::kF32Eps;
 using test::random_floats;
 
@@ -102,29 +104,6 @@ TEST(KvStoreFp8, RejectsBadScale) {
 }
 
 // ---- attention over E4M3 K/V ----
-
-// Double-precision causal GQA attention for one query over f32 K/V.
-std::vector<double> attention_reference(const std::vector<float>& q, const std::vector<float>& k,
-                                        const std::vector<float>& v, int64_t n_ctx, int64_t stride,
-                                        int64_t n_heads, int64_t n_kv, int64_t hd) {
-  std::vector<double> out(n_heads * hd, 0.0);
-  for (int64_t h = 0; h < n_heads; ++h) {
-    const int64_t g = h / (n_heads / n_kv);
-    std::vector<double> s(n_ctx);
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      double dot = 0;
-      for (int64_t d = 0; d < hd; ++d) dot += double{q[h * hd + d]} * k[j * stride + g * hd + d];
-      s[j] = dot / std::sqrt(double(hd));
-    }
-    const double m = *std::max_element(s.begin(), s.end());
-    double sum = 0;
-    for (auto& e : s) sum += (e = std::exp(e - m));
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      for (int64_t d = 0; d < hd; ++d) out[h * hd + d] += s[j] / sum * v[j * stride + g * hd + d];
-    }
-  }
-  return out;
-}
 
 struct Fp8Cache {
   std::vector<uint8_t> k8, v8;

@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <tuple>
@@ -12,11 +11,13 @@
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "kernels/attention_reference.h"
 #include "kernels/test_util.h"
 
 namespace m2fp4 {
 namespace {
 
+using test::attention_reference;
 using test::kF32Eps;
 using test::random_floats;
 
@@ -134,29 +135,6 @@ TEST(Rope, RejectsBadRotaryDim) {
 }
 
 // ---- attention ----
-
-// Independent double-precision reference of causal GQA attention for one query.
-std::vector<double> attention_reference(const std::vector<float>& q, const std::vector<float>& k,
-                                        const std::vector<float>& v, int64_t n_ctx, int64_t stride,
-                                        int64_t n_heads, int64_t n_kv, int64_t hd) {
-  std::vector<double> out(n_heads * hd, 0.0);
-  for (int64_t h = 0; h < n_heads; ++h) {
-    const int64_t g = h / (n_heads / n_kv);
-    std::vector<double> s(n_ctx);
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      double dot = 0;
-      for (int64_t d = 0; d < hd; ++d) dot += double{q[h * hd + d]} * k[j * stride + g * hd + d];
-      s[j] = dot / std::sqrt(double(hd));
-    }
-    const double m = *std::max_element(s.begin(), s.end());
-    double sum = 0;
-    for (auto& e : s) sum += (e = std::exp(e - m));
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      for (int64_t d = 0; d < hd; ++d) out[h * hd + d] += s[j] / sum * v[j * stride + g * hd + d];
-    }
-  }
-  return out;
-}
 
 TEST(AttentionScalar, SinglePositionCopiesValueOfMappedKvHead) {
   // n_ctx = 1: softmax weight 1, so head h's output is v of KV head h / (n_heads / n_kv) = h / 3
