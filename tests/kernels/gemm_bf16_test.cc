@@ -10,28 +10,22 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <string>
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "kernels/bf16_activation_checks.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_bf16dot.h"
-#include "kernels/cpu/simd_target.h"
 #include "kernels/test_util.h"
 
 namespace m2fp4 {
 namespace {
 
+using test::bf16_activations_active;
 using test::kF32Eps;
 using test::OwnedWeight;
 using test::random_floats;
 using test::random_weight;
-
-// Whether the current dispatch target rounds BF16 activations (kBf16 set).
-bool rounds_activations() {
-  const std::string target = kernels_simd_target();
-  return target.rfind("AVX3", 0) == 0 && bf16dot::cpu_supported();
-}
 
 // Per output: 2 (cols + 1) u sum_c |w x| (two f32 summations of the same terms).
 std::vector<double> order_bounds(const OwnedWeight& o, const std::vector<float>& x,
@@ -62,7 +56,7 @@ void expect_equals_twin(const OwnedWeight& o, int64_t n_tokens, ThreadPool& pool
   test::for_each_simd_target([&] {
     std::vector<float> fast(n_tokens * w.rows, NAN);
     matmul(w, x.data(), n_tokens, fast.data(), pool);
-    const bool exact = rounds_activations();
+    const bool exact = bf16_activations_active();
     if (!exact && f32.empty()) {
       f32.resize(n_tokens * w.rows);
       scalar::matmul(w, x.data(), n_tokens, f32.data());
@@ -159,7 +153,7 @@ TEST(Bf16Gemm, JobsSharingAnInputAndOneOnAPrefixOfIt) {
       const Case& k = cases[i];
       std::vector<float> ref(ys[i].size());
       const std::vector<float> xk(k.x, k.x + k.n_tokens * k.o->w.cols);
-      if (rounds_activations()) {
+      if (bf16_activations_active()) {
         scalar::matmul_bf16_activations(k.o->w, k.x, k.n_tokens, ref.data());
         ASSERT_EQ(ys[i], ref) << "job " << i;
       } else {

@@ -8,29 +8,22 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <string>
 #include <vector>
 
 #include "base/thread_pool.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul4_int8.h"
-#include "kernels/cpu/simd_target.h"
 #include "kernels/test_util.h"
 
 namespace m2fp4 {
 namespace {
 
+using test::group_of;
+using test::kFourBitFormats;
 using test::OwnedWeight;
 using test::random_floats;
 using test::random_weight;
 using test::ScopedFourBitActivations;
-
-constexpr WeightFormat kFormats[] = {WeightFormat::kNvfp4, WeightFormat::kMxfp4,
-                                     WeightFormat::kIq4nl16};
-
-int64_t group_of(WeightFormat format) {
-  return format == WeightFormat::kMxfp4 ? 32 : 16;
-}
 
 bool kernels_available() {
   return int8_gemv::cpu_supported();
@@ -145,8 +138,7 @@ TEST_P(Int8DecodeKernel, MatmulTokenAloneAndAmongEightWithAHandedBackTile) {
   ThreadPool pool(2);
   test::for_each_simd_target([&] {
     // Other targets run the f32 kernels, whose GEMV sums need not match across token counts.
-    const std::string target = kernels_simd_target();
-    if (target.rfind("AVX3", 0) != 0 || !kernels_available()) return;
+    if (!test::on_avx512_target() || !kernels_available()) return;
     std::vector<float> batch(n_tokens * rows);
     matmul(o.w, x.data(), n_tokens, batch.data(), pool);
     for (int64_t t = 0; t < n_tokens; ++t) {
@@ -164,14 +156,8 @@ TEST_P(Int8DecodeKernel, MatmulTokenAloneAndAmongEightWithAHandedBackTile) {
   });
 }
 
-INSTANTIATE_TEST_SUITE_P(FourBit, Int8DecodeKernel, ::testing::ValuesIn(kFormats),
-                         [](const auto& info) {
-                           std::string name = weight_format_name(info.param);
-                           for (char& ch : name) {
-                             if (ch == '-') ch = '_';
-                           }
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(FourBit, Int8DecodeKernel, ::testing::ValuesIn(kFourBitFormats),
+                         test::format_param_name);
 
 }  // namespace
 }  // namespace m2fp4

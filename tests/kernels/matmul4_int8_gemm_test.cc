@@ -17,25 +17,16 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul4_int8.h"
 #include "kernels/cpu/matmul4_int8_gemm.h"
-#include "kernels/cpu/simd_target.h"
 #include "kernels/test_util.h"
 
 namespace m2fp4 {
 namespace {
 
+using test::group_of;
 using test::OwnedWeight;
 using test::random_floats;
 using test::random_weight;
 using test::ScopedFourBitActivations;
-
-int64_t group_of(WeightFormat format) {
-  return format == WeightFormat::kMxfp4 ? 32 : 16;
-}
-
-// Whether the dispatched target runs the int8 kernels.
-bool int8_path_active() {
-  return std::string(kernels_simd_target()).rfind("AVX3", 0) == 0 && int8_gemv::cpu_supported();
-}
 
 class Int8Gemm : public ::testing::TestWithParam<WeightFormat> {};
 
@@ -117,7 +108,7 @@ TEST_P(Int8Gemm, TokenInPrefillBatchHasItsBitsAlone) {
     scalar::matmul_four_bit_int8(o.w, x.data(), n_tokens, twin.data());
     for (ThreadPool* pool : {&p1, &p2}) {
       test::for_each_simd_target([&] {
-        if (!int8_path_active()) return;  // the f32 kernels: matmul4_test.cc
+        if (!test::int8_activations_active()) return;  // the f32 kernels: matmul4_test.cc
         std::vector<float> batch(n_tokens * rows, 12345.0f);
         matmul(o.w, x.data(), n_tokens, batch.data(), *pool);
         for (int64_t t = 0; t < n_tokens; t += 3) {
@@ -144,14 +135,8 @@ TEST_P(Int8Gemm, TokenInPrefillBatchHasItsBitsAlone) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(FourBit, Int8Gemm,
-                         ::testing::Values(WeightFormat::kNvfp4, WeightFormat::kMxfp4,
-                                           WeightFormat::kIq4nl16),
-                         [](const auto& info) {
-                           return std::string(info.param == WeightFormat::kNvfp4   ? "nvfp4"
-                                              : info.param == WeightFormat::kMxfp4 ? "mxfp4"
-                                                                                   : "iq4nl_16");
-                         });
+INSTANTIATE_TEST_SUITE_P(FourBit, Int8Gemm, ::testing::ValuesIn(test::kFourBitFormats),
+                         test::format_param_name);
 
 }  // namespace
 }  // namespace m2fp4

@@ -16,24 +16,18 @@
 #include "base/thread_pool.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul4_int8.h"
-#include "kernels/cpu/simd_target.h"
 #include "kernels/test_util.h"
 
 namespace m2fp4 {
 namespace {
 
+using test::group_of;
 using test::kF32Eps;
+using test::kFourBitFormats;
 using test::OwnedWeight;
 using test::random_floats;
 using test::random_weight;
 using test::ScopedFourBitActivations;
-
-constexpr WeightFormat kFourBitFormats[] = {WeightFormat::kNvfp4, WeightFormat::kMxfp4,
-                                            WeightFormat::kIq4nl16};
-
-int64_t group_of(WeightFormat format) {
-  return format == WeightFormat::kMxfp4 ? 32 : 16;
-}
 
 // The integer a code stands for in the int8 math (E2M1 values x 2, IQ4_NL levels), from the
 // tests' own tables.
@@ -192,12 +186,6 @@ TEST(Int8Matmul4Scalar, RejectsNonFourBitWeights) {
 
 // ---- fast vs scalar twin ----
 
-// Whether the dispatched target runs the int8 kernel for GEMV calls.
-bool int8_path_active() {
-  const std::string target = kernels_simd_target();
-  return target.rfind("AVX3", 0) == 0 && int8_gemv::cpu_supported();
-}
-
 // Per output: the tolerance of the fast int8 kernel against the twin (summation per 8-column lane
 // instead of per group: about cols / 8 + 32 roundings of the lane terms) and of the f32 kernels
 // against scalar::matmul (as in matmul4_test.cc).
@@ -233,26 +221,17 @@ void expect_fast_matches_twin(const OwnedWeight& o, const std::vector<float>& x,
   const Tolerances tols = tolerances(o, x.data(), n_tokens);
   for (ThreadPool* pool : pools) {
     test::for_each_simd_target([&] {
-      const bool int8 = int8_path_active();
+      const bool int8 = test::int8_activations_active();
       const std::vector<float>& ref = int8 ? twin : f32;
       const std::vector<double>& tol = int8 ? tols.twin : tols.f32;
       std::vector<float> fast(n_tokens * w.rows, 12345.0f);
       matmul(w, x.data(), n_tokens, fast.data(), *pool);
-      for (int64_t i = 0; i < n_tokens * w.rows; ++i) {
-        const auto where = [&] {
-          return std::string(weight_format_name(w.format)) + " [" + std::to_string(w.rows) + " x " +
-                 std::to_string(w.cols) + "] n_tokens=" + std::to_string(n_tokens) +
-                 " threads=" + std::to_string(pool->size()) + " int8=" + std::to_string(int8) +
-                 " t=" + std::to_string(i / w.rows) + " r=" + std::to_string(i % w.rows);
-        };
-        if (std::isnan(ref[i])) {
-          ASSERT_TRUE(std::isnan(fast[i])) << where() << " got " << fast[i];
-        } else if (std::isinf(ref[i])) {
-          ASSERT_EQ(fast[i], ref[i]) << where();
-        } else {
-          ASSERT_NEAR(fast[i], ref[i], tol[i]) << where();
-        }
-      }
+      test::expect_near_or_same_nonfinite(fast, ref, tol, [&](int64_t i) {
+        return std::string(weight_format_name(w.format)) + " [" + std::to_string(w.rows) + " x " +
+               std::to_string(w.cols) + "] n_tokens=" + std::to_string(n_tokens) +
+               " threads=" + std::to_string(pool->size()) + " int8=" + std::to_string(int8) +
+               " t=" + std::to_string(i / w.rows) + " r=" + std::to_string(i % w.rows);
+      });
     });
   }
 }
@@ -310,7 +289,7 @@ TEST_P(Int8Matmul4FastVsTwin, TokenResultIndependentOfBatchSize) {
       matmul(o.w, x.data() + t * cols, 1, alone.data(), p2);
       for (int64_t r = 0; r < rows; ++r) {
         const float in_batch = batch[t * rows + r];
-        if (int8_path_active()) {
+        if (test::int8_activations_active()) {
           ASSERT_EQ(alone[r], in_batch) << "t=" << t << " r=" << r;
         } else {
           ASSERT_NEAR(alone[r], in_batch, 2 * tols.f32[t * rows + r]) << "t=" << t << " r=" << r;
@@ -330,7 +309,7 @@ TEST_P(Int8Matmul4FastVsTwin, DecodeShapeAndTheBoundOnTheFastPath) {
     std::vector<float> fast(n_tokens * 515);
     matmul(o.w, x.data(), n_tokens, fast.data(), p2);
     expect_within_activation_rounding_bound(o, x, n_tokens, fast);
-    if (int8_path_active()) {
+    if (test::int8_activations_active()) {
       // The option applies: the f32-activation result differs.
       const ScopedFourBitActivations f32_mode(FourBitActivations::kF32);
       std::vector<float> exact(fast.size());
@@ -407,7 +386,7 @@ TEST(Int8Matmul4Batch, SharedInputsAcrossJobsAndFormats) {
         const Weight& w = weights[i]->w;
         std::vector<float> ref(ys[i].size());
         const Tolerances tols = tolerances(*weights[i], inputs[i], n_tokens);
-        const bool int8 = int8_path_active();
+        const bool int8 = test::int8_activations_active();
         if (int8) {
           scalar::matmul_four_bit_int8(w, inputs[i], n_tokens, ref.data());
         } else {
@@ -423,13 +402,7 @@ TEST(Int8Matmul4Batch, SharedInputsAcrossJobsAndFormats) {
 }
 
 INSTANTIATE_TEST_SUITE_P(FourBit, Int8Matmul4FastVsTwin, ::testing::ValuesIn(kFourBitFormats),
-                         [](const auto& info) {
-                           std::string name = weight_format_name(info.param);
-                           for (char& ch : name) {
-                             if (ch == '-') ch = '_';
-                           }
-                           return name;
-                         });
+                         test::format_param_name);
 
 }  // namespace
 }  // namespace m2fp4

@@ -18,17 +18,12 @@
 namespace m2fp4 {
 namespace {
 
+using test::group_of;
 using test::kF32Eps;
+using test::kFourBitFormats;
 using test::OwnedWeight;
 using test::random_floats;
 using test::random_weight;
-
-constexpr WeightFormat kFourBitFormats[] = {WeightFormat::kNvfp4, WeightFormat::kMxfp4,
-                                            WeightFormat::kIq4nl16};
-
-int64_t group_of(WeightFormat format) {
-  return format == WeightFormat::kMxfp4 ? 32 : 16;
-}
 
 // ---- scalar decode and matmul, hand-computed ----
 
@@ -186,21 +181,12 @@ void expect_fast_matches_scalar(const OwnedWeight& o, int64_t n_tokens,
     test::for_each_simd_target([&] {
       std::vector<float> fast(n_tokens * w.rows, 12345.0f);
       matmul(w, x.data(), n_tokens, fast.data(), *pool);
-      for (int64_t i = 0; i < n_tokens * w.rows; ++i) {
-        const auto where = [&] {
-          return std::string(weight_format_name(w.format)) + " [" + std::to_string(w.rows) + " x " +
-                 std::to_string(w.cols) + "] n_tokens=" + std::to_string(n_tokens) +
-                 " threads=" + std::to_string(pool->size()) + " t=" + std::to_string(i / w.rows) +
-                 " r=" + std::to_string(i % w.rows);
-        };
-        if (std::isnan(ref[i])) {
-          ASSERT_TRUE(std::isnan(fast[i])) << where() << " got " << fast[i];
-        } else if (std::isinf(ref[i])) {
-          ASSERT_EQ(fast[i], ref[i]) << where();
-        } else {
-          ASSERT_NEAR(fast[i], ref[i], tol[i]) << where();
-        }
-      }
+      test::expect_near_or_same_nonfinite(fast, ref, tol, [&](int64_t i) {
+        return std::string(weight_format_name(w.format)) + " [" + std::to_string(w.rows) + " x " +
+               std::to_string(w.cols) + "] n_tokens=" + std::to_string(n_tokens) +
+               " threads=" + std::to_string(pool->size()) + " t=" + std::to_string(i / w.rows) +
+               " r=" + std::to_string(i % w.rows);
+      });
     });
   }
 }
@@ -277,11 +263,7 @@ TEST_P(Matmul4FastVsScalar, ExtremeNvfp4GlobalScales) {
 }
 
 TEST(Matmul4Batch, MixedFourBitJobsMatchScalar) {
-  struct Spec {
-    WeightFormat format;
-    int64_t rows, cols, n_tokens;
-  };
-  const std::vector<Spec> specs = {
+  const std::vector<test::BatchJobSpec> specs = {
       {WeightFormat::kNvfp4, 67, 256, 1},     {WeightFormat::kMxfp4, 5, 96, 3},
       {WeightFormat::kIq4nl16, 130, 272, 17}, {WeightFormat::kNvfp4, 41, 128, 0},
       {WeightFormat::kBF16, 13, 300, 64},     {WeightFormat::kIq4nl16, 201, 64, 2},
@@ -289,11 +271,11 @@ TEST(Matmul4Batch, MixedFourBitJobsMatchScalar) {
   std::vector<OwnedWeight> weights;
   std::vector<std::vector<float>> xs, refs, tols;
   for (size_t i = 0; i < specs.size(); ++i) {
-    const Spec& s = specs[i];
+    const test::BatchJobSpec& s = specs[i];
     weights.push_back(random_weight(s.format, s.rows, s.cols, 300 + i));
   }
   for (size_t i = 0; i < specs.size(); ++i) {
-    const Spec& s = specs[i];
+    const test::BatchJobSpec& s = specs[i];
     xs.push_back(random_floats(s.n_tokens * s.cols, 400 + i));
     refs.emplace_back(s.n_tokens * s.rows);
     tols.push_back(tolerances(weights[i], xs[i], s.n_tokens));
@@ -301,34 +283,11 @@ TEST(Matmul4Batch, MixedFourBitJobsMatchScalar) {
   }
   const test::ScopedFourBitActivations f32_activations(FourBitActivations::kF32);
   const ScopedBf16Activations f32_bf16_activations(Bf16Activations::kF32);
-  for (int threads : {1, 2, 3}) {
-    ThreadPool pool(threads);
-    test::for_each_simd_target([&] {
-      std::vector<std::vector<float>> ys;
-      std::vector<MatmulJob> jobs;
-      for (size_t i = 0; i < specs.size(); ++i) ys.emplace_back(specs[i].n_tokens * specs[i].rows);
-      for (size_t i = 0; i < specs.size(); ++i) {
-        jobs.push_back({&weights[i].w, xs[i].data(), specs[i].n_tokens, ys[i].data()});
-      }
-      matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), pool);
-      for (size_t i = 0; i < specs.size(); ++i) {
-        for (size_t k = 0; k < ys[i].size(); ++k) {
-          ASSERT_NEAR(ys[i][k], refs[i][k], tols[i][k])
-              << "job " << i << " element " << k << " threads " << threads;
-        }
-      }
-    });
-  }
+  test::expect_batch_matches(specs, weights, xs, refs, tols, {1, 2, 3});
 }
 
 INSTANTIATE_TEST_SUITE_P(FourBit, Matmul4FastVsScalar, ::testing::ValuesIn(kFourBitFormats),
-                         [](const auto& info) {
-                           std::string name = weight_format_name(info.param);
-                           for (char& ch : name) {
-                             if (ch == '-') ch = '_';
-                           }
-                           return name;
-                         });
+                         test::format_param_name);
 
 }  // namespace
 }  // namespace m2fp4

@@ -9,30 +9,37 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <string>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "kernels/bf16_activation_checks.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_bf16dot.h"
-#include "kernels/cpu/simd_target.h"
 #include "kernels/test_util.h"
 #include "numerics/bf16.h"
 
 namespace m2fp4 {
 namespace {
 
+using test::AbsSums;
+using test::bf16_activations_active;
 using test::kF32Eps;
 using test::OwnedWeight;
 using test::random_floats;
 using test::random_weight;
 
-// Whether matmul() on the current dispatch target takes the bf16 kernel (with kBf16 set).
-bool bf16_path_active() {
-  const std::string target = kernels_simd_target();
-  return target.rfind("AVX3", 0) == 0 && bf16dot::cpu_supported();
+// w bf16(x) and w x.
+std::pair<double, double> bf16_products(const OwnedWeight& o, int64_t r, int64_t c, float x) {
+  return {double(o.at(r, c)) * double(round_to_bf16(x)), double(o.at(r, c)) * double(x)};
 }
+
+// The BF16 kernel for the shared checks (bf16_activation_checks.h): every token count on the
+// targets that round.
+const test::Bf16ActivationKernel kBf16Dot{
+    &scalar::matmul_bf16_activations, [](int64_t, int64_t) { return bf16_activations_active(); },
+    &bf16_products, 0x1p-8};
 
 TEST(Bf16ActivationsScalar, HandComputed) {
   // Row [1, 2, 3]; x = [1 + 2^-8 (a tie: rounds to even, 1), 0.5, 3 + 2^-8 (below half the spacing
@@ -59,22 +66,9 @@ TEST(Bf16ActivationsScalar, SubnormalsCountAsZero) {
 }
 
 TEST(Bf16ActivationsScalar, MatchesDoubleSumOfRoundedProducts) {
-  const int64_t rows = 9, cols = 517, n_tokens = 3;
-  OwnedWeight o = random_weight(WeightFormat::kBF16, rows, cols, 5);
-  const std::vector<float> x = random_floats(n_tokens * cols, 6);
-  std::vector<float> y(n_tokens * rows);
-  scalar::matmul_bf16_activations(o.w, x.data(), n_tokens, y.data());
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t r = 0; r < rows; ++r) {
-      double sum = 0, sum_abs = 0;
-      for (int64_t c = 0; c < cols; ++c) {
-        const double p = double(o.at(r, c)) * double(round_to_bf16(x[t * cols + c]));
-        sum += p;
-        sum_abs += std::abs(p);
-      }
-      ASSERT_NEAR(y[t * rows + r], sum, (cols + 1) * kF32Eps * sum_abs) << t << " " << r;
-    }
-  }
+  const int64_t cols = 517, n_tokens = 3;
+  const OwnedWeight o = random_weight(WeightFormat::kBF16, 9, cols, 5);
+  test::expect_twin_matches_double_sum(kBf16Dot, o, random_floats(n_tokens * cols, 6), n_tokens);
 }
 
 TEST(Bf16ActivationsScalar, ParseAndRejectNames) {
@@ -86,58 +80,6 @@ TEST(Bf16ActivationsScalar, ParseAndRejectNames) {
                Error);
 }
 
-// Per output: sum over c of |w_c bf16(x_c)| and of |w_c x_c|.
-struct AbsSums {
-  std::vector<double> rounded, exact;
-};
-
-AbsSums abs_sums(const OwnedWeight& o, const std::vector<float>& x, int64_t n_tokens) {
-  const Weight& w = o.w;
-  AbsSums s{std::vector<double>(n_tokens * w.rows), std::vector<double>(n_tokens * w.rows)};
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t r = 0; r < w.rows; ++r) {
-      for (int64_t c = 0; c < w.cols; ++c) {
-        const float xc = x[t * w.cols + c];
-        s.rounded[t * w.rows + r] += std::abs(double(o.at(r, c)) * double(round_to_bf16(xc)));
-        s.exact[t * w.rows + r] += std::abs(double(o.at(r, c)) * double(xc));
-      }
-    }
-  }
-  return s;
-}
-
-// The fast matmul (kBf16 set) on every SIMD target with each pool: against the twin where the
-// bf16 kernel runs (two f32 summations of the same exact products: 2 (cols + 1) u sum|terms|),
-// else against scalar::matmul with the same bound; and against the f32-activation matmul within
-// 2^-8 sum|w x| (the activation rounding) plus both summations.
-void expect_fast_matches_twin(const OwnedWeight& o, int64_t n_tokens,
-                              const std::vector<ThreadPool*>& pools, uint32_t seed) {
-  const Weight& w = o.w;
-  const std::vector<float> x = random_floats(n_tokens * w.cols, seed);
-  std::vector<float> twin(n_tokens * w.rows), f32(n_tokens * w.rows);
-  scalar::matmul_bf16_activations(w, x.data(), n_tokens, twin.data());
-  scalar::matmul(w, x.data(), n_tokens, f32.data());
-  const AbsSums sums = abs_sums(o, x, n_tokens);
-  const double order = 2.0 * (w.cols + 1) * kF32Eps;
-  const ScopedBf16Activations bf16_mode(Bf16Activations::kBf16);
-  for (ThreadPool* pool : pools) {
-    test::for_each_simd_target([&] {
-      const bool active = bf16_path_active();
-      std::vector<float> fast(n_tokens * w.rows, NAN);
-      matmul(w, x.data(), n_tokens, fast.data(), *pool);
-      for (size_t i = 0; i < fast.size(); ++i) {
-        const float ref = active ? twin[i] : f32[i];
-        const double sum_abs = active ? sums.rounded[i] : sums.exact[i];
-        ASSERT_NEAR(fast[i], ref, order * sum_abs)
-            << "[" << w.rows << " x " << w.cols << "] n_tokens=" << n_tokens
-            << " threads=" << pool->size() << " t=" << i / w.rows << " r=" << i % w.rows;
-        const double bound = 0x1p-8 * sums.exact[i] + order * (sums.rounded[i] + sums.exact[i]);
-        ASSERT_NEAR(fast[i], f32[i], bound) << "i=" << i;
-      }
-    });
-  }
-}
-
 TEST(Bf16ActivationsFast, OddShapesTokenCountsAndThreads) {
   ThreadPool p1(1), p2(2), p3(3);
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
@@ -146,7 +88,7 @@ TEST(Bf16ActivationsFast, OddShapesTokenCountsAndThreads) {
   for (auto [rows, cols] : shapes) {
     OwnedWeight o = random_weight(WeightFormat::kBF16, rows, cols, seed++);
     for (int64_t n_tokens : {1, 2, 3, 4, 5, 17}) {
-      expect_fast_matches_twin(o, n_tokens, {&p1, &p2, &p3}, seed++);
+      test::expect_fast_matches_twin(kBf16Dot, o, n_tokens, {&p1, &p2, &p3}, seed++);
     }
   }
 }
@@ -154,9 +96,10 @@ TEST(Bf16ActivationsFast, OddShapesTokenCountsAndThreads) {
 TEST(Bf16ActivationsFast, DecodeAndPrefillShapes) {
   ThreadPool p1(1), p2(2);
   OwnedWeight o = random_weight(WeightFormat::kBF16, 515, 1543, 7);
-  for (int64_t n_tokens : {1, 4, 40, 64, 70, 130}) expect_fast_matches_twin(o, n_tokens, {&p2}, 8);
+  for (int64_t n_tokens : {1, 4, 40, 64, 70, 130})
+    test::expect_fast_matches_twin(kBf16Dot, o, n_tokens, {&p2}, 8);
   OwnedWeight tall = random_weight(WeightFormat::kBF16, 801, 300, 21);
-  expect_fast_matches_twin(tall, 70, {&p1}, 22);
+  test::expect_fast_matches_twin(kBf16Dot, tall, 70, {&p1}, 22);
 }
 
 TEST(Bf16ActivationsFast, OptionSelectsTheKernel) {
@@ -182,7 +125,7 @@ TEST(Bf16ActivationsFast, OptionSelectsTheKernel) {
       bf16_dev = std::max(bf16_dev, std::abs(double(bf16_mode_y[i]) - exact[i]));
     }
     EXPECT_LT(f32_dev, 1e-3);
-    if (bf16_path_active()) {
+    if (bf16_activations_active()) {
       EXPECT_GT(bf16_dev, 1e-3);
     } else {
       EXPECT_EQ(bf16_mode_y, f32_mode_y);
@@ -230,7 +173,7 @@ TEST(Bf16ActivationsFast, JobsSharingAnInputInOneBatch) {
   const ScopedBf16Activations bf16_mode(Bf16Activations::kBf16);
   ThreadPool p3(3);
   test::for_each_simd_target([&] {
-    const bool active = bf16_path_active();
+    const bool active = bf16_activations_active();
     std::vector<float> ya(5 * 40), yb(5 * 23), yc(5 * 9), yd(5 * 7);
     MatmulJob jobs[] = {{&a.w, x.data(), 5, ya.data()},
                         {&d.w, x.data(), 5, yd.data()},
@@ -250,7 +193,7 @@ TEST(Bf16ActivationsFast, JobsSharingAnInputInOneBatch) {
       } else {
         scalar::matmul(w, k.x->data(), 5, ref.data());
       }
-      const AbsSums sums = abs_sums(*k.o, *k.x, 5);
+      const AbsSums sums = test::abs_sums(kBf16Dot, *k.o, *k.x, 5);
       for (size_t i = 0; i < ref.size(); ++i) {
         ASSERT_NEAR((*k.y)[i], ref[i],
                     2.0 * (w.cols + 1) * kF32Eps * std::max(sums.rounded[i], sums.exact[i]));

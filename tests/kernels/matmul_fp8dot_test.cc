@@ -11,21 +11,22 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <string>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "kernels/bf16_activation_checks.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_bf16dot.h"
 #include "kernels/cpu/matmul_fp8dot.h"
-#include "kernels/cpu/simd_target.h"
 #include "kernels/test_util.h"
 #include "numerics/bf16.h"
 
 namespace m2fp4 {
 namespace {
 
+using test::AbsSums;
 using test::kF32Eps;
 using test::OwnedWeight;
 using test::random_floats;
@@ -43,8 +44,7 @@ double test_e4m3(uint8_t code) {
 // AVX-512 targets on a CPU with the instructions, below the GEMM's 32 tokens (two vectors of 16
 // lanes; the GEMM keeps its f32 tiles), for the token counts and widths fp8dot::takes.
 bool fp8_path_active(int64_t n_tokens = 1, int64_t cols = 1) {
-  const std::string target = kernels_simd_target();
-  return target.rfind("AVX3", 0) == 0 && fp8dot::cpu_supported() && n_tokens < 32 &&
+  return test::on_avx512_target() && fp8dot::cpu_supported() && n_tokens < 32 &&
          fp8dot::takes(cols, n_tokens);
 }
 
@@ -68,6 +68,18 @@ double test_scaled(float x, float s) {
   return std::abs(v) < 0x1p-126f ? 0.0 : double{round_to_bf16(v)};
 }
 
+// e4m3 * bf16(x s) and e4m3 * s * x.
+std::pair<double, double> fp8_products(const OwnedWeight& o, int64_t r, int64_t c, float x) {
+  const float s = o.scales[(r / 128) * o.w.scale_cols + c / 128];
+  const double q = test_e4m3(o.u8[r * o.w.cols + c]);
+  return {q * test_scaled(x, s), q * double{s} * double{x}};
+}
+
+// The FP8 kernel for the shared checks (bf16_activation_checks.h). The activation rounding
+// errs by 2^-8 + 2^-23 relative: x * s rounded to f32, then to bf16.
+const test::Bf16ActivationKernel kFp8Dot{&scalar::matmul_fp8_bf16_activations, &fp8_path_active,
+                                         &fp8_products, 0x1p-8 + 0x1p-23};
+
 TEST(Fp8DotScalar, HandComputed) {
   // Codes 1.0 (0x38), 2.0 (0x40), -0.5 (0xB0), block scale 0.5. x = [1 + 2^-8, 3, 5]:
   // x * s = [0.5 + 2^-9 (a tie between 0.5 and 0.5 + 2^-8: to even, 0.5), 1.5, 2.5], so
@@ -88,81 +100,9 @@ TEST(Fp8DotScalar, HandComputed) {
 }
 
 TEST(Fp8DotScalar, MatchesDoubleSumOfRoundedProducts) {
-  const int64_t rows = 131, cols = 300, n_tokens = 3;
-  OwnedWeight o = random_weight(WeightFormat::kFp8Block128, rows, cols, 5);
-  const std::vector<float> x = random_floats(n_tokens * cols, 6);
-  std::vector<float> y(n_tokens * rows);
-  scalar::matmul_fp8_bf16_activations(o.w, x.data(), n_tokens, y.data());
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t r = 0; r < rows; ++r) {
-      double sum = 0, sum_abs = 0;
-      for (int64_t c = 0; c < cols; ++c) {
-        const float s = o.scales[(r / 128) * o.w.scale_cols + c / 128];
-        const double p = test_e4m3(o.u8[r * cols + c]) * test_scaled(x[t * cols + c], s);
-        sum += p;
-        sum_abs += std::abs(p);
-      }
-      ASSERT_NEAR(y[t * rows + r], sum, (cols + 1) * kF32Eps * sum_abs) << t << " " << r;
-    }
-  }
-}
-
-// Per output: sum over c of |e4m3 * bf16(x s)| and of |e4m3 * s * x|.
-struct AbsSums {
-  std::vector<double> rounded, exact;
-};
-
-AbsSums abs_sums(const OwnedWeight& o, const std::vector<float>& x, int64_t n_tokens) {
-  const Weight& w = o.w;
-  AbsSums sums{std::vector<double>(n_tokens * w.rows), std::vector<double>(n_tokens * w.rows)};
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t r = 0; r < w.rows; ++r) {
-      for (int64_t c = 0; c < w.cols; ++c) {
-        const float xc = x[t * w.cols + c];
-        const float s = o.scales[(r / 128) * w.scale_cols + c / 128];
-        const double q = test_e4m3(o.u8[r * w.cols + c]);
-        sums.rounded[t * w.rows + r] += std::abs(q * test_scaled(xc, s));
-        sums.exact[t * w.rows + r] += std::abs(q * double{s} * double{xc});
-      }
-    }
-  }
-  return sums;
-}
-
-// The fast matmul (kBf16 set) on every SIMD target with each pool: against the twin where the
-// fp8 kernel runs (two f32 summations of the same exact products: 2 (cols + 1) u sum|terms|),
-// else against scalar::matmul with the same bound; and against the f32-activation matmul within
-// (2^-8 + 2^-23) sum|w s x| (the rounding of x * s to f32, then to bf16) plus both summations.
-void expect_fast_matches_twin(const OwnedWeight& o, int64_t n_tokens,
-                              const std::vector<ThreadPool*>& pools, uint32_t seed) {
-  const Weight& w = o.w;
-  const std::vector<float> x = random_floats(n_tokens * w.cols, seed);
-  std::vector<float> twin(n_tokens * w.rows), f32(n_tokens * w.rows);
-  scalar::matmul_fp8_bf16_activations(w, x.data(), n_tokens, twin.data());
-  {
-    const ScopedBf16Activations f32_mode(Bf16Activations::kF32);
-    scalar::matmul(w, x.data(), n_tokens, f32.data());
-  }
-  const AbsSums sums = abs_sums(o, x, n_tokens);
-  const double order = 2.0 * (w.cols + 1) * kF32Eps;
-  const ScopedBf16Activations bf16_mode(Bf16Activations::kBf16);
-  for (ThreadPool* pool : pools) {
-    test::for_each_simd_target([&] {
-      const bool active = fp8_path_active(n_tokens, w.cols);
-      std::vector<float> fast(n_tokens * w.rows, NAN);
-      matmul(w, x.data(), n_tokens, fast.data(), *pool);
-      for (size_t i = 0; i < fast.size(); ++i) {
-        const float ref = active ? twin[i] : f32[i];
-        const double sum_abs = active ? sums.rounded[i] : sums.exact[i];
-        ASSERT_NEAR(fast[i], ref, order * sum_abs)
-            << "[" << w.rows << " x " << w.cols << "] n_tokens=" << n_tokens
-            << " threads=" << pool->size() << " t=" << i / w.rows << " r=" << i % w.rows;
-        const double bound =
-            (0x1p-8 + 0x1p-23) * sums.exact[i] + order * (sums.rounded[i] + sums.exact[i]);
-        ASSERT_NEAR(fast[i], f32[i], bound) << "i=" << i;
-      }
-    });
-  }
+  const int64_t cols = 300, n_tokens = 3;
+  const OwnedWeight o = random_weight(WeightFormat::kFp8Block128, 131, cols, 5);
+  test::expect_twin_matches_double_sum(kFp8Dot, o, random_floats(n_tokens * cols, 6), n_tokens);
 }
 
 TEST(Fp8DotFast, OddShapesTokenCountsAndThreads) {
@@ -174,7 +114,7 @@ TEST(Fp8DotFast, OddShapesTokenCountsAndThreads) {
   for (auto [rows, cols] : shapes) {
     OwnedWeight o = random_weight(WeightFormat::kFp8Block128, rows, cols, seed++);
     for (int64_t n_tokens = 1; n_tokens <= 9; ++n_tokens) {
-      expect_fast_matches_twin(o, n_tokens, {&p1, &p2, &p3}, seed++);
+      test::expect_fast_matches_twin(kFp8Dot, o, n_tokens, {&p1, &p2, &p3}, seed++);
     }
   }
 }
@@ -183,9 +123,10 @@ TEST(Fp8DotFast, DecodeShapesAndTokenTiling) {
   ThreadPool p2(2);
   OwnedWeight o = random_weight(WeightFormat::kFp8Block128, 261, 1000, 7);
   OwnedWeight narrow = random_weight(WeightFormat::kFp8Block128, 133, 1024, 9);
-  for (int64_t n_tokens : {4, 8, 9}) expect_fast_matches_twin(narrow, n_tokens, {&p2}, 10);
+  for (int64_t n_tokens : {4, 8, 9})
+    test::expect_fast_matches_twin(kFp8Dot, narrow, n_tokens, {&p2}, 10);
   for (int64_t n_tokens : {1, 2, 3, 8, 12, 17, 31, 32}) {
-    expect_fast_matches_twin(o, n_tokens, {&p2}, 8);
+    test::expect_fast_matches_twin(kFp8Dot, o, n_tokens, {&p2}, 8);
   }
 }
 
@@ -282,7 +223,7 @@ TEST(Fp8DotFast, TokenAloneEqualsTokenInBatchAndModeSelects) {
   const int64_t rows = 300, cols = 400, n = 20;  // 20 x 400 <= 8192: fp8dot::takes
   OwnedWeight o = random_weight(WeightFormat::kFp8Block128, rows, cols, 61);
   const std::vector<float> x = random_floats(n * cols, 62);
-  const AbsSums sums = abs_sums(o, x, n);
+  const AbsSums sums = test::abs_sums(kFp8Dot, o, x, n);
   const double order = 2.0 * (cols + 1) * kF32Eps;
   std::vector<float> exact(n * rows);
   scalar::matmul(o.w, x.data(), n, exact.data());

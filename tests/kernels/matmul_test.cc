@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <string>
 #include <tuple>
 #include <vector>
 
@@ -197,21 +196,17 @@ TEST(MatmulFast, Fp8NanCodesAndLargeScalesDecodeLikeScalar) {
 TEST(MatmulBatch, MixedJobsMatchScalarForEveryThreadCount) {
   // Formats, shapes and token counts mixed in one region (GEMV and GEMM jobs together), plus
   // jobs without work; each output must match the scalar twin of its own job.
-  struct Spec {
-    WeightFormat format;
-    int64_t rows, cols, n_tokens;
-  };
-  const std::vector<Spec> specs = {{WeightFormat::kBF16, 67, 130, 1},
-                                   {WeightFormat::kF32, 5, 33, 3},
-                                   {WeightFormat::kFp8Block128, 130, 257, 17},
-                                   {WeightFormat::kF16, 41, 96, 0},
-                                   {WeightFormat::kBF16, 0, 16, 4},
-                                   {WeightFormat::kF16, 200, 70, 2},
-                                   {WeightFormat::kBF16, 13, 300, 64}};
+  const std::vector<test::BatchJobSpec> specs = {{WeightFormat::kBF16, 67, 130, 1},
+                                                 {WeightFormat::kF32, 5, 33, 3},
+                                                 {WeightFormat::kFp8Block128, 130, 257, 17},
+                                                 {WeightFormat::kF16, 41, 96, 0},
+                                                 {WeightFormat::kBF16, 0, 16, 4},
+                                                 {WeightFormat::kF16, 200, 70, 2},
+                                                 {WeightFormat::kBF16, 13, 300, 64}};
   std::vector<OwnedWeight> weights;
   std::vector<std::vector<float>> xs, refs, tols;
   for (size_t i = 0; i < specs.size(); ++i) {
-    const Spec& s = specs[i];
+    const test::BatchJobSpec& s = specs[i];
     weights.push_back(random_weight(s.format, s.rows, s.cols, 300 + i));
     xs.push_back(random_floats(s.n_tokens * s.cols, 400 + i));
     refs.emplace_back(s.n_tokens * s.rows);
@@ -232,24 +227,7 @@ TEST(MatmulBatch, MixedJobsMatchScalarForEveryThreadCount) {
   }
   scalar::matmul_batch(ref_jobs.data(), static_cast<int64_t>(ref_jobs.size()));
   const ScopedBf16Activations f32_activations(Bf16Activations::kF32);
-  for (int threads : {1, 2, 3, 7}) {
-    ThreadPool pool(threads);
-    test::for_each_simd_target([&] {
-      std::vector<std::vector<float>> ys;
-      std::vector<MatmulJob> jobs;
-      for (size_t i = 0; i < specs.size(); ++i) ys.emplace_back(specs[i].n_tokens * specs[i].rows);
-      for (size_t i = 0; i < specs.size(); ++i) {
-        jobs.push_back({&weights[i].w, xs[i].data(), specs[i].n_tokens, ys[i].data()});
-      }
-      matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), pool);
-      for (size_t i = 0; i < specs.size(); ++i) {
-        for (size_t k = 0; k < ys[i].size(); ++k) {
-          ASSERT_NEAR(ys[i][k], refs[i][k], tols[i][k])
-              << "job " << i << " element " << k << " threads " << threads;
-        }
-      }
-    });
-  }
+  test::expect_batch_matches(specs, weights, xs, refs, tols, {1, 2, 3, 7});
 }
 
 TEST(MatmulBatch, RejectsJobWithoutWeight) {
@@ -260,13 +238,7 @@ TEST(MatmulBatch, RejectsJobWithoutWeight) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, MatmulFastVsScalar, ::testing::ValuesIn(kAllFormats),
-                         [](const auto& info) {
-                           std::string name = weight_format_name(info.param);
-                           for (char& ch : name) {
-                             if (ch == '-') ch = '_';
-                           }
-                           return name;
-                         });
+                         test::format_param_name);
 
 }  // namespace
 }  // namespace m2fp4

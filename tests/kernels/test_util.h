@@ -6,14 +6,18 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "hwy/targets.h"
 #include "kernels/cpu/simd_target.h"
+
+#include "base/thread_pool.h"
 
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul4_int8.h"
@@ -114,6 +118,13 @@ struct OwnedWeight {
   }
 };
 
+// The 4-bit formats, and the group size random_weight gives each.
+inline constexpr WeightFormat kFourBitFormats[] = {WeightFormat::kNvfp4, WeightFormat::kMxfp4,
+                                                   WeightFormat::kIq4nl16};
+inline int64_t group_of(WeightFormat format) {
+  return format == WeightFormat::kMxfp4 ? 32 : 16;
+}
+
 // Random weight: values ~ N(0, 1) (with some tiny ones so f16/fp8 subnormals are exercised),
 // fp8 codes uniform over all non-NaN codes, block scales spread over several octaves.
 inline OwnedWeight random_weight(WeightFormat format, int64_t rows, int64_t cols, uint32_t seed) {
@@ -165,7 +176,7 @@ inline OwnedWeight random_weight(WeightFormat format, int64_t rows, int64_t cols
     case WeightFormat::kNvfp4:
     case WeightFormat::kMxfp4:
     case WeightFormat::kIq4nl16: {
-      const int64_t group = format == WeightFormat::kMxfp4 ? 32 : 16;
+      const int64_t group = group_of(format);
       if (cols % group != 0) {
         ADD_FAILURE() << weight_format_name(format) << " needs cols divisible by " << group;
         return o;
@@ -244,6 +255,79 @@ void for_each_simd_target(Fn&& fn) {
     fn();
   }
   hwy::SetSupportedTargetsForTest(0);
+}
+
+// Whether the current dispatch target is one of the AVX-512 ones (AVX3, AVX3_DL, ...), the only
+// ones with the int8 and bf16 dot-product kernels (which also need the CPU's instructions).
+inline bool on_avx512_target() {
+  return std::string(kernels_simd_target()).rfind("AVX3", 0) == 0;
+}
+
+// Test-name suffix of a weight-format parameter ("iq4nl-16" -> "iq4nl_16"), for
+// INSTANTIATE_TEST_SUITE_P.
+inline std::string format_param_name(const ::testing::TestParamInfo<WeightFormat>& info) {
+  std::string name = weight_format_name(info.param);
+  for (char& ch : name) {
+    if (ch == '-') ch = '_';
+  }
+  return name;
+}
+
+// Whether matmul() on the current dispatch target runs the int8-activation 4-bit kernels (with
+// kInt8 set): the AVX-512 targets on a CPU with VNNI and VBMI.
+inline bool int8_activations_active() {
+  return on_avx512_target() && int8_gemv::cpu_supported();
+}
+
+// fast[i] against ref[i] for every i: NaN where ref is NaN, the same infinity where ref is
+// infinite, else within tol[i]. where(i) names element i in the failure message.
+template <class Tolerances, class Where>
+void expect_near_or_same_nonfinite(const std::vector<float>& fast, const std::vector<float>& ref,
+                                   const Tolerances& tol, const Where& where) {
+  ASSERT_EQ(fast.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (std::isnan(ref[i])) {
+      ASSERT_TRUE(std::isnan(fast[i])) << where(i) << " got " << fast[i];
+    } else if (std::isinf(ref[i])) {
+      ASSERT_EQ(fast[i], ref[i]) << where(i);
+    } else {
+      ASSERT_NEAR(fast[i], ref[i], tol[i]) << where(i);
+    }
+  }
+}
+
+// One job of a mixed-batch test: a random weight of this format and shape on n_tokens tokens.
+struct BatchJobSpec {
+  WeightFormat format;
+  int64_t rows, cols, n_tokens;
+};
+
+// Runs weights[i] on xs[i] for specs[i].n_tokens tokens, all in one matmul_batch, with each
+// thread count on every SIMD target: every output within tols[i] of refs[i].
+inline void expect_batch_matches(const std::vector<BatchJobSpec>& specs,
+                                 const std::vector<OwnedWeight>& weights,
+                                 const std::vector<std::vector<float>>& xs,
+                                 const std::vector<std::vector<float>>& refs,
+                                 const std::vector<std::vector<float>>& tols,
+                                 std::initializer_list<int> thread_counts) {
+  for (int threads : thread_counts) {
+    ThreadPool pool(threads);
+    for_each_simd_target([&] {
+      std::vector<std::vector<float>> ys;
+      std::vector<MatmulJob> jobs;
+      for (size_t i = 0; i < specs.size(); ++i) ys.emplace_back(specs[i].n_tokens * specs[i].rows);
+      for (size_t i = 0; i < specs.size(); ++i) {
+        jobs.push_back({&weights[i].w, xs[i].data(), specs[i].n_tokens, ys[i].data()});
+      }
+      matmul_batch(jobs.data(), static_cast<int64_t>(jobs.size()), pool);
+      for (size_t i = 0; i < specs.size(); ++i) {
+        for (size_t k = 0; k < ys[i].size(); ++k) {
+          ASSERT_NEAR(ys[i][k], refs[i][k], tols[i][k])
+              << "job " << i << " element " << k << " threads " << threads;
+        }
+      }
+    });
+  }
 }
 
 inline std::vector<float> random_floats(int64_t n, uint32_t seed, float stddev = 1.0f) {
