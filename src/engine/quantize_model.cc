@@ -420,10 +420,18 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
     };
     PhaseTimer phase;
 
-    exporter.emit(exporter.head_items(), nullptr);
-    release_mapped_pages(ckpt.tensor("model.embed_tokens.weight").data,
-                         ckpt.tensor("model.embed_tokens.weight").nbytes());
-    phase.add_to(report.export_seconds, report.export_cpu_seconds);
+    // The tensors before the first layer (the embedding): on the export thread when it runs
+    // (a fresh run with several threads), alongside the calibration's start.
+    const bool head_on_export_thread = pool.size() > 1 && layers_done == 0 && N > 0;
+    auto emit_head = [&] {
+      exporter.emit(exporter.head_items(), nullptr);
+      release_mapped_pages(ckpt.tensor("model.embed_tokens.weight").data,
+                           ckpt.tensor("model.embed_tokens.weight").nbytes());
+    };
+    if (!head_on_export_thread) {
+      emit_head();
+      phase.add_to(report.export_seconds, report.export_cpu_seconds);
+    }
 
     auto note_layer = [&](const LayerCalibration& stats) {
       const std::vector<int64_t> starved = starved_experts(stats, o.starved_min_tokens);
@@ -462,6 +470,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
       if (pool.size() > 1) {
         background.emplace(pool.size(), layers_done, N,
                            [&](int64_t l, const LayerExportThread::Statistics& statistics) {
+                             if (l == 0 && head_on_export_thread) emit_head();
                              const auto range = exporter.layer_items(l);
                              exporter.emit(range, [&] { return &statistics(); });
                              statistics();  // calibrated: the weights are no longer read

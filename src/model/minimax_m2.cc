@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "base/error.h"
+#include "base/huge_pages.h"
 #include "base/log.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/nvfp4_activation.h"
@@ -173,7 +174,7 @@ void MiniMaxM2::decoder_layer(int64_t l, const LayerWeights& L, const Batch& bat
   Scratch& s = *s_;
   s.n = batch.size();
   s.x.swap(x);  // work on the caller's residual stream in place
-  s.h.resize(s.x.size());
+  resize_on_huge_pages(s.h, s.x.size());
   int64_t max_ctx = 0;
   for (int32_t p : batch.positions) max_ctx = std::max<int64_t>(max_ctx, p + 1);
   s.attn_scratch.resize(static_cast<size_t>(pool_.size()));
@@ -215,9 +216,9 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
 
   rms_norm(s.x.data(), L.input_norm.data(), n, H, c.rms_norm_eps, s.h.data());
   if (observer) observer->on_linear_input(l, LinearSite::kQkv, -1, s.h.data(), n, H);
-  s.q.resize(static_cast<size_t>(n * QW));
-  s.k.resize(static_cast<size_t>(n * KW));
-  s.v.resize(static_cast<size_t>(n * KW));
+  resize_on_huge_pages(s.q, static_cast<size_t>(n * QW));
+  resize_on_huge_pages(s.k, static_cast<size_t>(n * KW));
+  resize_on_huge_pages(s.v, static_cast<size_t>(n * KW));
   // q, k and v in one parallel region (one synchronisation, as vLLM's fused qkv_proj).
   std::vector<MatmulJob> qkv = {{&L.q_proj, s.h.data(), n, s.q.data()},
                                 {&L.k_proj, s.h.data(), n, s.k.data()},
@@ -290,7 +291,7 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
     row_of[i] = r;
   }
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HD = c.head_dim;
-  s.attn.resize(static_cast<size_t>(n * QW));
+  resize_on_huge_pages(s.attn, static_cast<size_t>(n * QW));
   // One token: its heads split across threads. More: each sequence's queries attended together
   // (attention_batch: flash-style blocks of queries x the heads of one KV head, so K/V are read
   // once per block, not once per query).
@@ -347,7 +348,7 @@ void MiniMaxM2::attention_block(int64_t l, const LayerWeights& L, const Batch& b
   clock.mark(ForwardProfile::kAttention);
 
   if (observer) observer->on_linear_input(l, LinearSite::kO, -1, s.attn.data(), n, QW);
-  s.proj.resize(static_cast<size_t>(n * H));
+  resize_on_huge_pages(s.proj, static_cast<size_t>(n * H));
   std::vector<MatmulJob> o = {{&L.o_proj, s.attn.data(), n, s.proj.data()}};
   run_linear(o);
   for (int64_t i = 0; i < n * H; ++i) s.x[i] += s.proj[i];
@@ -365,7 +366,7 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
   if (observer) observer->on_linear_input(l, LinearSite::kRouter, -1, s.h.data(), n, H);
 
   // Router in f32: sigmoid scores, bias only to choose, chosen scores renormalised.
-  s.router.resize(static_cast<size_t>(n * E));
+  resize_on_huge_pages(s.router, static_cast<size_t>(n * E));
   std::vector<MatmulJob> router = {{&L.router_gate, s.h.data(), n, s.router.data()}};
   run_linear(router);
   s.expert_ids.resize(static_cast<size_t>(n * K));
@@ -409,10 +410,10 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
   for (int64_t e = 0; e < E; ++e)
     offset[e + 1] = offset[e] + static_cast<int64_t>(routed[e].size());
   const int64_t total = offset[E];
-  s.expert_in.resize(static_cast<size_t>(total * H));
-  s.gate.resize(static_cast<size_t>(total * I));
-  s.up.resize(static_cast<size_t>(total * I));
-  s.down.resize(static_cast<size_t>(total * H));
+  resize_on_huge_pages(s.expert_in, static_cast<size_t>(total * H));
+  resize_on_huge_pages(s.gate, static_cast<size_t>(total * I));
+  resize_on_huge_pages(s.up, static_cast<size_t>(total * I));
+  resize_on_huge_pages(s.down, static_cast<size_t>(total * H));
   if (profile_) {
     for (int64_t e = 0; e < E; ++e) profile_->experts_run += offset[e + 1] > offset[e] ? 1 : 0;
     profile_->expert_rows += total;
