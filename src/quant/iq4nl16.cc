@@ -151,7 +151,16 @@ Iq4nl16Tensor iq4nl16_quantize(const ConstMatrix& w, const Iq4nl16Options& optio
     uint8_t codes[kN];
     float scales[kSimdBlocks];
     const bool simd = options.allow_simd && iq4nl16_simd_available();
+    const int64_t row_bytes = w.cols * (w.dtype == DType::kBF16 ? 2 : 4);
     for (int64_t r = begin; r < end; ++r) {
+      // The next row's source, fetched while this one is searched: rows cross 4 KiB pages, where
+      // the hardware prefetcher stops, and the copy below stalled on the weights' loads (~3% of a
+      // mxfp4-16 run).
+      if (r + 1 < end) {
+        const char* next = static_cast<const char*>(w.data) + (r + 1) * row_bytes;
+        for (int64_t offset = 0; offset < row_bytes; offset += 64)
+          __builtin_prefetch(next + offset);
+      }
       w.load(r, 0, w.cols, row.data());
       // One SIMD pass (NaN if any element is NaN or infinite), then the element named only
       // when there is one.
