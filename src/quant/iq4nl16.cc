@@ -138,12 +138,19 @@ float iq4nl16_quantize_block(const float* x, const float* importance, const Iq4n
 
 Iq4nl16Tensor iq4nl16_quantize(const ConstMatrix& w, const Iq4nl16Options& options) {
   check_blocked_shape(w, kIq4nl16Block, "IQ4_NL x16");
-  M2_CHECK(options.ntry >= 0, "IQ4_NL x16: ntry must be >= 0, got ", options.ntry);
   Iq4nl16Tensor out;
   out.rows = w.rows;
   out.cols = w.cols;
   out.packed.resize(static_cast<size_t>(w.rows * w.cols / 2));
   out.scales.resize(static_cast<size_t>(w.rows * (w.cols / kIq4nl16Block)));
+  iq4nl16_quantize_into(w, options, out.packed.data(), out.scales.data());
+  return out;
+}
+
+void iq4nl16_quantize_into(const ConstMatrix& w, const Iq4nl16Options& options, uint8_t* packed_out,
+                           uint16_t* scales_out) {
+  check_blocked_shape(w, kIq4nl16Block, "IQ4_NL x16");
+  M2_CHECK(options.ntry >= 0, "IQ4_NL x16: ntry must be >= 0, got ", options.ntry);
   const int64_t blocks_per_row = w.cols / kIq4nl16Block;
   parallel_rows(w.rows, row_grain(w.cols), [&](int64_t begin, int64_t end) {
     std::vector<float> row(static_cast<size_t>(w.cols));
@@ -170,8 +177,8 @@ Iq4nl16Tensor iq4nl16_quantize(const ConstMatrix& w, const Iq4nl16Options& optio
                    " is NaN or infinite");
         }
       }
-      uint16_t* row_scales = out.scales.data() + r * blocks_per_row;
-      uint8_t* row_packed = out.packed.data() + r * w.cols / 2;
+      uint16_t* row_scales = scales_out + r * blocks_per_row;
+      uint8_t* row_packed = packed_out + r * w.cols / 2;
       for (int64_t b = 0; b < blocks_per_row;) {
         const float* x = row.data() + b * kN;
         const float* importance = options.importance ? options.importance + b * kN : nullptr;
@@ -194,7 +201,6 @@ Iq4nl16Tensor iq4nl16_quantize(const ConstMatrix& w, const Iq4nl16Options& optio
       }
     }
   });
-  return out;
 }
 
 std::vector<float> iq4nl16_dequantize(const Iq4nl16Tensor& tensor) {

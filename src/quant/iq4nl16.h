@@ -39,6 +39,10 @@ float iq4nl16_quantize_block(const float* x, const float* importance, const Iq4n
                              uint8_t* codes);
 
 Iq4nl16Tensor iq4nl16_quantize(const ConstMatrix& w, const Iq4nl16Options& options = {});
+// The same into caller storage: packed [rows, cols/2] and scales [rows, cols/16] as in
+// Iq4nl16Tensor (the export encodes straight into its output buffer, without a copy).
+void iq4nl16_quantize_into(const ConstMatrix& w, const Iq4nl16Options& options, uint8_t* packed,
+                           uint16_t* scales);
 
 // x = f16(d) * level[code], float32 [rows, cols].
 std::vector<float> iq4nl16_dequantize(const Iq4nl16Tensor& tensor);
