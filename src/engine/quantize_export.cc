@@ -285,10 +285,12 @@ void PlanExporter::emit_window(const std::vector<size_t>& window,
     std::stable_sort(order.begin(), order.end(),
                      [&](size_t a, size_t b) { return cost(a) > cost(b); });
     default_pool().run(static_cast<int64_t>(jobs.size()), [&](int64_t task, int) {
+      if (cancelled_ && cancelled_()) return;
       const SerialRowsScope serial;
       const size_t k = order[static_cast<size_t>(task)];
       encoded[k] = encode_job(jobs[k]);
     });
+    M2_CHECK(!(cancelled_ && cancelled_()), "the export was stopped");
   }
   size_t k = 0;
   for (size_t i : window) {

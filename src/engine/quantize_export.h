@@ -40,6 +40,10 @@ class PlanExporter {
   using CalibrationSource = std::function<const LayerCalibration*()>;
   void emit(std::pair<size_t, size_t> range, const CalibrationSource& calibration);
 
+  // Checked between matrices while encoding: once it returns true, emit() stops with an error
+  // before writing the window (a stopped run resumes from the complete shards). nullptr: none.
+  void set_cancel_check(std::function<bool()> cancelled) { cancelled_ = std::move(cancelled); }
+
   // Seconds spent handing encoded tensors to the output (writing), so far.
   double write_seconds() const { return write_seconds_; }
 
@@ -87,6 +91,7 @@ class PlanExporter {
   std::map<std::string, float> group_amax_;  // per fused group (or module name), this layer
   std::map<std::string, std::vector<int64_t>> group_members_;  // fused group -> modules
   double write_seconds_ = 0;
+  std::function<bool()> cancelled_;
 };
 
 }  // namespace m2fp4

@@ -392,21 +392,27 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
   report.max_seq = o.calibration.max_seq;
   if (work.resumed()) report.resumed_at_layer = work.layers_done();
 
-  // Calibration tokens are fixed by the first run (a resumed run reads them back).
-  CalibrationSet calib;
-  if (work.has_tokens()) {
-    calib.samples = work.load_tokens(&calib.source);
-  } else {
-    calib = load_calibration(o.model_dir, config.vocab_size, o.calibration);
-    work.save_tokens(calib.samples, calib.source);
-  }
-  report.calibration_source = calib.source;
-  const SampleLayout samples(std::move(calib.samples));
-  report.samples = samples.n();
-  report.calibration_tokens = samples.rows();
   const int64_t H = config.hidden_size, E = config.num_local_experts;
   const int64_t N = config.num_hidden_layers;
-  report.activation_bytes = static_cast<uint64_t>(samples.rows() * H) * 4;
+  // Calibration tokens are fixed by the first run (a resumed run reads them back). A fresh run
+  // with an export thread loads them once that thread runs: tokenizing overlaps its first
+  // encoding.
+  std::optional<SampleLayout> sample_layout;
+  auto load_samples = [&]() -> const SampleLayout& {
+    CalibrationSet calib;
+    if (work.has_tokens()) {
+      calib.samples = work.load_tokens(&calib.source);
+    } else {
+      calib = load_calibration(o.model_dir, config.vocab_size, o.calibration);
+      work.save_tokens(calib.samples, calib.source);
+    }
+    report.calibration_source = calib.source;
+    const SampleLayout& samples = sample_layout.emplace(std::move(calib.samples));
+    report.samples = samples.n();
+    report.calibration_tokens = samples.rows();
+    report.activation_bytes = static_cast<uint64_t>(samples.rows() * H) * 4;
+    return samples;
+  };
 
   const std::string staging = work.staging_dir();
   if (!work.complete()) {
@@ -428,6 +434,24 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
       release_mapped_pages(ckpt.tensor("model.embed_tokens.weight").data,
                            ckpt.tensor("model.embed_tokens.weight").nbytes());
     };
+    // With several threads the layers are exported on a thread (and pool) of their own while
+    // they calibrate: each fills the other's idle cores. Up to two layers' weights are resident
+    // then (when the export runs a layer ahead or behind).
+    std::optional<LayerExportThread> background;
+    auto start_background = [&] {
+      background.emplace(pool.size(), layers_done, N,
+                         [&](int64_t l, const LayerExportThread::Statistics& statistics,
+                             const LayerExportThread::Stopping& stopping) {
+                           exporter.set_cancel_check(stopping);  // a failed run stops promptly
+                           if (l == 0 && head_on_export_thread) emit_head();
+                           const auto range = exporter.layer_items(l);
+                           exporter.emit(range, [&] { return &statistics(); });
+                           statistics();  // calibrated: the weights are no longer read
+                           release_layer_weights(ckpt, l);
+                         });
+    };
+    if (head_on_export_thread) start_background();  // a fresh run: nothing to re-encode first
+    const SampleLayout& samples = load_samples();
     if (!head_on_export_thread) {
       emit_head();
       phase.add_to(report.export_seconds, report.export_cpu_seconds);
@@ -463,20 +487,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
     };
 
     if (layers_done < N) {
-      // With several threads the layers are exported on a thread (and pool) of their own while
-      // they calibrate: each fills the other's idle cores. Up to two layers' weights are
-      // resident then (when the export runs a layer ahead or behind).
-      std::optional<LayerExportThread> background;
-      if (pool.size() > 1) {
-        background.emplace(pool.size(), layers_done, N,
-                           [&](int64_t l, const LayerExportThread::Statistics& statistics) {
-                             if (l == 0 && head_on_export_thread) emit_head();
-                             const auto range = exporter.layer_items(l);
-                             exporter.emit(range, [&] { return &statistics(); });
-                             statistics();  // calibrated: the weights are no longer read
-                             release_layer_weights(ckpt, l);
-                           });
-      }
+      if (pool.size() > 1 && !background) start_background();  // after the re-encoded layers
       PhaseTimer calibration_phase(&pool);
       ModelWeights head;  // only the embedding: layers come one at a time
       head.embed_tokens = embedding_weight(ckpt, config);
@@ -570,6 +581,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
       if (background) {
         progress.update(fraction(N, 0.0), "quantizing the last layers");
         background->finish();
+        exporter.set_cancel_check(nullptr);
         report.export_seconds += background->busy_seconds();
         report.export_cpu_seconds += background->cpu_seconds();
         report.overlap_seconds =
@@ -590,6 +602,7 @@ QuantizeReport run_quantize(const QuantizeOptions& o) {
     progress.finish();
     work.mark_complete();
   } else {
+    load_samples();
     for (int64_t l = 0; l < N; ++l) {
       const LayerCalibration stats = work.load_layer_stats(l, E);
       const std::vector<int64_t> starved = starved_experts(stats, o.starved_min_tokens);

@@ -22,6 +22,7 @@ LayerExportThread::~LayerExportThread() {
   {
     const std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
+    stopping_ = true;
   }
   changed_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -48,6 +49,7 @@ void LayerExportThread::loop(int threads, int64_t first_layer, int64_t end_layer
   ThreadPool pool(threads);
   const ScopedDefaultPool scope(pool);
   const double cpu_start = thread_cpu_seconds();
+  const Stopping stopping = [this] { return stopping_.load(std::memory_order_relaxed); };
   for (int64_t layer = first_layer; layer < end_layer; ++layer) {
     double stats_wait = 0.0;
     const Statistics statistics = [&]() -> const LayerCalibration& {
@@ -61,7 +63,7 @@ void LayerExportThread::loop(int threads, int64_t first_layer, int64_t end_layer
     Timer busy;
     bool failed = false;
     try {
-      work_(layer, statistics);
+      work_(layer, statistics, stopping);
     } catch (const Abandoned&) {
       failed = true;
     } catch (...) {

@@ -9,6 +9,7 @@
 // before: the same bytes whatever the interleaving.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -25,13 +26,16 @@ class LayerExportThread {
  public:
   // Blocks until the layer's statistics are pushed; returns them.
   using Statistics = std::function<const LayerCalibration&()>;
-  using Work = std::function<void(int64_t layer, const Statistics& statistics)>;
+  // True once the owner stops the export (the run failed): long work may give up.
+  using Stopping = std::function<bool()>;
+  using Work =
+      std::function<void(int64_t layer, const Statistics& statistics, const Stopping& stopping)>;
 
   // Starts the thread and its pool of `threads` threads (counting itself); it runs
   // work(l, statistics) for l = first_layer .. end_layer - 1 in order.
   LayerExportThread(int threads, int64_t first_layer, int64_t end_layer, Work work);
-  // Stops the thread: a layer waiting for statistics that never came is abandoned (a failed run
-  // resumes from the shards on disk).
+  // Stops the thread: a layer waiting for statistics that never came is abandoned, and work
+  // watching `stopping` gives up (a failed run resumes from the shards on disk).
   ~LayerExportThread();
   LayerExportThread(const LayerExportThread&) = delete;
   LayerExportThread& operator=(const LayerExportThread&) = delete;
@@ -58,6 +62,7 @@ class LayerExportThread {
   std::map<int64_t, LayerCalibration> stats_;  // pushed, by layer
   int64_t next_push_ = 0;
   bool stop_ = false;
+  std::atomic<bool> stopping_{false};  // stop_, readable without the mutex
   std::exception_ptr error_;
   double busy_seconds_ = 0.0;
   double waited_seconds_ = 0.0;

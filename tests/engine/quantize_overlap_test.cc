@@ -37,14 +37,17 @@ TEST(LayerExportThread, RunsLayersInOrderAheadOfTheirStatistics) {
   std::vector<int64_t> tokens;
   std::vector<bool> own_pool;
   std::atomic<bool> started[3] = {false, false, false};
-  LayerExportThread exporter(2, 2, 5, [&](int64_t layer, const LayerExportThread::Statistics& s) {
-    started[layer - 2] = true;
-    const LayerCalibration& stats = s();
-    const std::lock_guard<std::mutex> lock(mutex);
-    order.push_back(layer);
-    tokens.push_back(stats.tokens);
-    own_pool.push_back(&default_pool() != &caller_pool && default_pool().size() == 2);
-  });
+  LayerExportThread exporter(
+      2, 2, 5,
+      [&](int64_t layer, const LayerExportThread::Statistics& s,
+          const LayerExportThread::Stopping&) {
+        started[layer - 2] = true;
+        const LayerCalibration& stats = s();
+        const std::lock_guard<std::mutex> lock(mutex);
+        order.push_back(layer);
+        tokens.push_back(stats.tokens);
+        own_pool.push_back(&default_pool() != &caller_pool && default_pool().size() == 2);
+      });
   for (int64_t layer = 2; layer < 5; ++layer) {
     // The export of a layer begins before its statistics exist.
     ASSERT_TRUE(wait_for(started[layer - 2])) << "layer " << layer << " never started";
@@ -60,11 +63,13 @@ TEST(LayerExportThread, RunsLayersInOrderAheadOfTheirStatistics) {
 
 TEST(LayerExportThread, AnErrorStopsTheExportAndIsRethrown) {
   std::atomic<int> ran{0};
-  LayerExportThread exporter(2, 0, 4, [&](int64_t layer, const LayerExportThread::Statistics& s) {
-    s();
-    ++ran;
-    if (layer == 1) fail("layer ", layer, " cannot be encoded");
-  });
+  LayerExportThread exporter(2, 0, 4,
+                             [&](int64_t layer, const LayerExportThread::Statistics& s,
+                                 const LayerExportThread::Stopping&) {
+                               s();
+                               ++ran;
+                               if (layer == 1) fail("layer ", layer, " cannot be encoded");
+                             });
   exporter.push(stats_for(0));
   exporter.push(stats_for(1));
   // The error comes back from a later push or from finish(); later layers never run.
@@ -86,14 +91,37 @@ TEST(LayerExportThread, AnErrorStopsTheExportAndIsRethrown) {
 TEST(LayerExportThread, DestroyingItAbandonsALayerWaitingForStatistics) {
   std::atomic<bool> waiting{false}, got_stats{false};
   {
-    LayerExportThread exporter(2, 0, 3, [&](int64_t, const LayerExportThread::Statistics& s) {
-      waiting = true;
-      s();
-      got_stats = true;
-    });
+    LayerExportThread exporter(
+        2, 0, 3,
+        [&](int64_t, const LayerExportThread::Statistics& s, const LayerExportThread::Stopping&) {
+          waiting = true;
+          s();
+          got_stats = true;
+        });
     ASSERT_TRUE(wait_for(waiting));
   }  // no statistics ever pushed: the destructor must not hang
   EXPECT_FALSE(got_stats);
+}
+
+TEST(LayerExportThread, StoppingTellsRunningWorkToGiveUp) {
+  std::atomic<bool> running{false}, saw_stop{false};
+  const auto start = std::chrono::steady_clock::now();
+  {
+    LayerExportThread exporter(2, 0, 2,
+                               [&](int64_t, const LayerExportThread::Statistics&,
+                                   const LayerExportThread::Stopping& stopping) {
+                                 running = true;
+                                 // Long work (up to 10 s) that watches the flag.
+                                 while (!stopping() && std::chrono::steady_clock::now() - start <
+                                                           std::chrono::seconds(10)) {
+                                   std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                                 }
+                                 saw_stop = stopping();
+                               });
+    ASSERT_TRUE(wait_for(running));
+  }  // the destructor raises the flag and waits for the work
+  EXPECT_TRUE(saw_stop);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 }  // namespace
