@@ -61,7 +61,10 @@ int cmd_quantize(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_flag("--resume", o.resume, "continue the unfinished run in --out");
-  app.add_option("--threads", o.threads, "worker threads (0: all cores)")
+  app.add_option("--threads", o.threads,
+                 "worker threads (0: all cores); with 2 or more, the encoding and writing run on "
+                 "a second pool of as many threads alongside the calibration, filling its idle "
+                 "cores")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--max-shard-size", max_shard_mb, "largest output shard in MB (0: one file)")
       ->check(CLI::NonNegativeNumber)
