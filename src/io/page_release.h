@@ -12,4 +12,9 @@ namespace m2fp4 {
 // errors are ignored.
 void release_mapped_pages(const void* data, size_t bytes);
 
+// madvise(MADV_POPULATE_READ) over the pages covering [data, data + bytes): maps them in one call
+// (Linux 5.14+) instead of one fault per 64 KiB as they are first read. Advisory: errors (an
+// older kernel) are ignored.
+void populate_mapped_pages(const void* data, size_t bytes);
+
 }  // namespace m2fp4
