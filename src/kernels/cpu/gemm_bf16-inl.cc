@@ -160,6 +160,48 @@ inline void round_to_bf16_floats(const float* x, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = round_to_bf16(x[i]);
 }
 
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+// Columns [k, k + 16) of the T <= 16 rows rows[t], transposed: out[j * T + t] = rows[t][k + j]
+// for j < 16, t < T. A 16 x 16 transpose (rows past T zero; the network of decode_16x32 on
+// 32-bit elements) and 16 stores of T lanes, instead of 16 T scalar copies with strided stores
+// (~2.6% of a quantize calibration's samples).
+HWY_INLINE void pack_16_columns(const float* const* rows, int64_t T, int64_t k, float* out) {
+  __m512i r[16], t[16];
+  HWY_UNROLL(16)
+  for (int i = 0; i < 16; ++i) {
+    r[i] = i < T ? _mm512_loadu_si512(rows[i] + k) : _mm512_setzero_si512();
+  }
+  HWY_UNROLL(16)
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // r[4g + m], 128-bit lane L: element 4L + m of rows 4g .. 4g + 3.
+  HWY_UNROLL(16)
+  for (int g = 0; g < 4; ++g) {
+    r[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  const __mmask16 lanes = static_cast<__mmask16>((1u << T) - 1u);
+  HWY_UNROLL(16)
+  for (int m = 0; m < 4; ++m) {
+    const __m512i v0 = _mm512_shuffle_i32x4(r[m], r[4 + m], 0x44);
+    const __m512i v1 = _mm512_shuffle_i32x4(r[m], r[4 + m], 0xEE);
+    const __m512i v2 = _mm512_shuffle_i32x4(r[8 + m], r[12 + m], 0x44);
+    const __m512i v3 = _mm512_shuffle_i32x4(r[8 + m], r[12 + m], 0xEE);
+    const __m512i columns[4] = {
+        _mm512_shuffle_i32x4(v0, v2, 0x88), _mm512_shuffle_i32x4(v0, v2, 0xDD),
+        _mm512_shuffle_i32x4(v1, v3, 0x88), _mm512_shuffle_i32x4(v1, v3, 0xDD)};
+    HWY_UNROLL(16)
+    for (int l = 0; l < 4; ++l) {
+      _mm512_mask_storeu_epi32(out + (4 * l + m) * T, lanes, columns[l]);  // column 4l + m
+    }
+  }
+}
+#endif
+
 // The input packed for the kernel: tile by tile (tile i at offset tile_begin(i) * cols), column
 // by column, the tile's T tokens side by side: packed[t0 * cols + k * T + (t - t0)] = x[t][k],
 // rounded to bf16 (round_to_bf16) when `round`. One stream of broadcasts per tile; the tokens'
@@ -174,9 +216,17 @@ inline void pack_tokens(const float* x, int64_t cols, int64_t n_tokens, bool rou
     const int64_t t0 = tile_begin(n_tokens, n_tiles, i);
     const int64_t T = tile_begin(n_tokens, n_tiles, i + 1) - t0;
     float* out = packed + t0 * cols;
+    int64_t k0 = 0;  // columns before k0 packed 16 at a time
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+    if (T <= 16) {
+      const float* rows[16] = {};
+      for (int64_t t = 0; t < T; ++t) rows[t] = x + (t0 + t) * cols;
+      for (; k0 + 16 <= cols; k0 += 16) pack_16_columns(rows, T, k0, out + k0 * T);
+    }
+#endif
     for (int64_t t = 0; t < T; ++t) {
       const float* xr = x + (t0 + t) * cols;
-      for (int64_t k = 0; k < cols; ++k) out[k * T + t] = xr[k];
+      for (int64_t k = k0; k < cols; ++k) out[k * T + t] = xr[k];
     }
   }
   if (round) {  // elementwise, so on the packed tiles
