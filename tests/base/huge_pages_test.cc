@@ -6,33 +6,14 @@
 
 #include <cstdint>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "base/huge_pages.h"
+#include "support/proc_smaps.h"
 
 namespace m2fp4 {
 namespace {
-
-// The VmFlags line of the /proc/self/smaps mapping holding `address` ("" if none).
-std::string vm_flags_of(const void* address) {
-  std::ifstream smaps("/proc/self/smaps");
-  const uintptr_t a = reinterpret_cast<uintptr_t>(address);
-  std::string line;
-  bool inside = false;
-  while (std::getline(smaps, line)) {
-    uintptr_t lo = 0, hi = 0;
-    char dash = 0;
-    std::istringstream head(line);
-    if (head >> std::hex >> lo >> dash >> hi && dash == '-') {
-      inside = a >= lo && a < hi;
-      continue;
-    }
-    if (inside && line.rfind("VmFlags:", 0) == 0) return line;
-  }
-  return "";
-}
 
 bool thp_available() {
   std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
@@ -62,7 +43,7 @@ TEST(HugePages, LargeBufferIsAdvisedForHugePages) {
   if (!thp_available()) GTEST_SKIP() << "no transparent huge pages on this system";
   std::vector<float> v;
   resize_on_huge_pages(v, 4 * kHugePageAdviceBytes / sizeof(float));
-  const std::string flags = vm_flags_of(v.data() + v.size() / 2);
+  const std::string flags = test::smaps_line_of(v.data() + v.size() / 2, "VmFlags:");
   ASSERT_FALSE(flags.empty());
   EXPECT_NE(flags.find(" hg"), std::string::npos) << flags;
 }

@@ -2,16 +2,15 @@
 // ordinary loader and its logits are those of the kept lm_head moved by at most the FP8 error
 // bound of the weights times the hidden state; the plan refuses what a layout cannot describe.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "engine/quantize_model.h"
 #include "engine/quantize_plan.h"
+#include "engine/quantize_test_util.h"
 #include "model/kv_cache.h"
 #include "model/minimax_m2.h"
 #include "model/random_checkpoint.h"
@@ -20,18 +19,6 @@
 
 namespace m2fp4 {
 namespace {
-namespace fs = std::filesystem;
-
-struct Dir {
-  fs::path path;
-  explicit Dir(const std::string& tag)
-      : path(fs::temp_directory_path() /
-             ("m2fp4-lmhead-" + tag + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-  }
-  ~Dir() { fs::remove_all(path); }
-  std::string str() const { return path.string(); }
-};
 
 std::string quantize(const std::string& src, const std::string& out, WeightScheme lm_head) {
   QuantizeOptions o;
@@ -79,7 +66,7 @@ std::vector<float> last_logits(LoadedModel& m, const std::vector<int32_t>& token
 }
 
 TEST(QuantizeLmHead, Fp8HeadLoadsAndMovesLogitsWithinItsBound) {
-  Dir src("src"), kept("kept"), fp8("fp8");
+  test::ScratchDir src("lmhead-src"), kept("lmhead-kept"), fp8("lmhead-fp8");
   const ModelConfig c = preset_config("tiny");
   write_random_checkpoint(src.str(), c, 11, CheckpointDType::kBF16, 0);
   EXPECT_EQ(quantize(src.str(), kept.str(), WeightScheme::kNone), "kept");
@@ -131,7 +118,7 @@ TEST(QuantizeLmHead, Fp8HeadLoadsAndMovesLogitsWithinItsBound) {
 }
 
 TEST(QuantizeLmHead, ModeloptTakesOnlyTheRecipesScheme) {
-  Dir src("plan");
+  test::ScratchDir src("lmhead-plan");
   const ModelConfig c = preset_config("tiny");
   write_random_checkpoint(src.str(), c, 5, CheckpointDType::kBF16, 0);
   const Checkpoint ckpt = Checkpoint::open(src.str(), LoadMode::kMmap);

@@ -5,42 +5,16 @@
 // scales need the outputs: it must not skip), at one thread and at two (export alongside
 // calibration).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include "base/thread_pool.h"
 #include "engine/quantize_model.h"
+#include "engine/quantize_test_util.h"
 #include "model/random_checkpoint.h"
 
 namespace m2fp4 {
 namespace {
-namespace fs = std::filesystem;
-
-struct Dir {
-  fs::path path;
-  explicit Dir(const std::string& tag)
-      : path(fs::temp_directory_path() /
-             ("m2fp4-qskip-" + tag + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-  }
-  ~Dir() { fs::remove_all(path); }
-  std::string str() const { return path.string(); }
-};
-
-std::map<std::string, std::string> files_of(const std::string& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    files[entry.path().filename().string()] = s.str();
-  }
-  return files;
-}
 
 struct Run {
   std::map<std::string, std::string> files;
@@ -61,13 +35,13 @@ Run quantize(const std::string& src, const std::string& out, QuantRecipe recipe,
   o.skip_unread_experts = skip;
   Run r;
   r.report = run_quantize(o);
-  r.files = files_of(out);
+  r.files = test::files_of(out);
   return r;
 }
 
 void expect_same_with_and_without_skip(QuantRecipe recipe, int threads) {
   const std::string tag = std::to_string(static_cast<int>(recipe)) + "-" + std::to_string(threads);
-  Dir src("src-" + tag), skipped("skip-" + tag), full("full-" + tag);
+  test::ScratchDir src("qskip-src-" + tag), skipped("qskip-skip-" + tag), full("qskip-full-" + tag);
   write_random_checkpoint(src.str(), preset_config("tiny"), 9, CheckpointDType::kBF16, 0);
   const Run a = quantize(src.str(), skipped.str(), recipe, threads, true);
   const Run b = quantize(src.str(), full.str(), recipe, threads, false);

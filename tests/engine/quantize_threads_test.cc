@@ -2,44 +2,17 @@
 // encoded alone (rows in one range), with several the quantized matrices of a layer are spread
 // over the threads whole (one matrix per task, claimed in cost order) and written in plan order.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include "base/thread_pool.h"
 #include "engine/quantize_model.h"
+#include "engine/quantize_test_util.h"
 #include "model/random_checkpoint.h"
 #include "quant/parallel_rows.h"
 
 namespace m2fp4 {
 namespace {
-namespace fs = std::filesystem;
-
-struct Dir {
-  fs::path path;
-  explicit Dir(const std::string& tag)
-      : path(fs::temp_directory_path() /
-             ("m2fp4-qthreads-" + tag + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-  }
-  ~Dir() { fs::remove_all(path); }
-  std::string str() const { return path.string(); }
-};
-
-// Every file of the output folder, by name.
-std::map<std::string, std::string> files_of(const std::string& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    files[entry.path().filename().string()] = s.str();
-  }
-  return files;
-}
 
 std::map<std::string, std::string> quantize(const std::string& src, const std::string& out,
                                             QuantRecipe recipe, int threads) {
@@ -53,13 +26,14 @@ std::map<std::string, std::string> quantize(const std::string& src, const std::s
   o.calibration.max_seq = 16;
   o.progress = nullptr;
   run_quantize(o);
-  return files_of(out);
+  return test::files_of(out);
 }
 
 void expect_same_at_1_2_3_threads(CheckpointDType dtype, QuantRecipe recipe) {
   const std::string tag =
       std::to_string(static_cast<int>(dtype)) + "-" + std::to_string(static_cast<int>(recipe));
-  Dir src("src-" + tag), one("one-" + tag), two("two-" + tag), three("three-" + tag);
+  test::ScratchDir src("qthreads-src-" + tag), one("qthreads-one-" + tag),
+      two("qthreads-two-" + tag), three("qthreads-three-" + tag);
   write_random_checkpoint(src.str(), preset_config("tiny"), 7, dtype, 0);
   const auto a = quantize(src.str(), one.str(), recipe, 1);
   const auto b = quantize(src.str(), two.str(), recipe, 2);

@@ -10,32 +10,19 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "io/page_release.h"
+#include "support/proc_smaps.h"
 
 namespace m2fp4 {
 namespace {
 
 // Rss in KiB of the /proc/self/smaps mapping starting at `address` (-1 if none).
 int64_t rss_kib_of(const void* address) {
-  std::ifstream smaps("/proc/self/smaps");
-  const uintptr_t a = reinterpret_cast<uintptr_t>(address);
-  std::string line;
-  bool inside = false;
-  while (std::getline(smaps, line)) {
-    uintptr_t lo = 0, hi = 0;
-    char dash = 0;
-    std::istringstream head(line);
-    if (head >> std::hex >> lo >> dash >> hi && dash == '-') {
-      inside = a >= lo && a < hi;
-      continue;
-    }
-    if (inside && line.rfind("Rss:", 0) == 0) return std::stoll(line.substr(4));
-  }
-  return -1;
+  const std::string line = test::smaps_line_of(address, "Rss:");
+  return line.empty() ? -1 : std::stoll(line.substr(4));
 }
 
 TEST(PageRelease, PopulateMapsAndReleaseDropsTheFilesPages) {

@@ -64,44 +64,52 @@ inline int64_t panel_rows() {
 }
 
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-// 16 rows x 32 bf16 columns (16 32-bit pairs per row) at rows[i] + c, transposed and widened to
-// f32: out[(c + k) * 32 + i] for k < 32, i < 16 (the caller offsets out by the panel half).
-HWY_INLINE void decode_16x32(const uint16_t* const* rows, int64_t c, float* out) {
-  __m512i r[16], t[16];
-  HWY_UNROLL(16)
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows[i] + c);
-  // Pairs of rows interleaved by 32-bit pair, then by 64 bits: u[4g + m], 128-bit lane L, holds
-  // pair 4L + m of rows 4g .. 4g + 3.
+// In place: v[i] = row i of a 16 x 16 matrix of 32-bit elements becomes v[j] = column j.
+HWY_INLINE void transpose_16x16_epi32(__m512i (&v)[16]) {
+  __m512i t[16];
+  // Pairs of rows interleaved by 32 bits, then by 64 bits: v[4g + m], 128-bit lane L, holds
+  // element 4L + m of rows 4g .. 4g + 3.
   HWY_UNROLL(16)
   for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
   }
   HWY_UNROLL(16)
   for (int g = 0; g < 4; ++g) {
-    r[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-    r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-    r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-    r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    v[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    v[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    v[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    v[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
   }
-  // A 4 x 4 transpose of 128-bit lanes per m gives pair 4L + m of all 16 rows.
-  const __m512i high = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+  // A 4 x 4 transpose of 128-bit lanes per m gives element 4l + m of all 16 rows.
   HWY_UNROLL(16)
   for (int m = 0; m < 4; ++m) {
-    const __m512i v0 = _mm512_shuffle_i32x4(r[m], r[4 + m], 0x44);
-    const __m512i v1 = _mm512_shuffle_i32x4(r[m], r[4 + m], 0xEE);
-    const __m512i v2 = _mm512_shuffle_i32x4(r[8 + m], r[12 + m], 0x44);
-    const __m512i v3 = _mm512_shuffle_i32x4(r[8 + m], r[12 + m], 0xEE);
-    const __m512i pairs[4] = {
-        _mm512_shuffle_i32x4(v0, v2, 0x88), _mm512_shuffle_i32x4(v0, v2, 0xDD),
-        _mm512_shuffle_i32x4(v1, v3, 0x88), _mm512_shuffle_i32x4(v1, v3, 0xDD)};
-    HWY_UNROLL(16)
-    for (int l = 0; l < 4; ++l) {
-      const int64_t k = 2 * (4 * l + m);  // the pair's first column
-      // The low half of a pair is the even column, the high half the odd one.
-      _mm512_storeu_si512(out + (c + k) * 32, _mm512_slli_epi32(pairs[l], 16));
-      _mm512_storeu_si512(out + (c + k + 1) * 32, _mm512_and_si512(pairs[l], high));
-    }
+    const __m512i v0 = _mm512_shuffle_i32x4(v[m], v[4 + m], 0x44);
+    const __m512i v1 = _mm512_shuffle_i32x4(v[m], v[4 + m], 0xEE);
+    const __m512i v2 = _mm512_shuffle_i32x4(v[8 + m], v[12 + m], 0x44);
+    const __m512i v3 = _mm512_shuffle_i32x4(v[8 + m], v[12 + m], 0xEE);
+    t[m] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    t[4 + m] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+    t[8 + m] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    t[12 + m] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+  }
+  HWY_UNROLL(16)
+  for (int j = 0; j < 16; ++j) v[j] = t[j];
+}
+
+// 16 rows x 32 bf16 columns (16 32-bit pairs per row) at rows[i] + c, transposed and widened to
+// f32: out[(c + k) * 32 + i] for k < 32, i < 16 (the caller offsets out by the panel half).
+HWY_INLINE void decode_16x32(const uint16_t* const* rows, int64_t c, float* out) {
+  __m512i v[16];
+  HWY_UNROLL(16)
+  for (int i = 0; i < 16; ++i) v[i] = _mm512_loadu_si512(rows[i] + c);
+  transpose_16x16_epi32(v);  // v[j]: pair j (columns 2j, 2j + 1) of the 16 rows
+  const __m512i high = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+  HWY_UNROLL(16)
+  for (int j = 0; j < 16; ++j) {
+    // The low half of a pair is the even column, the high half the odd one.
+    _mm512_storeu_si512(out + (c + 2 * j) * 32, _mm512_slli_epi32(v[j], 16));
+    _mm512_storeu_si512(out + (c + 2 * j + 1) * 32, _mm512_and_si512(v[j], high));
   }
 }
 #endif
@@ -162,43 +170,18 @@ inline void round_to_bf16_floats(const float* x, int64_t n, float* out) {
 
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 // Columns [k, k + 16) of the T <= 16 rows rows[t], transposed: out[j * T + t] = rows[t][k + j]
-// for j < 16, t < T. A 16 x 16 transpose (rows past T zero; the network of decode_16x32 on
-// 32-bit elements) and 16 stores of T lanes, instead of 16 T scalar copies with strided stores
-// (~2.6% of a quantize calibration's samples).
+// for j < 16, t < T. A 16 x 16 transpose (rows past T zero) and 16 stores of T lanes, instead of
+// 16 T scalar copies with strided stores (~2.6% of a quantize calibration's samples).
 HWY_INLINE void pack_16_columns(const float* const* rows, int64_t T, int64_t k, float* out) {
-  __m512i r[16], t[16];
+  __m512i v[16];
   HWY_UNROLL(16)
   for (int i = 0; i < 16; ++i) {
-    r[i] = i < T ? _mm512_loadu_si512(rows[i] + k) : _mm512_setzero_si512();
+    v[i] = i < T ? _mm512_loadu_si512(rows[i] + k) : _mm512_setzero_si512();
   }
-  HWY_UNROLL(16)
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  // r[4g + m], 128-bit lane L: element 4L + m of rows 4g .. 4g + 3.
-  HWY_UNROLL(16)
-  for (int g = 0; g < 4; ++g) {
-    r[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-    r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-    r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-    r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-  }
+  transpose_16x16_epi32(v);  // v[j]: column k + j of the rows
   const __mmask16 lanes = static_cast<__mmask16>((1u << T) - 1u);
   HWY_UNROLL(16)
-  for (int m = 0; m < 4; ++m) {
-    const __m512i v0 = _mm512_shuffle_i32x4(r[m], r[4 + m], 0x44);
-    const __m512i v1 = _mm512_shuffle_i32x4(r[m], r[4 + m], 0xEE);
-    const __m512i v2 = _mm512_shuffle_i32x4(r[8 + m], r[12 + m], 0x44);
-    const __m512i v3 = _mm512_shuffle_i32x4(r[8 + m], r[12 + m], 0xEE);
-    const __m512i columns[4] = {
-        _mm512_shuffle_i32x4(v0, v2, 0x88), _mm512_shuffle_i32x4(v0, v2, 0xDD),
-        _mm512_shuffle_i32x4(v1, v3, 0x88), _mm512_shuffle_i32x4(v1, v3, 0xDD)};
-    HWY_UNROLL(16)
-    for (int l = 0; l < 4; ++l) {
-      _mm512_mask_storeu_epi32(out + (4 * l + m) * T, lanes, columns[l]);  // column 4l + m
-    }
-  }
+  for (int j = 0; j < 16; ++j) _mm512_mask_storeu_epi32(out + j * T, lanes, v[j]);
 }
 #endif
 
