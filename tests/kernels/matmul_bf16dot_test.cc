@@ -6,6 +6,7 @@
 // infinity propagation.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -161,6 +162,45 @@ TEST(Bf16ActivationsFast, NanAndInfinityPropagate) {
       }
     }
   });
+}
+
+TEST(Bf16ActivationsFast, TokenAloneMatchesBatchBitForBit) {
+  // One token runs vdpbf16ps; 2-8 tokens the f32 FMA tile, which must give vdpbf16ps's bits
+  // (matmul_bf16dot.cc): odd then even product added with a rounding each, subnormal inputs
+  // and results as zero. Rows 0-3 hold subnormal bf16 weights, rows 4-7 weights near 2^-70
+  // (products with token 1's activations near 2^-70 are f32 subnormals, which vdpbf16ps
+  // flushes: an FMA without FTZ would keep them); odd row and column counts take the tails.
+  const ScopedBf16Activations bf16_mode(Bf16Activations::kBf16);
+  ThreadPool p2(2);
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 1000}, {18, 3072}, {9, 65}}) {
+    OwnedWeight o = random_weight(WeightFormat::kBF16, rows, cols, 61);
+    for (int64_t c = 0; c < cols; ++c) {
+      for (int64_t r = 0; r < 4; ++r) {
+        if ((c + r) % 3 == 0) o.u16[r * cols + c] = static_cast<uint16_t>(1 + (c * 7 + r) % 127);
+      }
+      for (int64_t r = 4; r < 8; ++r) {
+        o.u16[r * cols + c] = f32_to_bf16(bf16_to_f32(o.u16[r * cols + c]) * 0x1p-70f);
+      }
+    }
+    std::vector<float> x = random_floats(8 * cols, 62);
+    for (int64_t c = 0; c < cols; ++c) x[1 * cols + c] *= 0x1p-70f;
+    test::for_each_simd_target([&] {
+      if (!bf16_activations_active()) return;
+      std::vector<float> alone(8 * rows);
+      for (int64_t t = 0; t < 8; ++t) {
+        matmul(o.w, x.data() + t * cols, 1, alone.data() + t * rows, p2);
+      }
+      for (int64_t n_tokens = 2; n_tokens <= 8; ++n_tokens) {
+        std::vector<float> batch(n_tokens * rows);
+        matmul(o.w, x.data(), n_tokens, batch.data(), p2);
+        for (int64_t i = 0; i < n_tokens * rows; ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(batch[i]), std::bit_cast<uint32_t>(alone[i]))
+              << rows << "x" << cols << " tokens " << n_tokens << " token " << i / rows << " row "
+              << i % rows << ": " << batch[i] << " vs " << alone[i];
+        }
+      }
+    });
+  }
 }
 
 TEST(Bf16ActivationsFast, JobsSharingAnInputInOneBatch) {

@@ -9,6 +9,15 @@
 // weight vector loaded feeds TB dot products and every activation vector R. Tokens go in blocks
 // of kTokenBlock (their rounded rows, up to 64 x cols x 2 bytes, stay in L2) and, within a
 // block, each R-row tile (R x cols x 2 bytes, in L1) runs against all the block's tokens.
+//
+// 2-8 tokens (a batched decode step) take f32 FMAs instead: on this Xeon host vdpbf16ps retires
+// one every two cycles (32 multiply-adds) while vfmadd231ps retires two per cycle (2 x 16), so
+// once a weight vector feeds several tokens, widening it to f32 (a shift and an and: the even and
+// the odd columns) and running two FMAs per token does the same work in about half the time.
+// The two FMAs, odd columns first, then even, with MXCSR's DAZ and FTZ set for the call, give
+// vdpbf16ps's bits exactly (it adds the two exact products one after the other, rounding to
+// nearest-even after each, subnormal inputs and results as zero), so a token gets the same
+// result alone (one token: vdpbf16ps) as in a batch; the tests check this bit for bit.
 #include "kernels/cpu/matmul_bf16dot.h"
 
 #include <algorithm>
@@ -20,6 +29,7 @@
 
 #include "base/error.h"
 #include "hwy/base.h"  // HWY_UNROLL
+#include "kernels/cpu/scratch.h"
 #include "numerics/bf16.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -168,6 +178,117 @@ M2FP4_BF16DOT void dot_tile(const uint16_t* const* rows, int64_t row_stride, int
   }
 }
 
+// Tokens of a batched decode step that take the f32 FMA tile (file comment); 2 x 8 accumulators,
+// 2 x 2 widened weight vectors and 2 token vectors fit the 32 registers.
+constexpr int64_t kFmaMinTokens = 2;
+constexpr int64_t kFmaMaxTokens = 8;
+constexpr int kFmaTileRows = 2;
+
+// The rounded tokens widened to f32 once per call, per 32-column step: the 16 odd columns
+// (c + 2j + 1), then the 16 even ones (c + 2j), so a step's two token vectors load as they are.
+M2FP4_BF16DOT void widen_tokens(const uint16_t* xb, int64_t stride, int64_t n_tokens, float* xw) {
+  const __m512i high_half = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t c = 0; c < stride; c += 32) {
+      const __m512i v = _mm512_loadu_si512(xb + t * stride + c);
+      float* out = xw + t * stride + c;
+      _mm512_store_ps(out, _mm512_castsi512_ps(_mm512_and_si512(v, high_half)));
+      _mm512_store_ps(out + 16, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+    }
+  }
+}
+
+// dot_tile's result for R rows and TB widened tokens over whole rows of cols columns, with
+// FMAs (file comment); the caller has set DAZ and FTZ. Prefetches prefetch_ahead elements
+// ahead of each row (the next tile of the caller's loop).
+template <int R, int TB>
+M2FP4_BF16DOT void dot_tile_fma(const uint16_t* const* rows, int64_t prefetch_ahead, int64_t cols,
+                                const float* xw, int64_t x_stride, float* y, int64_t y_stride) {
+  const __m512i high_half = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+  __m512 acc[R][TB];
+  HWY_UNROLL(8)
+  for (int r = 0; r < R; ++r) {
+    HWY_UNROLL(8)
+    for (int t = 0; t < TB; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  for (int64_t c = 0; c < cols; c += 32) {
+    __m512 odd[R], even[R];
+    HWY_UNROLL(8)
+    for (int r = 0; r < R; ++r) {
+      __m512i w;
+      if (c + 32 <= cols) {
+        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + prefetch_ahead + c), _MM_HINT_T0);
+        w = _mm512_loadu_si512(rows[r] + c);
+      } else {  // the weights past cols masked to zero (the tokens' padding is zero too)
+        w = _mm512_maskz_loadu_epi16(static_cast<__mmask32>((uint64_t{1} << (cols - c)) - 1u),
+                                     rows[r] + c);
+      }
+      odd[r] = _mm512_castsi512_ps(_mm512_and_si512(w, high_half));
+      even[r] = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+    }
+    HWY_UNROLL(8)
+    for (int t = 0; t < TB; ++t) {
+      const __m512 x_odd = _mm512_load_ps(xw + t * x_stride + c);
+      const __m512 x_even = _mm512_load_ps(xw + t * x_stride + c + 16);
+      HWY_UNROLL(8)
+      for (int r = 0; r < R; ++r) {
+        acc[r][t] = _mm512_fmadd_ps(even[r], x_even, _mm512_fmadd_ps(odd[r], x_odd, acc[r][t]));
+      }
+    }
+  }
+  HWY_UNROLL(8)
+  for (int r = 0; r < R; ++r) {
+    HWY_UNROLL(8)
+    for (int t = 0; t < TB; ++t) y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
+  }
+}
+
+template <int R>
+M2FP4_BF16DOT void dot_tile_fma_tokens(const uint16_t* const* rows, int64_t prefetch_ahead,
+                                       int64_t cols, const float* xw, int64_t x_stride, int64_t nt,
+                                       float* y, int64_t y_stride) {
+  switch (nt) {
+    case 2:
+      return dot_tile_fma<R, 2>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+    case 3:
+      return dot_tile_fma<R, 3>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+    case 4:
+      return dot_tile_fma<R, 4>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+    case 5:
+      return dot_tile_fma<R, 5>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+    case 6:
+      return dot_tile_fma<R, 6>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+    case 7:
+      return dot_tile_fma<R, 7>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+    default:
+      return dot_tile_fma<R, 8>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+  }
+}
+
+// matmul_rows for kFmaMinTokens..kFmaMaxTokens tokens (file comment).
+M2FP4_BF16DOT void matmul_rows_fma(const uint16_t* data, int64_t rows_total, int64_t cols,
+                                   const uint16_t* xb, int64_t n_tokens, int64_t row_begin,
+                                   int64_t row_end, float* y) {
+  const int64_t stride = padded_columns(cols);
+  float* xw = thread_scratch(1, static_cast<size_t>(n_tokens * stride));
+  widen_tokens(xb, stride, n_tokens, xw);
+  // DAZ (bit 6) and FTZ (bit 15): subnormal inputs and results as zero, as vdpbf16ps.
+  const unsigned saved_csr = _mm_getcsr();
+  _mm_setcsr(saved_csr | 0x8040u);
+  const uint16_t* rows[kFmaTileRows];
+  const int64_t ahead = kTileRows * cols;  // the tile after the caller's 4-row one, as dot_tile
+  int64_t r = row_begin;
+  for (; r + kFmaTileRows <= row_end; r += kFmaTileRows) {
+    for (int64_t i = 0; i < kFmaTileRows; ++i) rows[i] = data + (r + i) * cols;
+    dot_tile_fma_tokens<kFmaTileRows>(rows, ahead, cols, xw, stride, n_tokens, y + r, rows_total);
+  }
+  for (; r < row_end; ++r) {
+    rows[0] = data + r * cols;
+    dot_tile_fma_tokens<1>(rows, ahead, cols, xw, stride, n_tokens, y + r, rows_total);
+  }
+  _mm_setcsr(saved_csr);
+}
+
 template <int R>
 M2FP4_BF16DOT void dot_tile_tokens(const uint16_t* const* rows, int64_t row_stride, int64_t c0,
                                    int64_t c1, const uint16_t* xb, int64_t x_stride, int64_t nt,
@@ -224,6 +345,9 @@ M2FP4_BF16DOT void matmul_rows(const Weight& w, const uint16_t* xb, int64_t n_to
       for (int64_t r = row_begin; r < row_end; ++r) y[t * w.rows + r] = 0.0f;
     }
     return;
+  }
+  if (n_tokens >= kFmaMinTokens && n_tokens <= kFmaMaxTokens) {
+    return matmul_rows_fma(data, w.rows, cols, xb, n_tokens, row_begin, row_end, y);
   }
   // One token group: the whole row per tile (decode); more: column chunks.
   const int64_t chunk = n_tokens > kTokenGroup ? kColumnChunk : std::max<int64_t>(cols, 1);
