@@ -9,7 +9,9 @@
 // interleave within 128-bit lanes, so the two bf16 vectors hold the columns in a fixed permuted
 // order: A = columns {0-7, 16-23, 32-39, 48-55}, B = {8-15, 24-31, 40-47, 56-63} of the 64. The
 // scaled activations are stored in that same order (A then B per 64 columns), so vdpbf16ps pairs
-// each weight with its own activation; the sum does not care about the order.
+// each weight with its own activation; the sum does not care about the order. 2-8 tokens run the
+// dot products on f32 FMAs with vdpbf16ps's bits (dot_step_fma), so a token alone and in a batch
+// agree bit for bit.
 #include "kernels/cpu/matmul_fp8dot.h"
 
 #include <algorithm>
@@ -157,6 +159,39 @@ M2FP4_FP8DOT inline void dot_step(__m512 (&acc)[R][TB], const __m512i (&codes)[R
   }
 }
 
+// dot_step on f32 FMAs for 2-8 tokens (the BF16 GEMV's reasoning, matmul_bf16dot.cc): each
+// decoded bf16 vector widened to its odd and its even columns, the tokens' scaled activations
+// widened once per call (xw: per 64 columns, the odd then the even halves of vector A, then of
+// B), odd then even product per token with DAZ and FTZ set by the caller: vdpbf16ps's bits.
+template <int R, int TB>
+M2FP4_FP8DOT inline void dot_step_fma(__m512 (&acc)[R][TB], const __m512i (&codes)[R],
+                                      const float* xw, int64_t x_stride, int64_t c,
+                                      const Tables& tb) {
+  const __m512i high_half = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+  __m512i wa[R], wb[R];
+  HWY_UNROLL(8)
+  for (int r = 0; r < R; ++r) decode64(tb, codes[r], wa[r], wb[r]);
+  HWY_UNROLL(2)
+  for (int half = 0; half < 2; ++half) {
+    __m512 odd[R], even[R];
+    HWY_UNROLL(8)
+    for (int r = 0; r < R; ++r) {
+      const __m512i w = half == 0 ? wa[r] : wb[r];
+      odd[r] = _mm512_castsi512_ps(_mm512_and_si512(w, high_half));
+      even[r] = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+    }
+    HWY_UNROLL(8)
+    for (int t = 0; t < TB; ++t) {
+      const float* xt = xw + t * x_stride + c + 32 * half;
+      const __m512 x_odd = _mm512_load_ps(xt), x_even = _mm512_load_ps(xt + 16);
+      HWY_UNROLL(8)
+      for (int r = 0; r < R; ++r) {
+        acc[r][t] = _mm512_fmadd_ps(even[r], x_even, _mm512_fmadd_ps(odd[r], x_odd, acc[r][t]));
+      }
+    }
+  }
+}
+
 // y[t * y_stride + r] = row r (of R) dotted with scaled token t (of TB), for the R contiguous
 // rows at `rows` (cols bytes each).
 //
@@ -166,8 +201,10 @@ M2FP4_FP8DOT inline void dot_step(__m512 (&acc)[R][TB], const __m512i (&codes)[R
 // wide preset's 200064 x 3072 lm_head at 19-21 GB/s on 2 threads; one tile ahead streamed it at
 // 25-29 GB/s (a stand-alone probe, same minute), as fast as the BF16 GEMV's bytes. Near a
 // matrix's end the prefetches run past it (never faulting) into whatever lies after.
-template <int R, int TB>
-M2FP4_FP8DOT void dot_tile(const uint8_t* rows, int64_t cols, const uint16_t* xs, int64_t x_stride,
+// With kFma, xs is the widened activations (float, dot_step_fma) and the caller has set DAZ and
+// FTZ.
+template <int R, int TB, bool kFma = false>
+M2FP4_FP8DOT void dot_tile(const uint8_t* rows, int64_t cols, const void* xs, int64_t x_stride,
                            float* y, int64_t y_stride, const Tables& tb) {
   __m512 acc[R][TB];
   HWY_UNROLL(8)
@@ -183,7 +220,11 @@ M2FP4_FP8DOT void dot_tile(const uint8_t* rows, int64_t cols, const uint16_t* xs
       _mm_prefetch(reinterpret_cast<const char*>(rows + (R + r) * cols + c), _MM_HINT_T0);
       codes[r] = _mm512_loadu_si512(rows + r * cols + c);
     }
-    dot_step<R, TB>(acc, codes, xs, x_stride, c, tb);
+    if constexpr (kFma) {
+      dot_step_fma<R, TB>(acc, codes, static_cast<const float*>(xs), x_stride, c, tb);
+    } else {
+      dot_step<R, TB>(acc, codes, static_cast<const uint16_t*>(xs), x_stride, c, tb);
+    }
   }
   if (c < cols) {
     // Codes past cols load as 0 (+0.0); the activations' padding is zero as well.
@@ -191,7 +232,11 @@ M2FP4_FP8DOT void dot_tile(const uint8_t* rows, int64_t cols, const uint16_t* xs
     __m512i codes[R];
     HWY_UNROLL(8)
     for (int r = 0; r < R; ++r) codes[r] = _mm512_maskz_loadu_epi8(m, rows + r * cols + c);
-    dot_step<R, TB>(acc, codes, xs, x_stride, c, tb);
+    if constexpr (kFma) {
+      dot_step_fma<R, TB>(acc, codes, static_cast<const float*>(xs), x_stride, c, tb);
+    } else {
+      dot_step<R, TB>(acc, codes, static_cast<const uint16_t*>(xs), x_stride, c, tb);
+    }
   }
   HWY_UNROLL(8)
   for (int r = 0; r < R; ++r) {
@@ -200,27 +245,75 @@ M2FP4_FP8DOT void dot_tile(const uint8_t* rows, int64_t cols, const uint16_t* xs
   }
 }
 
-template <int R>
-M2FP4_FP8DOT void dot_tile_tokens(const uint8_t* rows, int64_t cols, const uint16_t* xs,
+template <int R, bool kFma>
+M2FP4_FP8DOT void dot_tile_tokens(const uint8_t* rows, int64_t cols, const void* xs,
                                   int64_t x_stride, int64_t nt, float* y, int64_t y_stride,
                                   const Tables& tb) {
   switch (nt) {
     case 1:
-      return dot_tile<R, 1>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 1, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
     case 2:
-      return dot_tile<R, 2>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 2, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
     case 3:
-      return dot_tile<R, 3>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 3, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
     case 4:
-      return dot_tile<R, 4>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 4, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
     case 5:
-      return dot_tile<R, 5>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 5, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
     case 6:
-      return dot_tile<R, 6>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 6, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
     case 7:
-      return dot_tile<R, 7>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 7, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
     default:
-      return dot_tile<R, 8>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 8, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
+  }
+}
+
+// The scaled activations (n_tokens x stride bf16) widened for dot_step_fma: per 32 columns, the
+// odd ones (high halves) then the even ones (low halves shifted up).
+M2FP4_FP8DOT void widen_activations(const uint16_t* xs, int64_t stride, int64_t n_tokens,
+                                    float* xw) {
+  const __m512i high_half = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+  for (int64_t i = 0; i < n_tokens * stride; i += 32) {
+    const __m512i v = _mm512_loadu_si512(xs + i);
+    _mm512_store_ps(xw + i, _mm512_castsi512_ps(_mm512_and_si512(v, high_half)));
+    _mm512_store_ps(xw + i + 16, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+  }
+}
+
+// The row tiles of rows [b0, b1) (one 128-row scale block) against all n_tokens tokens.
+template <bool kFma>
+M2FP4_FP8DOT void block_rows(const uint8_t* data, int64_t rows_total, int64_t cols, int64_t b0,
+                             int64_t b1, const void* xs, int64_t stride, int64_t n_tokens, float* y,
+                             const Tables& tb) {
+  const int64_t tile_rows = n_tokens == 1 ? 8 : n_tokens <= 4 ? 4 : 2;
+  const int64_t group = n_tokens <= 4 ? 4 : kMaxTokenGroup;
+  const size_t elem = kFma ? sizeof(float) : sizeof(uint16_t);
+  for (int64_t r = b0; r < b1;) {
+    // The widest tile that fits (the block's last rows: 4, 2 or 1 at a time).
+    int64_t nr = tile_rows;
+    while (nr > b1 - r) nr /= 2;
+    const uint8_t* rows = data + r * cols;
+    for (int64_t t = 0; t < n_tokens; t += group) {
+      const int64_t nt = std::min(group, n_tokens - t);
+      const void* xt = static_cast<const char*>(xs) + static_cast<size_t>(t * stride) * elem;
+      float* yt = y + t * rows_total + r;
+      switch (nr) {
+        case 8:
+          dot_tile<8, 1, kFma>(rows, cols, xt, stride, yt, rows_total, tb);  // n_tokens == 1
+          break;
+        case 4:
+          dot_tile_tokens<4, kFma>(rows, cols, xt, stride, nt, yt, rows_total, tb);
+          break;
+        case 2:
+          dot_tile_tokens<2, kFma>(rows, cols, xt, stride, nt, yt, rows_total, tb);
+          break;
+        default:
+          dot_tile_tokens<1, kFma>(rows, cols, xt, stride, nt, yt, rows_total, tb);
+          break;
+      }
+    }
+    r += nr;
   }
 }
 
@@ -276,38 +369,23 @@ M2FP4_FP8DOT void matmul_rows(const Weight& w, const float* x, int64_t n_tokens,
   uint16_t* xs = reinterpret_cast<uint16_t*>(
       thread_scratch(1, static_cast<size_t>((n_tokens * stride + 1) / 2)));
   const Tables tb = load_tables();
-  const int64_t tile_rows = n_tokens == 1 ? 8 : n_tokens <= 4 ? 4 : 2;
-  const int64_t group = n_tokens <= 4 ? 4 : kMaxTokenGroup;
+  // 2-8 tokens: f32 FMAs on widened activations (dot_step_fma), with DAZ and FTZ set around the
+  // dot products only (scale_activations must read subnormal x as they are).
+  const bool fma = n_tokens >= 2 && n_tokens <= kMaxTokenGroup;
+  float* xw = fma ? thread_scratch(3, static_cast<size_t>(n_tokens * stride)) : nullptr;
   // One 128-row block of scales at a time: its scaled activations, then its rows.
   for (int64_t b0 = row_begin; b0 < row_end;) {
     const int64_t block = b0 / 128;
     const int64_t b1 = std::min(row_end, (block + 1) * 128);
     scale_activations(x, cols, n_tokens, w.block_scale + block * w.scale_cols, xs, stride);
-    for (int64_t r = b0; r < b1;) {
-      // The widest tile that fits (the block's last rows: 4, 2 or 1 at a time).
-      int64_t nr = tile_rows;
-      while (nr > b1 - r) nr /= 2;
-      const uint8_t* rows = data + r * cols;
-      for (int64_t t = 0; t < n_tokens; t += group) {
-        const int64_t nt = std::min(group, n_tokens - t);
-        const uint16_t* xt = xs + t * stride;
-        float* yt = y + t * w.rows + r;
-        switch (nr) {
-          case 8:
-            dot_tile<8, 1>(rows, cols, xt, stride, yt, w.rows, tb);  // n_tokens == 1
-            break;
-          case 4:
-            dot_tile_tokens<4>(rows, cols, xt, stride, nt, yt, w.rows, tb);
-            break;
-          case 2:
-            dot_tile_tokens<2>(rows, cols, xt, stride, nt, yt, w.rows, tb);
-            break;
-          default:
-            dot_tile_tokens<1>(rows, cols, xt, stride, nt, yt, w.rows, tb);
-            break;
-        }
-      }
-      r += nr;
+    if (fma) {
+      widen_activations(xs, stride, n_tokens, xw);
+      const unsigned saved_csr = _mm_getcsr();
+      _mm_setcsr(saved_csr | 0x8040u);
+      block_rows<true>(data, w.rows, cols, b0, b1, xw, stride, n_tokens, y, tb);
+      _mm_setcsr(saved_csr);
+    } else {
+      block_rows<false>(data, w.rows, cols, b0, b1, xs, stride, n_tokens, y, tb);
     }
     b0 = b1;
   }

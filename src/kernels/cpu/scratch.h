@@ -37,10 +37,11 @@ class ScratchFloats {
 };
 
 // Slot 0 is for the calling thread's per-call buffers (packed matmul inputs), slot 1 for
-// per-worker matmul tiles, slot 2 for attention scores; all thread_local, so each pool thread
-// has its own.
+// per-worker matmul tiles, slot 2 for attention scores, slot 3 for the FP8 GEMV's widened
+// activations (its slot 1 holds the bf16 ones); all thread_local, so each pool thread has its
+// own.
 inline float* thread_scratch(int slot, size_t n) {
-  thread_local ScratchFloats buffers[3];
+  thread_local ScratchFloats buffers[4];
   return buffers[slot].get(n);
 }
 
