@@ -485,9 +485,8 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
     for (size_t r = 0; r < routed[e].size(); ++r) {
       const float w = routed[e][r].second;
       if (w == 0.0f) continue;  // observation-only row (all-experts calibration)
-      float* x = s.x.data() + routed[e][r].first * H;
-      const float* d = s.down.data() + (offset[e] + static_cast<int64_t>(r)) * H;
-      for (int64_t i = 0; i < H; ++i) x[i] += w * d[i];
+      add_scaled(s.x.data() + routed[e][r].first * H,
+                 s.down.data() + (offset[e] + static_cast<int64_t>(r)) * H, w, H);
     }
   }
   clock.mark(ForwardProfile::kCombine);

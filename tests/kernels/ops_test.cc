@@ -4,14 +4,17 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "kernels/attention_reference.h"
+#include "kernels/cpu/simd_target.h"
 #include "kernels/test_util.h"
 
 namespace m2fp4 {
@@ -315,6 +318,42 @@ TEST(SiluMulFast, MatchesScalarAndMayAlias) {
       silu_mul(in_place.data(), up.data(), n, in_place.data());
       for (int64_t i = 0; i < n; ++i) ASSERT_EQ(in_place[i], fast[i]);
     });
+  }
+}
+
+// ---- add_scaled ----
+
+TEST(AddScaledScalar, HandComputed) {
+  // 1 + 0.5 * 3 = 2.5; -2 + 0.5 * 4 = 0; and one rounding, not two: -1 + (1 + 2^-23)(1 - 2^-23)
+  // = -1 + (1 - 2^-46) = -2^-46 (the product alone would round to 1, and the sum to 0).
+  float y[3] = {1.0f, -2.0f, -1.0f};
+  const float x[3] = {3.0f, 4.0f, 1.0f - 0x1p-23f};
+  scalar::add_scaled(y, x, 0.5f, 2);
+  EXPECT_EQ(y[0], 2.5f);
+  EXPECT_EQ(y[1], 0.0f);
+  scalar::add_scaled(y + 2, x + 2, 1.0f + 0x1p-23f, 1);
+  EXPECT_EQ(y[2], -0x1p-46f);
+}
+
+TEST(AddScaledFast, MatchesScalarBitForBitWhereFused) {
+  for (int64_t n : {1, 7, 16, 31, 1024, 3073}) {
+    const std::vector<float> y0 = random_floats(n, 2 * n), x = random_floats(n, 2 * n + 1);
+    for (float a : {0.37f, -1.0f + 0x1p-23f, 0.0f}) {
+      std::vector<float> fused = y0;
+      scalar::add_scaled(fused.data(), x.data(), a, n);
+      test::for_each_simd_target([&] {
+        // AVX2 and AVX-512 have FMA: std::fma's bits; the SSE targets round the product first.
+        const bool has_fma = std::string(kernels_simd_target()).rfind("AVX", 0) == 0;
+        std::vector<float> fast = y0;
+        add_scaled(fast.data(), x.data(), a, n);
+        for (int64_t i = 0; i < n; ++i) {
+          const float product = a * x[i];
+          const float expected = has_fma ? fused[i] : y0[i] + product;
+          ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(expected))
+              << "n=" << n << " a=" << a << " i=" << i;
+        }
+      });
+    }
   }
 }
 

@@ -726,6 +726,21 @@ void SiluMulImpl(const float* gate, const float* up, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void AddScaledImpl(float* y, const float* x, float a, int64_t n) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const VF va = hn::Set(df, a);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    hn::StoreU(hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
+  }
+  if (i < n) {  // the tail in a masked vector: the same rounding as the rest on every target
+    const auto m = hn::FirstN(df, static_cast<size_t>(n - i));
+    hn::BlendedStore(hn::MulAdd(va, hn::MaskedLoad(m, df, x + i), hn::MaskedLoad(m, df, y + i)), m,
+                     df, y + i);
+  }
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace m2fp4
 HWY_AFTER_NAMESPACE();

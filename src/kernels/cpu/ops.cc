@@ -22,6 +22,7 @@ namespace m2fp4 {
 HWY_EXPORT(RmsNormImpl);
 HWY_EXPORT(RopeImpl);
 HWY_EXPORT(SiluMulImpl);
+HWY_EXPORT(AddScaledImpl);
 HWY_EXPORT(KvStoreFp8Impl);
 HWY_EXPORT(AttentionHeadsPagedImpl);
 HWY_EXPORT(AttentionFp8HeadsPagedImpl);
@@ -339,6 +340,11 @@ void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_expert
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   M2_CHECK(n >= 0, "silu_mul: negative length ", n);
   HWY_DYNAMIC_DISPATCH(SiluMulImpl)(gate, up, n, out);
+}
+
+void add_scaled(float* y, const float* x, float a, int64_t n) {
+  M2_CHECK(n >= 0, "add_scaled: negative length ", n);
+  HWY_DYNAMIC_DISPATCH(AddScaledImpl)(y, x, a, n);
 }
 
 }  // namespace m2fp4

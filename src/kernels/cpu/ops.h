@@ -117,6 +117,11 @@ void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_expert
 // out[i] = silu(gate[i]) * up[i]; out may alias gate or up.
 void silu_mul(const float* gate, const float* up, int64_t n, float* out);
 
+// y[i] += a * x[i] (the MoE's weighted sum of expert outputs): one rounding (a fused
+// multiply-add, as std::fma) on targets with FMA (AVX2, AVX-512), the product rounded before
+// the sum on the SSE targets.
+void add_scaled(float* y, const float* x, float a, int64_t n);
+
 namespace scalar {
 void rms_norm(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps,
               float* out);
@@ -141,6 +146,7 @@ void attention_batch(const float* q, const AttentionSequence* seqs, int64_t n_se
 void route_sigmoid_topk(const float* logits, const float* bias, int64_t n_experts, int64_t top_k,
                         int32_t* expert_ids, float* expert_weights);
 void silu_mul(const float* gate, const float* up, int64_t n, float* out);
+void add_scaled(float* y, const float* x, float a, int64_t n);
 }  // namespace scalar
 
 }  // namespace m2fp4

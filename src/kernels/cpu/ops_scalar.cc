@@ -196,4 +196,8 @@ void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   }
 }
 
+void add_scaled(float* y, const float* x, float a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);
+}
+
 }  // namespace m2fp4::scalar
