@@ -223,27 +223,31 @@ TEST(Fp8DotFast, TokenAloneEqualsBatchOfTwoToEightBitForBit) {
   // One token runs vdpbf16ps, 2-8 tokens f32 FMAs that must give its bits (matmul_fp8dot.cc).
   // Token 1's scaled activations lie near 2^-118, so many products with the small codes are f32
   // subnormals, which vdpbf16ps flushes to zero (an FMA without FTZ would keep them).
-  const int64_t rows = 300, cols = 400;
-  OwnedWeight o = random_weight(WeightFormat::kFp8Block128, rows, cols, 71);
-  std::vector<float> x = random_floats(8 * cols, 72);
-  for (int64_t c = 0; c < cols; ++c) x[cols + c] *= 0x1p-118f / o.w.block_scale[c / 128];
-  const ScopedBf16Activations bf16_mode(Bf16Activations::kBf16);
-  ThreadPool p2(2);
-  test::for_each_simd_target([&] {
-    std::vector<float> alone(8 * rows);
-    for (int64_t t = 0; t < 8; ++t)
-      matmul(o.w, x.data() + t * cols, 1, alone.data() + t * rows, p2);
-    for (int64_t n_tokens = 2; n_tokens <= 8; ++n_tokens) {
-      if (!fp8_path_active(n_tokens, cols)) continue;
-      std::vector<float> batch(n_tokens * rows);
-      matmul(o.w, x.data(), n_tokens, batch.data(), p2);
-      for (int64_t i = 0; i < n_tokens * rows; ++i) {
-        ASSERT_EQ(std::bit_cast<uint32_t>(batch[i]), std::bit_cast<uint32_t>(alone[i]))
-            << "tokens " << n_tokens << " token " << i / rows << " row " << i % rows << ": "
-            << batch[i] << " vs " << alone[i];
+  // 400 columns: one column block; 2100: several (the accumulators parked between them) and a
+  // ragged last one. 300 rows: three scale blocks, the last with a 1-row tile.
+  for (const int64_t cols : {400, 2100}) {
+    const int64_t rows = 300;
+    OwnedWeight o = random_weight(WeightFormat::kFp8Block128, rows, cols, 71);
+    std::vector<float> x = random_floats(8 * cols, 72);
+    for (int64_t c = 0; c < cols; ++c) x[cols + c] *= 0x1p-118f / o.w.block_scale[c / 128];
+    const ScopedBf16Activations bf16_mode(Bf16Activations::kBf16);
+    ThreadPool p2(2);
+    test::for_each_simd_target([&] {
+      std::vector<float> alone(8 * rows);
+      for (int64_t t = 0; t < 8; ++t)
+        matmul(o.w, x.data() + t * cols, 1, alone.data() + t * rows, p2);
+      for (int64_t n_tokens = 2; n_tokens <= 8; ++n_tokens) {
+        if (!fp8_path_active(n_tokens, cols)) continue;
+        std::vector<float> batch(n_tokens * rows);
+        matmul(o.w, x.data(), n_tokens, batch.data(), p2);
+        for (int64_t i = 0; i < n_tokens * rows; ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(batch[i]), std::bit_cast<uint32_t>(alone[i]))
+              << "tokens " << n_tokens << " token " << i / rows << " row " << i % rows << ": "
+              << batch[i] << " vs " << alone[i];
+        }
       }
-    }
-  });
+    });
+  }
 }
 
 TEST(Fp8DotFast, TokenAloneEqualsTokenInBatchAndModeSelects) {

@@ -183,6 +183,13 @@ M2FP4_BF16DOT void dot_tile(const uint16_t* const* rows, int64_t row_stride, int
 constexpr int64_t kFmaMinTokens = 2;
 constexpr int64_t kFmaMaxTokens = 8;
 constexpr int kFmaTileRows = 2;
+// Column blocks of the FMA path: the tokens' widened columns of one block (n_tokens x block x 4
+// bytes <= 32 KiB) stay in L1 while the row tiles of a row block stream past them; a tile's
+// accumulators wait in memory (its row block's share of the scratch) between blocks, so each
+// lane adds the same products in the same order as over the whole row. Whole rows of 3072
+// columns x 8 tokens (96 KiB) read the tokens from L2 and ran slower than vdpbf16ps.
+constexpr int64_t kFmaBlockFloats = 8192;
+constexpr int64_t kFmaRowBlock = 64;
 
 // The rounded tokens widened to f32 once per call, per 32-column step: the 16 odd columns
 // (c + 2j + 1), then the 16 even ones (c + 2j), so a step's two token vectors load as they are.
@@ -198,29 +205,37 @@ M2FP4_BF16DOT void widen_tokens(const uint16_t* xb, int64_t stride, int64_t n_to
   }
 }
 
-// dot_tile's result for R rows and TB widened tokens over whole rows of cols columns, with
-// FMAs (file comment); the caller has set DAZ and FTZ. Prefetches prefetch_ahead elements
-// ahead of each row (the next tile of the caller's loop).
+// Where a tile's accumulators start and end a column block: zero or parked (acc_mem), and
+// reduced into y or parked.
+struct FmaBlock {
+  int64_t c0, c1, cols;  // the block's columns [c0, c1) of rows of cols
+  bool first, last;      // c0 == 0, c1 == cols
+};
+
+// dot_tile's result for R rows and TB widened tokens over the block's columns, with FMAs (file
+// comment); the caller has set DAZ and FTZ. Prefetches prefetch_ahead elements ahead of each row
+// (the next tile of the caller's loop).
 template <int R, int TB>
-M2FP4_BF16DOT void dot_tile_fma(const uint16_t* const* rows, int64_t prefetch_ahead, int64_t cols,
-                                const float* xw, int64_t x_stride, float* y, int64_t y_stride) {
+M2FP4_BF16DOT void dot_tile_fma(const uint16_t* const* rows, int64_t prefetch_ahead,
+                                const FmaBlock& b, const float* xw, int64_t x_stride,
+                                __m512* acc_mem, float* y, int64_t y_stride) {
   const __m512i high_half = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
   __m512 acc[R][TB];
   HWY_UNROLL(8)
   for (int r = 0; r < R; ++r) {
     HWY_UNROLL(8)
-    for (int t = 0; t < TB; ++t) acc[r][t] = _mm512_setzero_ps();
+    for (int t = 0; t < TB; ++t) acc[r][t] = b.first ? _mm512_setzero_ps() : acc_mem[r * TB + t];
   }
-  for (int64_t c = 0; c < cols; c += 32) {
+  for (int64_t c = b.c0; c < b.c1; c += 32) {
     __m512 odd[R], even[R];
     HWY_UNROLL(8)
     for (int r = 0; r < R; ++r) {
       __m512i w;
-      if (c + 32 <= cols) {
+      if (c + 32 <= b.cols) {
         _mm_prefetch(reinterpret_cast<const char*>(rows[r] + prefetch_ahead + c), _MM_HINT_T0);
         w = _mm512_loadu_si512(rows[r] + c);
       } else {  // the weights past cols masked to zero (the tokens' padding is zero too)
-        w = _mm512_maskz_loadu_epi16(static_cast<__mmask32>((uint64_t{1} << (cols - c)) - 1u),
+        w = _mm512_maskz_loadu_epi16(static_cast<__mmask32>((uint64_t{1} << (b.cols - c)) - 1u),
                                      rows[r] + c);
       }
       odd[r] = _mm512_castsi512_ps(_mm512_and_si512(w, high_half));
@@ -239,52 +254,72 @@ M2FP4_BF16DOT void dot_tile_fma(const uint16_t* const* rows, int64_t prefetch_ah
   HWY_UNROLL(8)
   for (int r = 0; r < R; ++r) {
     HWY_UNROLL(8)
-    for (int t = 0; t < TB; ++t) y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
+    for (int t = 0; t < TB; ++t) {
+      if (b.last) {
+        y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
+      } else {
+        acc_mem[r * TB + t] = acc[r][t];
+      }
+    }
   }
 }
 
 template <int R>
 M2FP4_BF16DOT void dot_tile_fma_tokens(const uint16_t* const* rows, int64_t prefetch_ahead,
-                                       int64_t cols, const float* xw, int64_t x_stride, int64_t nt,
-                                       float* y, int64_t y_stride) {
+                                       const FmaBlock& b, const float* xw, int64_t x_stride,
+                                       int64_t nt, __m512* acc_mem, float* y, int64_t y_stride) {
   switch (nt) {
     case 2:
-      return dot_tile_fma<R, 2>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+      return dot_tile_fma<R, 2>(rows, prefetch_ahead, b, xw, x_stride, acc_mem, y, y_stride);
     case 3:
-      return dot_tile_fma<R, 3>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+      return dot_tile_fma<R, 3>(rows, prefetch_ahead, b, xw, x_stride, acc_mem, y, y_stride);
     case 4:
-      return dot_tile_fma<R, 4>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+      return dot_tile_fma<R, 4>(rows, prefetch_ahead, b, xw, x_stride, acc_mem, y, y_stride);
     case 5:
-      return dot_tile_fma<R, 5>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+      return dot_tile_fma<R, 5>(rows, prefetch_ahead, b, xw, x_stride, acc_mem, y, y_stride);
     case 6:
-      return dot_tile_fma<R, 6>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+      return dot_tile_fma<R, 6>(rows, prefetch_ahead, b, xw, x_stride, acc_mem, y, y_stride);
     case 7:
-      return dot_tile_fma<R, 7>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+      return dot_tile_fma<R, 7>(rows, prefetch_ahead, b, xw, x_stride, acc_mem, y, y_stride);
     default:
-      return dot_tile_fma<R, 8>(rows, prefetch_ahead, cols, xw, x_stride, y, y_stride);
+      return dot_tile_fma<R, 8>(rows, prefetch_ahead, b, xw, x_stride, acc_mem, y, y_stride);
   }
 }
 
-// matmul_rows for kFmaMinTokens..kFmaMaxTokens tokens (file comment).
+// matmul_rows for kFmaMinTokens..kFmaMaxTokens tokens (file comment): row blocks, and within
+// each, column blocks (kFmaBlockFloats) of all its row tiles.
 M2FP4_BF16DOT void matmul_rows_fma(const uint16_t* data, int64_t rows_total, int64_t cols,
                                    const uint16_t* xb, int64_t n_tokens, int64_t row_begin,
                                    int64_t row_end, float* y) {
   const int64_t stride = padded_columns(cols);
-  float* xw = thread_scratch(1, static_cast<size_t>(n_tokens * stride));
+  const int64_t block_cols = std::max<int64_t>(32, kFmaBlockFloats / n_tokens / 32 * 32);
+  // Scratch: the widened tokens, then one row block's parked accumulators (64-byte aligned).
+  const int64_t acc_vectors = kFmaRowBlock * n_tokens;
+  float* scratch = thread_scratch(1, static_cast<size_t>(n_tokens * stride + 16 * acc_vectors));
+  float* xw = scratch;
+  __m512* acc_mem = reinterpret_cast<__m512*>(scratch + n_tokens * stride);
   widen_tokens(xb, stride, n_tokens, xw);
   // DAZ (bit 6) and FTZ (bit 15): subnormal inputs and results as zero, as vdpbf16ps.
   const unsigned saved_csr = _mm_getcsr();
   _mm_setcsr(saved_csr | 0x8040u);
   const uint16_t* rows[kFmaTileRows];
-  const int64_t ahead = kTileRows * cols;  // the tile after the caller's 4-row one, as dot_tile
-  int64_t r = row_begin;
-  for (; r + kFmaTileRows <= row_end; r += kFmaTileRows) {
-    for (int64_t i = 0; i < kFmaTileRows; ++i) rows[i] = data + (r + i) * cols;
-    dot_tile_fma_tokens<kFmaTileRows>(rows, ahead, cols, xw, stride, n_tokens, y + r, rows_total);
-  }
-  for (; r < row_end; ++r) {
-    rows[0] = data + r * cols;
-    dot_tile_fma_tokens<1>(rows, ahead, cols, xw, stride, n_tokens, y + r, rows_total);
+  const int64_t ahead = kTileRows * cols;  // as dot_tile: 4 rows on, the tiles after this one
+  for (int64_t rb = row_begin; rb < row_end; rb += kFmaRowBlock) {
+    const int64_t re = std::min(row_end, rb + kFmaRowBlock);
+    for (int64_t c0 = 0; c0 < cols; c0 += block_cols) {
+      const FmaBlock b{c0, std::min(cols, c0 + block_cols), cols, c0 == 0, c0 + block_cols >= cols};
+      int64_t r = rb;
+      for (; r + kFmaTileRows <= re; r += kFmaTileRows) {
+        for (int64_t i = 0; i < kFmaTileRows; ++i) rows[i] = data + (r + i) * cols;
+        dot_tile_fma_tokens<kFmaTileRows>(rows, ahead, b, xw, stride, n_tokens,
+                                          acc_mem + (r - rb) * n_tokens, y + r, rows_total);
+      }
+      for (; r < re; ++r) {
+        rows[0] = data + r * cols;
+        dot_tile_fma_tokens<1>(rows, ahead, b, xw, stride, n_tokens, acc_mem + (r - rb) * n_tokens,
+                               y + r, rows_total);
+      }
+    }
   }
   _mm_setcsr(saved_csr);
 }

@@ -76,7 +76,7 @@ void matmul_fp8_bf16_activations(const Weight& w, const float* x, int64_t n_toke
 namespace fp8dot {
 
 bool takes(int64_t cols, int64_t n_tokens) {
-  return n_tokens <= 2 || n_tokens * cols <= 8192;
+  return n_tokens <= 8 || n_tokens * cols <= 8192;
 }
 
 #if defined(M2FP4_FP8DOT_X86)
@@ -201,19 +201,27 @@ M2FP4_FP8DOT inline void dot_step_fma(__m512 (&acc)[R][TB], const __m512i (&code
 // wide preset's 200064 x 3072 lm_head at 19-21 GB/s on 2 threads; one tile ahead streamed it at
 // 25-29 GB/s (a stand-alone probe, same minute), as fast as the BF16 GEMV's bytes. Near a
 // matrix's end the prefetches run past it (never faulting) into whatever lies after.
-// With kFma, xs is the widened activations (float, dot_step_fma) and the caller has set DAZ and
-// FTZ.
+// With kFma, xs is the widened activations (float, dot_step_fma), the caller has set DAZ and FTZ,
+// and the tile covers one column block: its accumulators start at zero or parked in acc_mem,
+// and end reduced into y or parked (block_rows).
+struct ColumnBlock {
+  int64_t c0, c1, cols;  // columns [c0, c1) (c0 a multiple of 64) of rows of cols
+  bool first, last;      // c0 == 0, c1 == cols
+};
+
 template <int R, int TB, bool kFma = false>
-M2FP4_FP8DOT void dot_tile(const uint8_t* rows, int64_t cols, const void* xs, int64_t x_stride,
-                           float* y, int64_t y_stride, const Tables& tb) {
+M2FP4_FP8DOT void dot_tile(const uint8_t* rows, const ColumnBlock& b, const void* xs,
+                           int64_t x_stride, __m512* acc_mem, float* y, int64_t y_stride,
+                           const Tables& tb) {
+  const int64_t cols = b.cols;
   __m512 acc[R][TB];
   HWY_UNROLL(8)
   for (int r = 0; r < R; ++r) {
     HWY_UNROLL(8)
-    for (int t = 0; t < TB; ++t) acc[r][t] = _mm512_setzero_ps();
+    for (int t = 0; t < TB; ++t) acc[r][t] = b.first ? _mm512_setzero_ps() : acc_mem[r * TB + t];
   }
-  int64_t c = 0;
-  for (; c + 64 <= cols; c += 64) {
+  int64_t c = b.c0;
+  for (; c + 64 <= b.c1; c += 64) {
     __m512i codes[R];
     HWY_UNROLL(8)
     for (int r = 0; r < R; ++r) {
@@ -226,9 +234,9 @@ M2FP4_FP8DOT void dot_tile(const uint8_t* rows, int64_t cols, const void* xs, in
       dot_step<R, TB>(acc, codes, static_cast<const uint16_t*>(xs), x_stride, c, tb);
     }
   }
-  if (c < cols) {
+  if (c < b.c1) {
     // Codes past cols load as 0 (+0.0); the activations' padding is zero as well.
-    const __mmask64 m = (uint64_t{1} << (cols - c)) - 1u;
+    const __mmask64 m = (uint64_t{1} << (b.c1 - c)) - 1u;
     __m512i codes[R];
     HWY_UNROLL(8)
     for (int r = 0; r < R; ++r) codes[r] = _mm512_maskz_loadu_epi8(m, rows + r * cols + c);
@@ -241,31 +249,37 @@ M2FP4_FP8DOT void dot_tile(const uint8_t* rows, int64_t cols, const void* xs, in
   HWY_UNROLL(8)
   for (int r = 0; r < R; ++r) {
     HWY_UNROLL(8)
-    for (int t = 0; t < TB; ++t) y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
+    for (int t = 0; t < TB; ++t) {
+      if (b.last) {
+        y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
+      } else {
+        acc_mem[r * TB + t] = acc[r][t];
+      }
+    }
   }
 }
 
 template <int R, bool kFma>
-M2FP4_FP8DOT void dot_tile_tokens(const uint8_t* rows, int64_t cols, const void* xs,
-                                  int64_t x_stride, int64_t nt, float* y, int64_t y_stride,
-                                  const Tables& tb) {
+M2FP4_FP8DOT void dot_tile_tokens(const uint8_t* rows, const ColumnBlock& b, const void* xs,
+                                  int64_t x_stride, int64_t nt, __m512* acc_mem, float* y,
+                                  int64_t y_stride, const Tables& tb) {
   switch (nt) {
     case 1:
-      return dot_tile<R, 1, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 1, kFma>(rows, b, xs, x_stride, acc_mem, y, y_stride, tb);
     case 2:
-      return dot_tile<R, 2, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 2, kFma>(rows, b, xs, x_stride, acc_mem, y, y_stride, tb);
     case 3:
-      return dot_tile<R, 3, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 3, kFma>(rows, b, xs, x_stride, acc_mem, y, y_stride, tb);
     case 4:
-      return dot_tile<R, 4, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 4, kFma>(rows, b, xs, x_stride, acc_mem, y, y_stride, tb);
     case 5:
-      return dot_tile<R, 5, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 5, kFma>(rows, b, xs, x_stride, acc_mem, y, y_stride, tb);
     case 6:
-      return dot_tile<R, 6, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 6, kFma>(rows, b, xs, x_stride, acc_mem, y, y_stride, tb);
     case 7:
-      return dot_tile<R, 7, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 7, kFma>(rows, b, xs, x_stride, acc_mem, y, y_stride, tb);
     default:
-      return dot_tile<R, 8, kFma>(rows, cols, xs, x_stride, y, y_stride, tb);
+      return dot_tile<R, 8, kFma>(rows, b, xs, x_stride, acc_mem, y, y_stride, tb);
   }
 }
 
@@ -281,41 +295,11 @@ M2FP4_FP8DOT void widen_activations(const uint16_t* xs, int64_t stride, int64_t 
   }
 }
 
-// The row tiles of rows [b0, b1) (one 128-row scale block) against all n_tokens tokens.
-template <bool kFma>
-M2FP4_FP8DOT void block_rows(const uint8_t* data, int64_t rows_total, int64_t cols, int64_t b0,
-                             int64_t b1, const void* xs, int64_t stride, int64_t n_tokens, float* y,
-                             const Tables& tb) {
-  const int64_t tile_rows = n_tokens == 1 ? 8 : n_tokens <= 4 ? 4 : 2;
-  const int64_t group = n_tokens <= 4 ? 4 : kMaxTokenGroup;
-  const size_t elem = kFma ? sizeof(float) : sizeof(uint16_t);
-  for (int64_t r = b0; r < b1;) {
-    // The widest tile that fits (the block's last rows: 4, 2 or 1 at a time).
-    int64_t nr = tile_rows;
-    while (nr > b1 - r) nr /= 2;
-    const uint8_t* rows = data + r * cols;
-    for (int64_t t = 0; t < n_tokens; t += group) {
-      const int64_t nt = std::min(group, n_tokens - t);
-      const void* xt = static_cast<const char*>(xs) + static_cast<size_t>(t * stride) * elem;
-      float* yt = y + t * rows_total + r;
-      switch (nr) {
-        case 8:
-          dot_tile<8, 1, kFma>(rows, cols, xt, stride, yt, rows_total, tb);  // n_tokens == 1
-          break;
-        case 4:
-          dot_tile_tokens<4, kFma>(rows, cols, xt, stride, nt, yt, rows_total, tb);
-          break;
-        case 2:
-          dot_tile_tokens<2, kFma>(rows, cols, xt, stride, nt, yt, rows_total, tb);
-          break;
-        default:
-          dot_tile_tokens<1, kFma>(rows, cols, xt, stride, nt, yt, rows_total, tb);
-          break;
-      }
-    }
-    r += nr;
-  }
-}
+// Column blocks of the FMA path (2-8 tokens): the widened tokens' columns of one block (n_tokens
+// x block x 4 bytes <= 32 KiB) stay in L1 while the scale block's row tiles stream past them,
+// each tile's accumulators parked between blocks (acc_mem: 128 x 8 vectors at most), so every
+// lane adds the same products in the same order as over the whole row (the BF16 GEMV's reason).
+constexpr int64_t kFmaBlockFloats = 8192;
 
 // Rounds x[t] * scales[c / 128] to bf16 for n_tokens tokens into out (stride words per token) in
 // the decoder's column order; the padding is zero.
@@ -341,6 +325,51 @@ M2FP4_FP8DOT void scale_activations(const float* x, int64_t cols, int64_t n_toke
       const __m512i c23 = reinterpret_cast<const __m512i&>(h23);  // 32-39, 40-47, ..
       _mm512_storeu_si512(o + c, _mm512_shuffle_i64x2(c01, c23, _MM_SHUFFLE(2, 0, 2, 0)));
       _mm512_storeu_si512(o + c + 32, _mm512_shuffle_i64x2(c01, c23, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+  }
+}
+
+// The row tiles of rows [b0, b1) (one 128-row scale block) against all n_tokens tokens.
+template <bool kFma>
+M2FP4_FP8DOT void block_rows(const uint8_t* data, int64_t rows_total, int64_t cols, int64_t b0,
+                             int64_t b1, const void* xs, int64_t stride, int64_t n_tokens,
+                             __m512* acc_mem, float* y, const Tables& tb) {
+  // FMA: 2-row tiles (16 accumulators + 2 rows' decoded and widened vectors + the tables fit the
+  // 32 registers), all the tokens at once.
+  const int64_t tile_rows = kFma ? 2 : n_tokens == 1 ? 8 : n_tokens <= 4 ? 4 : 2;
+  const int64_t group = kFma ? n_tokens : n_tokens <= 4 ? 4 : kMaxTokenGroup;
+  const int64_t block_cols =
+      kFma ? std::max<int64_t>(64, kFmaBlockFloats / n_tokens / 64 * 64) : cols;
+  const size_t elem = kFma ? sizeof(float) : sizeof(uint16_t);
+  for (int64_t c0 = 0; c0 < cols; c0 += block_cols) {
+    const ColumnBlock cb{c0, std::min(cols, c0 + block_cols), cols, c0 == 0,
+                         c0 + block_cols >= cols};
+    for (int64_t r = b0; r < b1;) {
+      // The widest tile that fits (the block's last rows: 4, 2 or 1 at a time).
+      int64_t nr = tile_rows;
+      while (nr > b1 - r) nr /= 2;
+      const uint8_t* rows = data + r * cols;
+      __m512* tile_acc = acc_mem + (r - b0) * n_tokens;
+      for (int64_t t = 0; t < n_tokens; t += group) {
+        const int64_t nt = std::min(group, n_tokens - t);
+        const void* xt = static_cast<const char*>(xs) + static_cast<size_t>(t * stride) * elem;
+        float* yt = y + t * rows_total + r;
+        switch (nr) {
+          case 8:
+            dot_tile<8, 1, kFma>(rows, cb, xt, stride, tile_acc, yt, rows_total, tb);  // 1 token
+            break;
+          case 4:
+            dot_tile_tokens<4, kFma>(rows, cb, xt, stride, nt, tile_acc, yt, rows_total, tb);
+            break;
+          case 2:
+            dot_tile_tokens<2, kFma>(rows, cb, xt, stride, nt, tile_acc, yt, rows_total, tb);
+            break;
+          default:
+            dot_tile_tokens<1, kFma>(rows, cb, xt, stride, nt, tile_acc, yt, rows_total, tb);
+            break;
+        }
+      }
+      r += nr;
     }
   }
 }
@@ -372,7 +401,10 @@ M2FP4_FP8DOT void matmul_rows(const Weight& w, const float* x, int64_t n_tokens,
   // 2-8 tokens: f32 FMAs on widened activations (dot_step_fma), with DAZ and FTZ set around the
   // dot products only (scale_activations must read subnormal x as they are).
   const bool fma = n_tokens >= 2 && n_tokens <= kMaxTokenGroup;
-  float* xw = fma ? thread_scratch(3, static_cast<size_t>(n_tokens * stride)) : nullptr;
+  // Scratch: the widened tokens, then a scale block's parked accumulators (64-byte aligned).
+  float* xw = fma ? thread_scratch(3, static_cast<size_t>(n_tokens * stride + 16 * 128 * n_tokens))
+                  : nullptr;
+  __m512* acc_mem = fma ? reinterpret_cast<__m512*>(xw + n_tokens * stride) : nullptr;
   // One 128-row block of scales at a time: its scaled activations, then its rows.
   for (int64_t b0 = row_begin; b0 < row_end;) {
     const int64_t block = b0 / 128;
@@ -382,10 +414,10 @@ M2FP4_FP8DOT void matmul_rows(const Weight& w, const float* x, int64_t n_tokens,
       widen_activations(xs, stride, n_tokens, xw);
       const unsigned saved_csr = _mm_getcsr();
       _mm_setcsr(saved_csr | 0x8040u);
-      block_rows<true>(data, w.rows, cols, b0, b1, xw, stride, n_tokens, y, tb);
+      block_rows<true>(data, w.rows, cols, b0, b1, xw, stride, n_tokens, acc_mem, y, tb);
       _mm_setcsr(saved_csr);
     } else {
-      block_rows<false>(data, w.rows, cols, b0, b1, xs, stride, n_tokens, y, tb);
+      block_rows<false>(data, w.rows, cols, b0, b1, xs, stride, n_tokens, nullptr, y, tb);
     }
     b0 = b1;
   }

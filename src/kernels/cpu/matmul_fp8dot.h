@@ -31,12 +31,11 @@ namespace fp8dot {
 // Whether this CPU has the instructions of the kernel (AVX-512 F/BW/VL/BF16/VBMI).
 bool cpu_supported();
 
-// Whether the kernel beats the f32 GEMV for n_tokens tokens of cols columns: up to 2 tokens
-// (the weight stream bounds both; 1.2-1.5x, thread CPU time), or while the tokens' scaled rows
-// fit in 16 KiB of L1 (n_tokens x cols <= 8192: the bench preset's 1024-wide lm_head up to 8
-// tokens, 1.25x). Wider rows with more tokens stream the activations from L2 for every row tile
-// and measured no faster than the f32 GEMV (3072 columns: 0.97-1.0x at 4 and 8 tokens on one
-// thread, slower on two), so they keep it.
+// Whether the kernel beats the f32 GEMV for n_tokens tokens of cols columns: up to 8 tokens
+// (decode steps; 2-8 run f32 FMAs over column blocks that keep the tokens in L1: the wide
+// preset's 200064 x 3072 lm_head at 4 / 8 tokens takes 36 / 53-55 ms against the f32 GEMV's
+// 59-61 / 99-101 on 2 threads, m2fp4 bench --profile), or while the tokens' scaled rows fit in
+// 16 KiB of L1 (n_tokens x cols <= 8192).
 bool takes(int64_t cols, int64_t n_tokens);
 
 // y[t * w.rows + r] for rows [row_begin, row_end) of the kFp8Block128 weight w and all n_tokens
