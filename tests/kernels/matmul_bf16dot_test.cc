@@ -172,8 +172,11 @@ TEST(Bf16ActivationsFast, TokenAloneMatchesBatchBitForBit) {
   // flushes: an FMA without FTZ would keep them); odd row and column counts take the tails.
   const ScopedBf16Activations bf16_mode(Bf16Activations::kBf16);
   ThreadPool p2(2);
-  for (auto [rows, cols] :
+  // Plain variables, not a structured binding: the lambda below captures them (clang 14 cannot
+  // capture structured bindings).
+  for (const std::pair<int64_t, int64_t>& shape :
        {std::pair<int64_t, int64_t>{37, 1000}, {19, 3072}, {131, 2080}, {9, 65}}) {
+    const int64_t rows = shape.first, cols = shape.second;
     OwnedWeight o = random_weight(WeightFormat::kBF16, rows, cols, 61);
     for (int64_t c = 0; c < cols; ++c) {
       for (int64_t r = 0; r < 4; ++r) {
