@@ -10,14 +10,9 @@
 // of kTokenBlock (their rounded rows, up to 64 x cols x 2 bytes, stay in L2) and, within a
 // block, each R-row tile (R x cols x 2 bytes, in L1) runs against all the block's tokens.
 //
-// 2-8 tokens (a batched decode step) take f32 FMAs instead: on this Xeon host vdpbf16ps retires
-// one every two cycles (32 multiply-adds) while vfmadd231ps retires two per cycle (2 x 16), so
-// once a weight vector feeds several tokens, widening it to f32 (a shift and an and: the even and
-// the odd columns) and running two FMAs per token does the same work in about half the time.
-// The two FMAs, odd columns first, then even, with MXCSR's DAZ and FTZ set for the call, give
-// vdpbf16ps's bits exactly (it adds the two exact products one after the other, rounding to
-// nearest-even after each, subnormal inputs and results as zero), so a token gets the same
-// result alone (one token: vdpbf16ps) as in a batch; the tests check this bit for bit.
+// 2-8 tokens (a batched decode step) take f32 FMAs instead, with vdpbf16ps's bits
+// (bf16_pair_fma.h): twice its multiply-adds per cycle here once a weight vector feeds several
+// tokens, and a token gets the same result alone (one token: vdpbf16ps) as in a batch.
 #include "kernels/cpu/matmul_bf16dot.h"
 
 #include <algorithm>
@@ -39,6 +34,8 @@
 #endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
+
+#include "kernels/cpu/bf16_pair_fma.h"
 #define M2FP4_BF16DOT_X86 1
 #define M2FP4_BF16DOT __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #endif
@@ -191,35 +188,14 @@ constexpr int kFmaTileRows = 2;
 constexpr int64_t kFmaBlockFloats = 8192;
 constexpr int64_t kFmaRowBlock = 64;
 
-// The rounded tokens widened to f32 once per call, per 32-column step: the 16 odd columns
-// (c + 2j + 1), then the 16 even ones (c + 2j), so a step's two token vectors load as they are.
-M2FP4_BF16DOT void widen_tokens(const uint16_t* xb, int64_t stride, int64_t n_tokens, float* xw) {
-  const __m512i high_half = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t c = 0; c < stride; c += 32) {
-      const __m512i v = _mm512_loadu_si512(xb + t * stride + c);
-      float* out = xw + t * stride + c;
-      _mm512_store_ps(out, _mm512_castsi512_ps(_mm512_and_si512(v, high_half)));
-      _mm512_store_ps(out + 16, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
-    }
-  }
-}
-
-// Where a tile's accumulators start and end a column block: zero or parked (acc_mem), and
-// reduced into y or parked.
-struct FmaBlock {
-  int64_t c0, c1, cols;  // the block's columns [c0, c1) of rows of cols
-  bool first, last;      // c0 == 0, c1 == cols
-};
-
-// dot_tile's result for R rows and TB widened tokens over the block's columns, with FMAs (file
-// comment); the caller has set DAZ and FTZ. Prefetches prefetch_ahead elements ahead of each row
-// (the next tile of the caller's loop).
+// dot_tile's result for R rows and TB widened tokens over the block's columns, with FMAs
+// (bf16_pair_fma.h) under ScopedSubnormalsAsZero. Prefetches prefetch_ahead elements ahead of
+// each row (the next tile of the caller's loop).
 template <int R, int TB>
 M2FP4_BF16DOT void dot_tile_fma(const uint16_t* const* rows, int64_t prefetch_ahead,
-                                const FmaBlock& b, const float* xw, int64_t x_stride,
-                                __m512* acc_mem, float* y, int64_t y_stride) {
-  const __m512i high_half = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+                                const bf16_pair_fma::ColumnBlock& b, const float* xw,
+                                int64_t x_stride, __m512* acc_mem, float* y, int64_t y_stride) {
+  using namespace bf16_pair_fma;
   __m512 acc[R][TB];
   HWY_UNROLL(8)
   for (int r = 0; r < R; ++r) {
@@ -238,36 +214,25 @@ M2FP4_BF16DOT void dot_tile_fma(const uint16_t* const* rows, int64_t prefetch_ah
         w = _mm512_maskz_loadu_epi16(static_cast<__mmask32>((uint64_t{1} << (b.cols - c)) - 1u),
                                      rows[r] + c);
       }
-      odd[r] = _mm512_castsi512_ps(_mm512_and_si512(w, high_half));
-      even[r] = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+      odd[r] = odd_columns(w);
+      even[r] = even_columns(w);
     }
     HWY_UNROLL(8)
     for (int t = 0; t < TB; ++t) {
       const __m512 x_odd = _mm512_load_ps(xw + t * x_stride + c);
       const __m512 x_even = _mm512_load_ps(xw + t * x_stride + c + 16);
       HWY_UNROLL(8)
-      for (int r = 0; r < R; ++r) {
-        acc[r][t] = _mm512_fmadd_ps(even[r], x_even, _mm512_fmadd_ps(odd[r], x_odd, acc[r][t]));
-      }
+      for (int r = 0; r < R; ++r) acc[r][t] = dot_pairs(acc[r][t], odd[r], even[r], x_odd, x_even);
     }
   }
-  HWY_UNROLL(8)
-  for (int r = 0; r < R; ++r) {
-    HWY_UNROLL(8)
-    for (int t = 0; t < TB; ++t) {
-      if (b.last) {
-        y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
-      } else {
-        acc_mem[r * TB + t] = acc[r][t];
-      }
-    }
-  }
+  finish_block(acc, b.last, acc_mem, y, y_stride);
 }
 
 template <int R>
 M2FP4_BF16DOT void dot_tile_fma_tokens(const uint16_t* const* rows, int64_t prefetch_ahead,
-                                       const FmaBlock& b, const float* xw, int64_t x_stride,
-                                       int64_t nt, __m512* acc_mem, float* y, int64_t y_stride) {
+                                       const bf16_pair_fma::ColumnBlock& b, const float* xw,
+                                       int64_t x_stride, int64_t nt, __m512* acc_mem, float* y,
+                                       int64_t y_stride) {
   switch (nt) {
     case 2:
       return dot_tile_fma<R, 2>(rows, prefetch_ahead, b, xw, x_stride, acc_mem, y, y_stride);
@@ -298,16 +263,15 @@ M2FP4_BF16DOT void matmul_rows_fma(const uint16_t* data, int64_t rows_total, int
   float* scratch = thread_scratch(1, static_cast<size_t>(n_tokens * stride + 16 * acc_vectors));
   float* xw = scratch;
   __m512* acc_mem = reinterpret_cast<__m512*>(scratch + n_tokens * stride);
-  widen_tokens(xb, stride, n_tokens, xw);
-  // DAZ (bit 6) and FTZ (bit 15): subnormal inputs and results as zero, as vdpbf16ps.
-  const unsigned saved_csr = _mm_getcsr();
-  _mm_setcsr(saved_csr | 0x8040u);
+  bf16_pair_fma::widen(xb, n_tokens * stride, xw);
+  const bf16_pair_fma::ScopedSubnormalsAsZero subnormals_as_zero;
   const uint16_t* rows[kFmaTileRows];
   const int64_t ahead = kTileRows * cols;  // as dot_tile: 4 rows on, the tiles after this one
   for (int64_t rb = row_begin; rb < row_end; rb += kFmaRowBlock) {
     const int64_t re = std::min(row_end, rb + kFmaRowBlock);
     for (int64_t c0 = 0; c0 < cols; c0 += block_cols) {
-      const FmaBlock b{c0, std::min(cols, c0 + block_cols), cols, c0 == 0, c0 + block_cols >= cols};
+      const bf16_pair_fma::ColumnBlock b{c0, std::min(cols, c0 + block_cols), cols, c0 == 0,
+                                         c0 + block_cols >= cols};
       int64_t r = rb;
       for (; r + kFmaTileRows <= re; r += kFmaTileRows) {
         for (int64_t i = 0; i < kFmaTileRows; ++i) rows[i] = data + (r + i) * cols;
@@ -321,7 +285,6 @@ M2FP4_BF16DOT void matmul_rows_fma(const uint16_t* data, int64_t rows_total, int
       }
     }
   }
-  _mm_setcsr(saved_csr);
 }
 
 template <int R>

@@ -32,6 +32,8 @@
 #endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
+
+#include "kernels/cpu/bf16_pair_fma.h"
 #define M2FP4_FP8DOT_X86 1
 #define M2FP4_FP8DOT __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vbmi")))
 #endif
@@ -159,15 +161,15 @@ M2FP4_FP8DOT inline void dot_step(__m512 (&acc)[R][TB], const __m512i (&codes)[R
   }
 }
 
-// dot_step on f32 FMAs for 2-8 tokens (the BF16 GEMV's reasoning, matmul_bf16dot.cc): each
-// decoded bf16 vector widened to its odd and its even columns, the tokens' scaled activations
-// widened once per call (xw: per 64 columns, the odd then the even halves of vector A, then of
-// B), odd then even product per token with DAZ and FTZ set by the caller: vdpbf16ps's bits.
+// dot_step on f32 FMAs for 2-8 tokens with vdpbf16ps's bits (bf16_pair_fma.h): each decoded
+// bf16 vector widened to its odd and its even columns, the tokens' scaled activations widened
+// once per scale block (xw: per 64 columns, the odd then the even halves of vector A, then of
+// B), under ScopedSubnormalsAsZero.
 template <int R, int TB>
 M2FP4_FP8DOT inline void dot_step_fma(__m512 (&acc)[R][TB], const __m512i (&codes)[R],
                                       const float* xw, int64_t x_stride, int64_t c,
                                       const Tables& tb) {
-  const __m512i high_half = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+  using namespace bf16_pair_fma;
   __m512i wa[R], wb[R];
   HWY_UNROLL(8)
   for (int r = 0; r < R; ++r) decode64(tb, codes[r], wa[r], wb[r]);
@@ -177,20 +179,20 @@ M2FP4_FP8DOT inline void dot_step_fma(__m512 (&acc)[R][TB], const __m512i (&code
     HWY_UNROLL(8)
     for (int r = 0; r < R; ++r) {
       const __m512i w = half == 0 ? wa[r] : wb[r];
-      odd[r] = _mm512_castsi512_ps(_mm512_and_si512(w, high_half));
-      even[r] = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+      odd[r] = odd_columns(w);
+      even[r] = even_columns(w);
     }
     HWY_UNROLL(8)
     for (int t = 0; t < TB; ++t) {
       const float* xt = xw + t * x_stride + c + 32 * half;
       const __m512 x_odd = _mm512_load_ps(xt), x_even = _mm512_load_ps(xt + 16);
       HWY_UNROLL(8)
-      for (int r = 0; r < R; ++r) {
-        acc[r][t] = _mm512_fmadd_ps(even[r], x_even, _mm512_fmadd_ps(odd[r], x_odd, acc[r][t]));
-      }
+      for (int r = 0; r < R; ++r) acc[r][t] = dot_pairs(acc[r][t], odd[r], even[r], x_odd, x_even);
     }
   }
 }
+
+using bf16_pair_fma::ColumnBlock;
 
 // y[t * y_stride + r] = row r (of R) dotted with scaled token t (of TB), for the R contiguous
 // rows at `rows` (cols bytes each).
@@ -204,11 +206,6 @@ M2FP4_FP8DOT inline void dot_step_fma(__m512 (&acc)[R][TB], const __m512i (&code
 // With kFma, xs is the widened activations (float, dot_step_fma), the caller has set DAZ and FTZ,
 // and the tile covers one column block: its accumulators start at zero or parked in acc_mem,
 // and end reduced into y or parked (block_rows).
-struct ColumnBlock {
-  int64_t c0, c1, cols;  // columns [c0, c1) (c0 a multiple of 64) of rows of cols
-  bool first, last;      // c0 == 0, c1 == cols
-};
-
 template <int R, int TB, bool kFma = false>
 M2FP4_FP8DOT void dot_tile(const uint8_t* rows, const ColumnBlock& b, const void* xs,
                            int64_t x_stride, __m512* acc_mem, float* y, int64_t y_stride,
@@ -246,17 +243,7 @@ M2FP4_FP8DOT void dot_tile(const uint8_t* rows, const ColumnBlock& b, const void
       dot_step<R, TB>(acc, codes, static_cast<const uint16_t*>(xs), x_stride, c, tb);
     }
   }
-  HWY_UNROLL(8)
-  for (int r = 0; r < R; ++r) {
-    HWY_UNROLL(8)
-    for (int t = 0; t < TB; ++t) {
-      if (b.last) {
-        y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
-      } else {
-        acc_mem[r * TB + t] = acc[r][t];
-      }
-    }
-  }
+  bf16_pair_fma::finish_block(acc, b.last, acc_mem, y, y_stride);
 }
 
 template <int R, bool kFma>
@@ -280,18 +267,6 @@ M2FP4_FP8DOT void dot_tile_tokens(const uint8_t* rows, const ColumnBlock& b, con
       return dot_tile<R, 7, kFma>(rows, b, xs, x_stride, acc_mem, y, y_stride, tb);
     default:
       return dot_tile<R, 8, kFma>(rows, b, xs, x_stride, acc_mem, y, y_stride, tb);
-  }
-}
-
-// The scaled activations (n_tokens x stride bf16) widened for dot_step_fma: per 32 columns, the
-// odd ones (high halves) then the even ones (low halves shifted up).
-M2FP4_FP8DOT void widen_activations(const uint16_t* xs, int64_t stride, int64_t n_tokens,
-                                    float* xw) {
-  const __m512i high_half = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
-  for (int64_t i = 0; i < n_tokens * stride; i += 32) {
-    const __m512i v = _mm512_loadu_si512(xs + i);
-    _mm512_store_ps(xw + i, _mm512_castsi512_ps(_mm512_and_si512(v, high_half)));
-    _mm512_store_ps(xw + i + 16, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
   }
 }
 
@@ -411,11 +386,9 @@ M2FP4_FP8DOT void matmul_rows(const Weight& w, const float* x, int64_t n_tokens,
     const int64_t b1 = std::min(row_end, (block + 1) * 128);
     scale_activations(x, cols, n_tokens, w.block_scale + block * w.scale_cols, xs, stride);
     if (fma) {
-      widen_activations(xs, stride, n_tokens, xw);
-      const unsigned saved_csr = _mm_getcsr();
-      _mm_setcsr(saved_csr | 0x8040u);
+      bf16_pair_fma::widen(xs, n_tokens * stride, xw);
+      const bf16_pair_fma::ScopedSubnormalsAsZero subnormals_as_zero;
       block_rows<true>(data, w.rows, cols, b0, b1, xw, stride, n_tokens, acc_mem, y, tb);
-      _mm_setcsr(saved_csr);
     } else {
       block_rows<false>(data, w.rows, cols, b0, b1, xs, stride, n_tokens, nullptr, y, tb);
     }
