@@ -10,14 +10,15 @@
 // order: A = columns {0-7, 16-23, 32-39, 48-55}, B = {8-15, 24-31, 40-47, 56-63} of the 64. The
 // scaled activations are stored in that same order (A then B per 64 columns), so vdpbf16ps pairs
 // each weight with its own activation; the sum does not care about the order. 2-8 tokens run the
-// dot products on f32 FMAs with vdpbf16ps's bits (dot_step_fma), so a token alone and in a batch
-// agree bit for bit.
+// dot products on f32 FMAs with vdpbf16ps's bits (the float overload of dot_step), so a token alone
+// and in a batch agree bit for bit.
 #include "kernels/cpu/matmul_fp8dot.h"
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "base/error.h"
 #include "hwy/base.h"  // HWY_UNROLL
@@ -109,8 +110,8 @@ int64_t padded_columns(int64_t cols) {
   return (cols + 63) / 64 * 64;
 }
 
-// Tokens dotted in registers per pass over a tile: R x TB accumulators, R = 8 for one token, 4 up
-// to 4 tokens, else 2 (the accumulators + 5 tables + the decoded weights fit the 32 registers).
+// Tokens dotted in registers per pass over a tile: R x TB accumulators, R = 8 for one token, else 2
+// (the accumulators + 5 tables + the decoded weights fit the 32 registers).
 constexpr int64_t kMaxTokenGroup = 8;
 
 struct Tables {
@@ -166,9 +167,8 @@ M2FP4_FP8DOT inline void dot_step(__m512 (&acc)[R][TB], const __m512i (&codes)[R
 // once per scale block (xw: per 64 columns, the odd then the even halves of vector A, then of
 // B), under ScopedSubnormalsAsZero.
 template <int R, int TB>
-M2FP4_FP8DOT inline void dot_step_fma(__m512 (&acc)[R][TB], const __m512i (&codes)[R],
-                                      const float* xw, int64_t x_stride, int64_t c,
-                                      const Tables& tb) {
+M2FP4_FP8DOT inline void dot_step(__m512 (&acc)[R][TB], const __m512i (&codes)[R], const float* xw,
+                                  int64_t x_stride, int64_t c, const Tables& tb) {
   using namespace bf16_pair_fma;
   __m512i wa[R], wb[R];
   HWY_UNROLL(8)
@@ -194,6 +194,10 @@ M2FP4_FP8DOT inline void dot_step_fma(__m512 (&acc)[R][TB], const __m512i (&code
 
 using bf16_pair_fma::ColumnBlock;
 
+// The tokens' rows as a tile reads them: bf16 (vdpbf16ps) or widened to f32 (FMA path).
+template <bool kFma>
+using TokenRows = std::conditional_t<kFma, float, uint16_t>;
+
 // y[t * y_stride + r] = row r (of R) dotted with scaled token t (of TB), for the R contiguous
 // rows at `rows` (cols bytes each).
 //
@@ -203,11 +207,11 @@ using bf16_pair_fma::ColumnBlock;
 // wide preset's 200064 x 3072 lm_head at 19-21 GB/s on 2 threads; one tile ahead streamed it at
 // 25-29 GB/s (a stand-alone probe, same minute), as fast as the BF16 GEMV's bytes. Near a
 // matrix's end the prefetches run past it (never faulting) into whatever lies after.
-// With kFma, xs is the widened activations (float, dot_step_fma), the caller has set DAZ and FTZ,
+// With kFma, xs is the widened activations (the FMA dot_step), the caller has set DAZ and FTZ,
 // and the tile covers one column block: its accumulators start at zero or parked in acc_mem,
 // and end reduced into y or parked (block_rows).
 template <int R, int TB, bool kFma = false>
-M2FP4_FP8DOT void dot_tile(const uint8_t* rows, const ColumnBlock& b, const void* xs,
+M2FP4_FP8DOT void dot_tile(const uint8_t* rows, const ColumnBlock& b, const TokenRows<kFma>* xs,
                            int64_t x_stride, __m512* acc_mem, float* y, int64_t y_stride,
                            const Tables& tb) {
   const int64_t cols = b.cols;
@@ -225,11 +229,7 @@ M2FP4_FP8DOT void dot_tile(const uint8_t* rows, const ColumnBlock& b, const void
       _mm_prefetch(reinterpret_cast<const char*>(rows + (R + r) * cols + c), _MM_HINT_T0);
       codes[r] = _mm512_loadu_si512(rows + r * cols + c);
     }
-    if constexpr (kFma) {
-      dot_step_fma<R, TB>(acc, codes, static_cast<const float*>(xs), x_stride, c, tb);
-    } else {
-      dot_step<R, TB>(acc, codes, static_cast<const uint16_t*>(xs), x_stride, c, tb);
-    }
+    dot_step<R, TB>(acc, codes, xs, x_stride, c, tb);
   }
   if (c < b.c1) {
     // Codes past cols load as 0 (+0.0); the activations' padding is zero as well.
@@ -237,19 +237,15 @@ M2FP4_FP8DOT void dot_tile(const uint8_t* rows, const ColumnBlock& b, const void
     __m512i codes[R];
     HWY_UNROLL(8)
     for (int r = 0; r < R; ++r) codes[r] = _mm512_maskz_loadu_epi8(m, rows + r * cols + c);
-    if constexpr (kFma) {
-      dot_step_fma<R, TB>(acc, codes, static_cast<const float*>(xs), x_stride, c, tb);
-    } else {
-      dot_step<R, TB>(acc, codes, static_cast<const uint16_t*>(xs), x_stride, c, tb);
-    }
+    dot_step<R, TB>(acc, codes, xs, x_stride, c, tb);
   }
   bf16_pair_fma::finish_block(acc, b.last, acc_mem, y, y_stride);
 }
 
 template <int R, bool kFma>
-M2FP4_FP8DOT void dot_tile_tokens(const uint8_t* rows, const ColumnBlock& b, const void* xs,
-                                  int64_t x_stride, int64_t nt, __m512* acc_mem, float* y,
-                                  int64_t y_stride, const Tables& tb) {
+M2FP4_FP8DOT void dot_tile_tokens(const uint8_t* rows, const ColumnBlock& b,
+                                  const TokenRows<kFma>* xs, int64_t x_stride, int64_t nt,
+                                  __m512* acc_mem, float* y, int64_t y_stride, const Tables& tb) {
   switch (nt) {
     case 1:
       return dot_tile<R, 1, kFma>(rows, b, xs, x_stride, acc_mem, y, y_stride, tb);
@@ -307,15 +303,14 @@ M2FP4_FP8DOT void scale_activations(const float* x, int64_t cols, int64_t n_toke
 // The row tiles of rows [b0, b1) (one 128-row scale block) against all n_tokens tokens.
 template <bool kFma>
 M2FP4_FP8DOT void block_rows(const uint8_t* data, int64_t rows_total, int64_t cols, int64_t b0,
-                             int64_t b1, const void* xs, int64_t stride, int64_t n_tokens,
-                             __m512* acc_mem, float* y, const Tables& tb) {
-  // FMA: 2-row tiles (16 accumulators + 2 rows' decoded and widened vectors + the tables fit the
-  // 32 registers), all the tokens at once.
-  const int64_t tile_rows = kFma ? 2 : n_tokens == 1 ? 8 : n_tokens <= 4 ? 4 : 2;
-  const int64_t group = kFma ? n_tokens : n_tokens <= 4 ? 4 : kMaxTokenGroup;
+                             int64_t b1, const TokenRows<kFma>* xs, int64_t stride,
+                             int64_t n_tokens, __m512* acc_mem, float* y, const Tables& tb) {
+  // vdpbf16ps takes 1 or more than 8 tokens (matmul_rows); FMA: 2-row tiles (16 accumulators + 2
+  // rows' decoded and widened vectors + the tables fit the 32 registers), all the tokens at once.
+  const int64_t tile_rows = n_tokens == 1 ? 8 : 2;
+  const int64_t group = kFma ? n_tokens : kMaxTokenGroup;
   const int64_t block_cols =
       kFma ? std::max<int64_t>(64, kFmaBlockFloats / n_tokens / 64 * 64) : cols;
-  const size_t elem = kFma ? sizeof(float) : sizeof(uint16_t);
   for (int64_t c0 = 0; c0 < cols; c0 += block_cols) {
     const ColumnBlock cb{c0, std::min(cols, c0 + block_cols), cols, c0 == 0,
                          c0 + block_cols >= cols};
@@ -327,7 +322,7 @@ M2FP4_FP8DOT void block_rows(const uint8_t* data, int64_t rows_total, int64_t co
       __m512* tile_acc = acc_mem + (r - b0) * n_tokens;
       for (int64_t t = 0; t < n_tokens; t += group) {
         const int64_t nt = std::min(group, n_tokens - t);
-        const void* xt = static_cast<const char*>(xs) + static_cast<size_t>(t * stride) * elem;
+        const TokenRows<kFma>* xt = xs + t * stride;
         float* yt = y + t * rows_total + r;
         switch (nr) {
           case 8:
@@ -373,7 +368,7 @@ M2FP4_FP8DOT void matmul_rows(const Weight& w, const float* x, int64_t n_tokens,
   uint16_t* xs = reinterpret_cast<uint16_t*>(
       thread_scratch(1, static_cast<size_t>((n_tokens * stride + 1) / 2)));
   const Tables tb = load_tables();
-  // 2-8 tokens: f32 FMAs on widened activations (dot_step_fma), with DAZ and FTZ set around the
+  // 2-8 tokens: f32 FMAs on widened activations (the FMA dot_step), with DAZ and FTZ set around the
   // dot products only (scale_activations must read subnormal x as they are).
   const bool fma = n_tokens >= 2 && n_tokens <= kMaxTokenGroup;
   // Scratch: the widened tokens, then a scale block's parked accumulators (64-byte aligned).
