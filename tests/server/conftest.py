@@ -1,9 +1,9 @@
-"""Shared fixtures for the m2fp4 serve tests: a tiny checkpoint and a server on a free loopback
-port (started per test module, waited for on /health, killed at the end)."""
+"""Shared fixtures for the m2fp4 serve tests: a tiny checkpoint and a server on a loopback port
+of its own choosing (started per test module, waited for on /health, killed at the end)."""
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -13,12 +13,6 @@ import urllib.request
 import pytest
 
 EXE = os.environ.get("M2FP4_EXE", "build/m2fp4")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method, url, body=None, headers=None, timeout=60):
@@ -38,13 +32,15 @@ def http(method, url, body=None, headers=None, timeout=60):
 
 class Server:
     def __init__(self, model_dir, extra_args=(), env=None, model_arg=True):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.port = None
+        self.base = None
         self.log = tempfile.NamedTemporaryFile(prefix="m2fp4-serve-", suffix=".log", delete=False)
         args = [EXE, "serve"]
         if model_arg:
             args.append(model_dir)
-        args += ["--port", str(self.port), "--threads", "1", "--kv-cache-memory", "64M"]
+        # --port 0: the server binds a free port itself and logs it. (Picking a free port here
+        # and passing it on races with every other test of a parallel ctest doing the same.)
+        args += ["--port", "0", "--threads", "1", "--kv-cache-memory", "64M"]
         args += list(extra_args)
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env or os.environ.copy())
@@ -52,6 +48,13 @@ class Server:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()}")
+            if self.port is None:
+                bound = re.search(r" on http://127\.0\.0\.1:(\d+)", self.output())
+                if bound is None:
+                    time.sleep(0.1)
+                    continue
+                self.port = int(bound.group(1))
+                self.base = f"http://127.0.0.1:{self.port}"
             try:
                 status, _ = http("GET", self.base + "/health", timeout=2)
                 if status == 200:
