@@ -295,16 +295,14 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Tensor
   char length[8];
   store_u64_le(text.size(), length);
 
-  out_.open(partial_path_, std::ios::binary | std::ios::trunc);
-  if (!out_) fail(path_, ": cannot create ", partial_path_, ": ", std::strerror(errno));
-  out_.write(length, 8);
-  out_.write(text.data(), static_cast<std::streamsize>(text.size()));
-  if (!out_) fail(path_, ": writing the header failed");
+  out_ = std::make_unique<SequentialWriter>(partial_path_);
+  out_->write(length, 8);
+  out_->write(text.data(), text.size());
 }
 
 SafetensorsWriter::~SafetensorsWriter() {
   if (finished_) return;
-  if (out_.is_open()) out_.close();
+  out_.reset();
   std::remove(partial_path_.c_str());
 }
 
@@ -319,8 +317,11 @@ void SafetensorsWriter::write(std::string_view name, std::span<const std::byte> 
   M2_CHECK(data.size() == expected, path_, ": tensor '", spec.name, "' is declared as ",
            dtype_name(spec.dtype), " ", shape_string(spec.shape), " = ", expected,
            " bytes but got ", data.size(), " bytes");
-  out_.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
-  if (!out_) fail(path_, ": writing tensor '", spec.name, "' failed: ", std::strerror(errno));
+  try {
+    out_->write(data.data(), data.size());
+  } catch (const Error& e) {
+    fail(path_, ": writing tensor '", spec.name, "': ", e.what());
+  }
   ++next_;
 }
 
@@ -328,9 +329,7 @@ void SafetensorsWriter::finish() {
   M2_CHECK(!finished_, path_, ": finish() called twice");
   M2_CHECK(next_ == specs_.size(), path_, ": finish() after ", next_, " of ", specs_.size(),
            " declared tensors; '", next_ < specs_.size() ? specs_[next_].name : "", "' is next");
-  out_.flush();
-  out_.close();
-  if (!out_) fail(path_, ": flushing ", partial_path_, " failed");
+  out_->finish();
   if (std::rename(partial_path_.c_str(), path_.c_str()) != 0) {
     fail(path_, ": cannot rename ", partial_path_, " into place: ", std::strerror(errno));
   }
