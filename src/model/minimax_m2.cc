@@ -44,7 +44,11 @@ struct MiniMaxM2::Scratch {
   std::vector<float> router;        // router logits [n, n_experts]
   std::vector<int32_t> expert_ids;  // [n, top_k]
   std::vector<float> expert_w;      // [n, top_k]
-  std::vector<float> expert_in, gate, up, down;  // per-expert gathered rows
+  // Per expert, its tokens' rows gathered [routed rows, hidden], then w2's outputs in their
+  // place: no row is read after its expert's w1/w3 ran, and a separate output buffer as large
+  // was ~0.8 GB more at the real model's widths for an 8192-token prefill.
+  std::vector<float> expert_rows;
+  std::vector<float> gate, up;                   // w1 and w3 outputs [routed rows, intermediate]
   std::vector<std::vector<float>> attn_scratch;  // per thread, [max n_ctx]
   std::deque<std::vector<float>> w4a4;           // NVFP4-quantized copies of linear inputs
   // Per pool thread, for the MoE's expert tasks: a one-thread pool (each expert's matmuls run on
@@ -410,10 +414,9 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
   for (int64_t e = 0; e < E; ++e)
     offset[e + 1] = offset[e] + static_cast<int64_t>(routed[e].size());
   const int64_t total = offset[E];
-  resize_on_huge_pages(s.expert_in, static_cast<size_t>(total * H));
+  resize_on_huge_pages(s.expert_rows, static_cast<size_t>(total * H));
   resize_on_huge_pages(s.gate, static_cast<size_t>(total * I));
   resize_on_huge_pages(s.up, static_cast<size_t>(total * I));
-  resize_on_huge_pages(s.down, static_cast<size_t>(total * H));
   if (profile_) {
     for (int64_t e = 0; e < E; ++e) profile_->experts_run += offset[e + 1] > offset[e] ? 1 : 0;
     profile_->expert_rows += total;
@@ -454,7 +457,7 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
     for (int64_t e = 0; e < E; ++e) {
       const int64_t m = offset[e + 1] - offset[e];
       if (m == 0) continue;
-      float* in = s.expert_in.data() + offset[e] * H;
+      float* in = s.expert_rows.data() + offset[e] * H;
       for (int64_t r = 0; r < m; ++r)
         std::copy_n(s.h.data() + routed[e][r].first * H, H, in + r * H);
       if (observer) observer->on_linear_input(l, LinearSite::kExpertW13, e, in, m, H);
@@ -474,7 +477,7 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
       if (m == 0) continue;
       const float* act = s.gate.data() + offset[e] * I;
       if (observer) observer->on_linear_input(l, LinearSite::kExpertW2, e, act, m, I);
-      jobs.push_back({&L.experts[e].w2, act, m, s.down.data() + offset[e] * H});
+      jobs.push_back({&L.experts[e].w2, act, m, s.expert_rows.data() + offset[e] * H});
     }
     run_linear(jobs, true);
     clock.mark(ForwardProfile::kExpertsDown);
@@ -486,7 +489,7 @@ void MiniMaxM2::moe_block(int64_t l, const LayerWeights& L, ForwardObserver* obs
       const float w = routed[e][r].second;
       if (w == 0.0f) continue;  // observation-only row (all-experts calibration)
       add_scaled(s.x.data() + routed[e][r].first * H,
-                 s.down.data() + (offset[e] + static_cast<int64_t>(r)) * H, w, H);
+                 s.expert_rows.data() + (offset[e] + static_cast<int64_t>(r)) * H, w, H);
     }
   }
   clock.mark(ForwardProfile::kCombine);
@@ -517,10 +520,10 @@ void MiniMaxM2::run_expert_tasks(const LayerWeights& L, const std::vector<int64_
     const int64_t e = order[static_cast<size_t>(task)];
     const int64_t m = offset[e + 1] - offset[e];
     const ExpertWeights& X = L.experts[e];
-    float* in = s.expert_in.data() + offset[e] * H;
+    float* in = s.expert_rows.data() + offset[e] * H;
     float* gate = s.gate.data() + offset[e] * I;
     float* up = s.up.data() + offset[e] * I;
-    float* down = s.down.data() + offset[e] * H;
+    float* down = in;  // w2's outputs over the rows w1/w3 have read
     for (int64_t r = 0; r < m; ++r) std::copy_n(s.h.data() + routed[e][r].first * H, H, in + r * H);
     std::vector<MatmulJob>& jobs = s.task_jobs[static_cast<size_t>(thread)];
     std::deque<std::vector<float>>& w4a4 = s.task_w4a4[static_cast<size_t>(thread)];
