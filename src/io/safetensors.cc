@@ -295,14 +295,16 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Tensor
   char length[8];
   store_u64_le(text.size(), length);
 
-  out_ = std::make_unique<SequentialWriter>(partial_path_);
-  out_->write(length, 8);
-  out_->write(text.data(), text.size());
+  out_.open(partial_path_, std::ios::binary | std::ios::trunc);
+  if (!out_) fail(path_, ": cannot create ", partial_path_, ": ", std::strerror(errno));
+  out_.write(length, 8);
+  out_.write(text.data(), static_cast<std::streamsize>(text.size()));
+  if (!out_) fail(path_, ": writing the header failed");
 }
 
 SafetensorsWriter::~SafetensorsWriter() {
   if (finished_) return;
-  out_.reset();
+  if (out_.is_open()) out_.close();
   std::remove(partial_path_.c_str());
 }
 
@@ -317,11 +319,8 @@ void SafetensorsWriter::write(std::string_view name, std::span<const std::byte> 
   M2_CHECK(data.size() == expected, path_, ": tensor '", spec.name, "' is declared as ",
            dtype_name(spec.dtype), " ", shape_string(spec.shape), " = ", expected,
            " bytes but got ", data.size(), " bytes");
-  try {
-    out_->write(data.data(), data.size());
-  } catch (const Error& e) {
-    fail(path_, ": writing tensor '", spec.name, "': ", e.what());
-  }
+  out_.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  if (!out_) fail(path_, ": writing tensor '", spec.name, "' failed: ", std::strerror(errno));
   ++next_;
 }
 
@@ -329,7 +328,9 @@ void SafetensorsWriter::finish() {
   M2_CHECK(!finished_, path_, ": finish() called twice");
   M2_CHECK(next_ == specs_.size(), path_, ": finish() after ", next_, " of ", specs_.size(),
            " declared tensors; '", next_ < specs_.size() ? specs_[next_].name : "", "' is next");
-  out_->finish();
+  out_.flush();
+  out_.close();
+  if (!out_) fail(path_, ": flushing ", partial_path_, " failed");
   if (std::rename(partial_path_.c_str(), path_.c_str()) != 0) {
     fail(path_, ": cannot rename ", partial_path_, " into place: ", std::strerror(errno));
   }

@@ -6,8 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
 #include <map>
-#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "base/file.h"
-#include "base/sequential_writer.h"
 #include "io/dtype.h"
 
 namespace m2fp4 {
@@ -112,7 +111,7 @@ class SafetensorsWriter {
   std::string partial_path_;
   std::vector<TensorSpec> specs_;
   size_t next_ = 0;
-  std::unique_ptr<SequentialWriter> out_;  // the partial file (O_DIRECT where possible)
+  std::ofstream out_;
   bool finished_ = false;
 };
 
