@@ -220,12 +220,15 @@ inline void pack_tokens(const float* x, int64_t cols, int64_t n_tokens, bool rou
 }
 
 // yacc[t * P + i] (+)= sum over k < depth of panel[k * P + i] * xp[k * T + t] for the T tokens of
-// a packed tile and the P = kPanelVectors vectors of rows; starts from zero when `first`. Issues
-// the n_prefetch prefetches of `prefetch` evenly over its columns: in one burst they would stall
-// it while the line fill buffers are full.
+// a packed tile and the P = kPanelVectors vectors of rows; starts from zero when `first`. The
+// sums go to out[t * out_stride + i] instead when out is given (the last block of a whole panel:
+// straight into the output rows, not through yacc and a copy). Issues the n_prefetch prefetches
+// of `prefetch` evenly over its columns: in one burst they would stall it while the line fill
+// buffers are full.
 template <int T>
 HWY_NOINLINE void panel_tile(const float* HWY_RESTRICT panel, int64_t depth,
                              const float* HWY_RESTRICT xp, float* HWY_RESTRICT yacc, bool first,
+                             float* HWY_RESTRICT out, int64_t out_stride,
                              const void* const* prefetch, int64_t n_prefetch) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
@@ -255,6 +258,14 @@ HWY_NOINLINE void panel_tile(const float* HWY_RESTRICT panel, int64_t depth,
     }
   }
   for (; j < n_prefetch; ++j) hwy::Prefetch(prefetch[j]);
+  if (out != nullptr) {
+    HWY_UNROLL(16)
+    for (int t = 0; t < T; ++t) {
+      HWY_UNROLL(4)
+      for (int v = 0; v < V; ++v) hn::StoreU(acc[t][v], df, out + t * out_stride + v * n);
+    }
+    return;
+  }
   HWY_UNROLL(16)
   for (int t = 0; t < T; ++t) {
     HWY_UNROLL(4)
@@ -262,8 +273,8 @@ HWY_NOINLINE void panel_tile(const float* HWY_RESTRICT panel, int64_t depth,
   }
 }
 
-using PanelTileFn = void (*)(const float*, int64_t, const float*, float*, bool, const void* const*,
-                             int64_t);
+using PanelTileFn = void (*)(const float*, int64_t, const float*, float*, bool, float*, int64_t,
+                             const void* const*, int64_t);
 
 template <int... Ts>
 constexpr auto make_tile_table(std::integer_sequence<int, Ts...>) {
@@ -311,32 +322,20 @@ inline void gemm_rows(const uint16_t* w, int64_t cols, int64_t row_begin, int64_
           prefetch[j++] = w + (next_p + r) * cols + next_k + l * kLineElements;
         }
       }
+      // A whole panel's last block stores straight into y (a partial one through yacc: its
+      // rows past nr are not y's).
+      const bool direct = k1 == cols && nr == P;
       for (int64_t i = 0; i < n_tiles; ++i) {
         const int64_t t0 = tile_begin(n_tokens, n_tiles, i);
         const int64_t T = tile_begin(n_tokens, n_tiles, i + 1) - t0;
         const int64_t j0 = n_prefetch * i / n_tiles, j1 = n_prefetch * (i + 1) / n_tiles;
-        if (k1 == cols) {  // the tile's outputs, written after its last block
-          for (int64_t t = t0; t < t0 + T; ++t) {
-            for (int64_t r = 0; r < nr; r += 16) hwy::Prefetch(y + t * n_rows_total + p0 + r);
-          }
-        }
         tile_for(T)(panel, k1 - k0, packed + t0 * cols + k0 * T, yacc + t0 * P, k0 == 0,
-                    prefetch + j0, j1 - j0);
+                    direct ? y + t0 * n_rows_total + p0 : nullptr, n_rows_total, prefetch + j0,
+                    j1 - j0);
       }
     }
     if (cols == 0) std::memset(yacc, 0, static_cast<size_t>(n_tokens * P) * sizeof(float));
-    if (nr == P) {
-      // Whole panels by vector copies: memcpy of these 128 bytes (rep movs) took ~2% of a
-      // calibration run's samples.
-      const DF df;
-      const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        HWY_UNROLL(4)
-        for (int v = 0; v < kPanelVectors; ++v) {
-          hn::StoreU(hn::LoadU(df, yacc + t * P + v * n), df, y + t * n_rows_total + p0 + v * n);
-        }
-      }
-    } else {
+    if (nr < P || cols == 0) {
       for (int64_t t = 0; t < n_tokens; ++t) {
         std::memcpy(y + t * n_rows_total + p0, yacc + t * P,
                     static_cast<size_t>(nr) * sizeof(float));
